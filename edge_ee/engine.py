@@ -1,0 +1,244 @@
+"""The early-exit engine: one onnxruntime session per segment and per head, run stage by stage.
+
+``Engine.infer`` runs segment k, then its exit head, applies the exit rule, and stops at the first
+exit that fires. Modes:
+
+* ``adaptive`` (default): early exits with the thresholds in force;
+* ``full``: never exit early, skip every intermediate head (the plain model's cost);
+* ``exit_at``: run up to stage k and answer from head k (for measurement).
+
+With ``deadline_s`` the deadline guard stops before a stage that is predicted not to finish in
+time and answers from the deepest exit evaluated so far.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from .bundle import Bundle, load_bundle
+from .deadline import LatencyModel
+from .errors import BundleError, InferenceError, UsageError
+from .exit_rules import decide
+from .manifest import Head
+from .sessions import SessionConfig, io_names, make_session, shapes_compatible
+
+Mode = Literal["adaptive", "full", "exit_at"]
+_now = time.perf_counter
+
+
+@dataclass
+class Result:
+    label: str
+    label_index: int
+    exit_index: int  # stage whose head answered (num_stages - 1 = final)
+    confidence: float  # max softmax probability at that exit
+    score: float  # value compared with the threshold (NaN when the rule was not applied)
+    probs: np.ndarray
+    segment_ms: list[float]  # per executed segment
+    head_ms: list[float | None]  # per executed stage: head time or None when the head was skipped
+    total_ms: float
+    macs: int
+    deadline_stop: bool = False  # the guard stopped early to meet the deadline
+    thresholds: list[float] = field(default_factory=list)
+
+    @property
+    def stages_run(self) -> int:
+        return len(self.segment_ms)
+
+
+class Engine:
+    """Runs a bundle adaptively. Not thread-safe: one engine per inference thread."""
+
+    def __init__(self, bundle: Bundle | str | None = None, session: SessionConfig | None = None,
+                 thresholds: list[float] | None = None, rule: str | None = None) -> None:
+        self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+        self.manifest = m = self.bundle.manifest
+        self.session_config = session or SessionConfig()
+        self._seg = [make_session(self.bundle.file(s.segment.file), self.session_config) for s in m.stages]
+        self._head = [
+            make_session(self.bundle.file(s.head.file), self.session_config) if s.head else None
+            for s in m.stages
+        ]
+        self._check_io()
+        self.heads: list[Head | None] = [s.head for s in m.stages]
+        self.num_stages = len(m.stages)
+        self.rules = [h.rule if h else "max_softmax" for h in self.heads]
+        if rule is not None:
+            self.set_rule(rule)
+        self.thresholds = list(thresholds) if thresholds is not None else m.default_thresholds()
+        self.set_thresholds(self.thresholds)
+        self.latency = LatencyModel(self.num_stages)
+        self._seg_io = [(s.segment.input, [s.segment.output]) for s in m.stages]
+        self._head_out = [
+            ([h.logits] + ([h.confidence] if h.confidence else []), h.input) if h else None for h in self.heads
+        ]
+        self.input_shape = m.input.sample_shape
+        self.input_dtype = np.dtype(m.input.dtype)
+
+    # ------------------------------------------------------------------ setup
+    def _check_io(self) -> None:
+        m = self.manifest
+        prev_out_shape: list | None = None
+        for k, s in enumerate(m.stages):
+            ins, outs = io_names(self._seg[k])
+            where = f"stages[{k}].segment ({s.segment.file})"
+            if s.segment.input not in ins or len(ins) != 1:
+                raise BundleError(f"{where}: ONNX inputs {list(ins)} do not match manifest input {s.segment.input!r}")
+            if s.segment.output not in outs:
+                raise BundleError(f"{where}: ONNX outputs {list(outs)} lack manifest output {s.segment.output!r}")
+            in_shape = ins[s.segment.input]
+            if k == 0 and not shapes_compatible(in_shape, list(m.input.shape)):
+                raise BundleError(f"{where}: input shape {in_shape} does not match the bundle input {m.input.shape}")
+            if prev_out_shape is not None and not shapes_compatible(in_shape, prev_out_shape):
+                raise BundleError(
+                    f"{where}: input shape {in_shape} does not chain to the previous segment's output "
+                    f"shape {prev_out_shape}"
+                )
+            out_shape = outs[s.segment.output]
+            if s.segment.output_shape and not shapes_compatible(out_shape, s.segment.output_shape):
+                raise BundleError(f"{where}: output shape {out_shape} differs from the manifest {s.segment.output_shape}")
+            prev_out_shape = out_shape
+            if s.head is not None:
+                hin, hout = io_names(self._head[k])  # type: ignore[arg-type]
+                hw = f"stages[{k}].head ({s.head.file})"
+                if s.head.input not in hin:
+                    raise BundleError(f"{hw}: ONNX inputs {list(hin)} lack manifest input {s.head.input!r}")
+                if not shapes_compatible(hin[s.head.input], out_shape):
+                    raise BundleError(f"{hw}: input shape {hin[s.head.input]} does not match segment output {out_shape}")
+                for name in (s.head.logits, s.head.confidence):
+                    if name is not None and name not in hout:
+                        raise BundleError(f"{hw}: ONNX outputs {list(hout)} lack manifest output {name!r}")
+                logits_shape = hout[s.head.logits]
+                if isinstance(logits_shape[-1], int) and logits_shape[-1] != len(m.labels):
+                    raise BundleError(f"{hw}: {logits_shape[-1]} logits for {len(m.labels)} labels")
+        last = m.stages[-1]
+        if last.head is None and isinstance(prev_out_shape[-1], int) and prev_out_shape[-1] != len(m.labels):  # type: ignore[index]
+            raise BundleError(f"final segment outputs {prev_out_shape[-1]} values for {len(m.labels)} labels")  # type: ignore[index]
+
+    # ------------------------------------------------------------------ control
+    def set_thresholds(self, thresholds: list[float]) -> None:
+        n = self.num_stages - 1
+        if len(thresholds) != n:
+            raise UsageError(f"this bundle has {n} early exits; got {len(thresholds)} thresholds")
+        self.thresholds = [float(t) for t in thresholds]
+
+    def set_rule(self, rule: str) -> None:
+        for k, h in enumerate(self.heads[:-1]):
+            if h is None:
+                continue
+            if rule == "confidence" and h.confidence is None:
+                raise UsageError(f"exit {k} has no learned confidence output; rule 'confidence' is not possible")
+            self.rules[k] = rule
+
+    def macs_for(self, exit_index: int, mode: Mode = "adaptive") -> int:
+        m = self.manifest
+        segs = sum(s.segment.macs for s in m.stages[: exit_index + 1])
+        if mode == "full":
+            heads = m.stages[-1].head.macs if m.stages[-1].head else 0
+        elif mode == "exit_at":
+            heads = m.stages[exit_index].head.macs if m.stages[exit_index].head else 0
+        else:
+            heads = sum(s.head.macs for s in m.stages[: exit_index + 1] if s.head)
+        return segs + heads
+
+    # ------------------------------------------------------------------ inference
+    def check_input(self, x: np.ndarray) -> np.ndarray:
+        if x.shape != self.input_shape:
+            raise InferenceError(
+                f"input has shape {tuple(x.shape)}, the bundle expects {self.input_shape}",
+                "check the source's preprocessing against the bundle's input spec (edge-ee info)",
+            )
+        if x.dtype != self.input_dtype:
+            x = x.astype(self.input_dtype)
+        return x
+
+    def infer(self, x: np.ndarray, mode: Mode = "adaptive", exit_at: int | None = None,
+              deadline_s: float | None = None) -> Result:
+        """Classify one input of shape ``input_shape``. ``deadline_s`` is relative to the call."""
+        t0 = _now()
+        x = self.check_input(x)
+        last = self.num_stages - 1
+        if mode == "exit_at":
+            if exit_at is None or not 0 <= exit_at <= last:
+                raise UsageError(f"exit_at must be between 0 and {last}")
+            stop_at = exit_at
+        else:
+            stop_at = last
+        seg_ms: list[float] = []
+        head_ms: list[float | None] = []
+        best: tuple | None = None  # (k, logits, confidence output, decision)
+        cur = x
+        deadline_stop = False
+        lat = self.latency
+        try:
+            for k in range(stop_at + 1):
+                if deadline_s is not None and best is not None and not lat.fits(k, _now() - t0, deadline_s):
+                    deadline_stop = True
+                    break
+                inp, outs = self._seg_io[k]
+                ts = _now()
+                cur = self._seg[k].run(outs, {inp: cur})[0]
+                te = _now()
+                seg_ms.append((te - ts) * 1e3)
+                lat.segments[k].update(te - ts)
+                head = self.heads[k]
+                run_head = k == stop_at or mode == "adaptive"
+                if head is None:  # final segment outputs logits directly
+                    best = (k, cur, None)
+                    head_ms.append(None)
+                    break
+                if not run_head:
+                    head_ms.append(None)
+                    continue
+                names, hin = self._head_out[k]  # type: ignore[misc]
+                ts = _now()
+                hout = self._head[k].run(names, {hin: cur})  # type: ignore[union-attr]
+                te = _now()
+                head_ms.append((te - ts) * 1e3)
+                lat.heads[k].update(te - ts)
+                conf_out = float(np.asarray(hout[1]).reshape(-1)[0]) if len(hout) > 1 else None
+                d = decide(self.rules[k], self.thresholds[k], hout[0], head.temperature, conf_out) if k < last else None
+                best = (k, hout[0], d)
+                if k == stop_at or (d is not None and d.fires):
+                    break
+        except Exception as e:
+            if isinstance(e, (UsageError, InferenceError)):
+                raise
+            raise InferenceError(f"inference failed in stage {len(seg_ms)}: {str(e).splitlines()[0][:300]}") from e
+        assert best is not None
+        k, logits, d = best
+        if d is not None:
+            score = d.score
+        else:  # the final classifier always answers
+            head = self.heads[k]
+            d = decide("max_softmax", 0.0, logits, head.temperature if head else 1.0)
+            score = float("nan")
+        idx = int(d.probs.argmax())
+        total_ms = (_now() - t0) * 1e3
+        executed = len(seg_ms)
+        if mode == "full":
+            macs = self.macs_for(k, "full")
+        elif mode == "exit_at":
+            macs = self.macs_for(k, "exit_at")
+        else:
+            macs = sum(s.segment.macs for s in self.manifest.stages[:executed]) + sum(
+                h.macs for h, t in zip(self.heads, head_ms) if h is not None and t is not None
+            )
+        return Result(
+            label=self.manifest.labels[idx],
+            label_index=idx,
+            exit_index=k,
+            confidence=d.confidence,
+            score=score,
+            probs=d.probs,
+            segment_ms=seg_ms,
+            head_ms=head_ms,
+            total_ms=total_ms,
+            macs=macs,
+            deadline_stop=deadline_stop,
+            thresholds=self.thresholds,
+        )

@@ -1,0 +1,432 @@
+"""Bundle manifest schema v1: the single source of truth for the bundle format.
+
+The exporter (``edge_ee_export``) builds a :class:`Manifest` and writes it with
+:func:`write_manifest`; the runtime reads it with :func:`parse_manifest`. Parsing is strict:
+unknown schema versions, missing keys, wrong types and paths that leave the bundle directory are
+rejected with a :class:`~edge_ee.errors.BundleError` that names the offending field.
+
+Layout of ``manifest.json`` (v1)::
+
+    {
+      "schema_version": 1,
+      "name": "fashion-mnist-resnet8-ee",
+      "task": "image_classification" | "keyword_spotting",
+      "description": "...",
+      "labels": ["T-shirt/top", ...],
+      "input": {"name": "input", "shape": [1, 1, 28, 28], "dtype": "float32", "layout": "NCHW",
+                "preprocess": {...}},
+      "stages": [
+        {"segment": {"file": "segment0.onnx", "sha256": "...", "macs": 123,
+                     "input": "input", "output": "feat0", "output_shape": [1, 16, 28, 28]},
+         "head": {"file": "exit0.onnx", "sha256": "...", "macs": 45, "kind": "softmax",
+                  "input": "feat0", "logits": "logits", "confidence": null,
+                  "rule": "max_softmax", "threshold": 0.9, "temperature": 1.0,
+                  "stats": {"accuracy": 0.81, "exit_fraction": 0.55}}},
+        ...
+        {"segment": {...}, "head": {... final classifier, "kind": "final" ...}}
+      ],
+      "calibration": {...optional: operating points, accuracy-vs-MACs table...},
+      "producer": {"tool": "edge-ee-export 0.1.0", "torch": "2.13.0", "onnx_opset": 17, ...}
+    }
+
+The last stage's head is the model's own classifier (``kind: "final"``): it always answers.
+A final stage may also omit its head, in which case its segment outputs the logits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from .errors import BundleError
+
+SCHEMA_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+PROFILE_NAME = "profile.json"
+
+TASKS = ("image_classification", "keyword_spotting")
+HEAD_KINDS = ("softmax", "confidence", "final")
+EXIT_RULES = ("max_softmax", "entropy", "confidence")
+DTYPES = ("float32", "uint8", "int8", "float16")
+LAYOUTS = ("NCHW", "NHWC", "NTF", "NCTF", "NF")
+PREPROCESS_KINDS = ("image", "audio_mfcc", "none")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(chunk)
+            if not b:
+                break
+            h.update(b)
+    return h.hexdigest()
+
+
+def _req(d: dict[str, Any], key: str, where: str, types: type | tuple[type, ...]) -> Any:
+    if not isinstance(d, dict):
+        raise BundleError(f"manifest: {where} must be an object, got {type(d).__name__}")
+    if key not in d:
+        raise BundleError(f"manifest: {where}.{key} is missing")
+    v = d[key]
+    if not isinstance(v, types) or (isinstance(v, bool) and bool not in _as_tuple(types)):
+        raise BundleError(
+            f"manifest: {where}.{key} has type {type(v).__name__}, expected "
+            + " or ".join(t.__name__ for t in _as_tuple(types))
+        )
+    return v
+
+
+def _opt(d: dict[str, Any], key: str, where: str, types: type | tuple[type, ...], default: Any) -> Any:
+    if d.get(key) is None:
+        return default
+    return _req(d, key, where, types)
+
+
+def _as_tuple(t: type | tuple[type, ...]) -> tuple[type, ...]:
+    return t if isinstance(t, tuple) else (t,)
+
+
+def _shape(v: Any, where: str) -> list[int | str]:
+    if not isinstance(v, list) or not v:
+        raise BundleError(f"manifest: {where} must be a non-empty list of dimensions")
+    out: list[int | str] = []
+    for d in v:
+        if isinstance(d, bool) or not isinstance(d, (int, str)) or (isinstance(d, int) and d < 0):
+            raise BundleError(f"manifest: {where} has an invalid dimension {d!r}")
+        out.append(d)
+    return out
+
+
+def check_relative_path(rel: str, where: str) -> str:
+    """A bundle file name must be a relative POSIX path that stays inside the bundle."""
+    if not isinstance(rel, str) or not rel:
+        raise BundleError(f"manifest: {where} must be a non-empty file name")
+    p = PurePosixPath(rel)
+    if p.is_absolute() or "\\" in rel or rel.startswith("~") or ".." in p.parts:
+        raise BundleError(
+            f"manifest: {where} = {rel!r} points outside the bundle directory",
+            "bundle files must be relative paths inside the bundle (no '..', no absolute paths)",
+        )
+    return rel
+
+
+# --------------------------------------------------------------------------- schema
+
+
+@dataclass
+class FileRef:
+    """An ONNX file of the bundle with its checksum and cost."""
+
+    file: str
+    sha256: str
+    macs: int
+    input: str
+    output: str
+    output_shape: list[int | str] | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], where: str) -> FileRef:
+        sha = _req(d, "sha256", where, str)
+        if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+            raise BundleError(f"manifest: {where}.sha256 is not a lowercase hex sha256 digest")
+        macs = _req(d, "macs", where, int)
+        if macs < 0:
+            raise BundleError(f"manifest: {where}.macs must be >= 0")
+        out_shape = d.get("output_shape")
+        return cls(
+            file=check_relative_path(_req(d, "file", where, str), f"{where}.file"),
+            sha256=sha,
+            macs=macs,
+            input=_req(d, "input", where, str),
+            output=_req(d, "output", where, str),
+            output_shape=_shape(out_shape, f"{where}.output_shape") if out_shape is not None else None,
+        )
+
+
+@dataclass
+class Head:
+    """An exit head (or the final classifier) attached after a segment."""
+
+    file: str
+    sha256: str
+    macs: int
+    input: str
+    logits: str
+    kind: str = "softmax"
+    confidence: str | None = None  # output name of the learned confidence (kind == "confidence")
+    rule: str = "max_softmax"
+    threshold: float = 1.0
+    temperature: float = 1.0
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_final(self) -> bool:
+        return self.kind == "final"
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], where: str) -> Head:
+        ref = FileRef.from_dict({**d, "output": d.get("logits")}, where) if "logits" in d else None
+        if ref is None:
+            raise BundleError(f"manifest: {where}.logits is missing (name of the logits output)")
+        kind = _opt(d, "kind", where, str, "softmax")
+        if kind not in HEAD_KINDS:
+            raise BundleError(f"manifest: {where}.kind = {kind!r}; expected one of {', '.join(HEAD_KINDS)}")
+        conf = _opt(d, "confidence", where, str, None)
+        if kind == "confidence" and conf is None:
+            raise BundleError(f"manifest: {where} has kind 'confidence' but no 'confidence' output name")
+        rule = _opt(d, "rule", where, str, "confidence" if kind == "confidence" else "max_softmax")
+        if rule not in EXIT_RULES:
+            raise BundleError(f"manifest: {where}.rule = {rule!r}; expected one of {', '.join(EXIT_RULES)}")
+        if rule == "confidence" and conf is None:
+            raise BundleError(f"manifest: {where}.rule is 'confidence' but the head has no confidence output")
+        thr = float(_opt(d, "threshold", where, (int, float), 1.0))
+        temp = float(_opt(d, "temperature", where, (int, float), 1.0))
+        if not math.isfinite(thr):
+            raise BundleError(f"manifest: {where}.threshold must be a finite number")
+        if not (temp > 0 and math.isfinite(temp)):
+            raise BundleError(f"manifest: {where}.temperature must be a positive number")
+        return cls(
+            file=ref.file,
+            sha256=ref.sha256,
+            macs=ref.macs,
+            input=ref.input,
+            logits=ref.output,
+            kind=kind,
+            confidence=conf,
+            rule=rule,
+            threshold=thr,
+            temperature=temp,
+            stats=_opt(d, "stats", where, dict, {}),
+        )
+
+
+@dataclass
+class Stage:
+    segment: FileRef
+    head: Head | None
+
+    @property
+    def macs(self) -> int:
+        return self.segment.macs + (self.head.macs if self.head else 0)
+
+
+@dataclass
+class InputSpec:
+    name: str
+    shape: list[int | str]
+    dtype: str = "float32"
+    layout: str = "NCHW"
+    preprocess: dict[str, Any] = field(default_factory=lambda: {"kind": "none"})
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """Shape of one sample with the batch dimension forced to 1."""
+        dims = [1 if not isinstance(d, int) or d == 0 else d for d in self.shape]
+        dims[0] = 1
+        return tuple(dims)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> InputSpec:
+        w = "input"
+        dtype = _opt(d, "dtype", w, str, "float32")
+        if dtype not in DTYPES:
+            raise BundleError(f"manifest: input.dtype = {dtype!r}; expected one of {', '.join(DTYPES)}")
+        layout = _opt(d, "layout", w, str, "NCHW")
+        if layout not in LAYOUTS:
+            raise BundleError(f"manifest: input.layout = {layout!r}; expected one of {', '.join(LAYOUTS)}")
+        pre = _opt(d, "preprocess", w, dict, {"kind": "none"})
+        if pre.get("kind", "none") not in PREPROCESS_KINDS:
+            raise BundleError(
+                f"manifest: input.preprocess.kind = {pre.get('kind')!r}; "
+                f"expected one of {', '.join(PREPROCESS_KINDS)}"
+            )
+        return cls(
+            name=_req(d, "name", w, str),
+            shape=_shape(_req(d, "shape", w, list), "input.shape"),
+            dtype=dtype,
+            layout=layout,
+            preprocess=pre,
+        )
+
+
+@dataclass
+class Manifest:
+    name: str
+    task: str
+    labels: list[str]
+    input: InputSpec
+    stages: list[Stage]
+    description: str = ""
+    calibration: dict[str, Any] = field(default_factory=dict)
+    producer: dict[str, Any] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    # ---- derived views
+    @property
+    def exits(self) -> list[Head]:
+        """Heads in order; the last one is the final classifier when present."""
+        return [s.head for s in self.stages if s.head is not None]
+
+    @property
+    def num_exits(self) -> int:
+        """Number of places the model can answer (early exits + final)."""
+        return len(self.stages)
+
+    def cumulative_macs(self) -> list[int]:
+        """MACs spent when answering at exit k (segments 0..k plus heads 0..k, adaptive mode)."""
+        out, total = [], 0
+        for s in self.stages:
+            total += s.macs
+            out.append(total)
+        return out
+
+    def full_model_macs(self) -> int:
+        """MACs of the plain model: all segments plus the final classifier, no early heads."""
+        last = self.stages[-1]
+        return sum(s.segment.macs for s in self.stages) + (last.head.macs if last.head else 0)
+
+    def files(self) -> list[tuple[str, str]]:
+        """(relative path, sha256) of every file the manifest names."""
+        out = []
+        for s in self.stages:
+            out.append((s.segment.file, s.segment.sha256))
+            if s.head is not None:
+                out.append((s.head.file, s.head.sha256))
+        return out
+
+    def default_thresholds(self) -> list[float]:
+        return [s.head.threshold if s.head is not None else 0.0 for s in self.stages[:-1]]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {
+            "schema_version": self.schema_version,
+            "name": self.name,
+            "task": self.task,
+            "description": self.description,
+            "labels": list(self.labels),
+            "input": asdict(self.input),
+            "stages": [
+                {"segment": asdict(s.segment), "head": asdict(s.head) if s.head is not None else None}
+                for s in self.stages
+            ],
+            "calibration": self.calibration,
+            "producer": self.producer,
+        }
+        return d
+
+
+def parse_manifest(data: Any) -> Manifest:
+    """Validate a decoded ``manifest.json`` and build a :class:`Manifest` (no file access)."""
+    if not isinstance(data, dict):
+        raise BundleError("manifest: top level must be a JSON object")
+    version = data.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise BundleError(
+            f"manifest: unsupported schema_version {version!r} (this edge-ee reads version {SCHEMA_VERSION})",
+            "re-export the bundle with a matching edge-ee-export, or upgrade edge-ee",
+        )
+    task = _req(data, "task", "manifest", str)
+    if task not in TASKS:
+        raise BundleError(f"manifest: task = {task!r}; expected one of {', '.join(TASKS)}")
+    labels = _req(data, "labels", "manifest", list)
+    if not labels or not all(isinstance(x, str) for x in labels):
+        raise BundleError("manifest: labels must be a non-empty list of strings")
+    raw_stages = _req(data, "stages", "manifest", list)
+    if not raw_stages:
+        raise BundleError("manifest: stages is empty; a bundle needs at least one stage")
+    stages: list[Stage] = []
+    for i, rs in enumerate(raw_stages):
+        where = f"stages[{i}]"
+        if not isinstance(rs, dict):
+            raise BundleError(f"manifest: {where} must be an object")
+        seg = FileRef.from_dict(_req(rs, "segment", where, dict), f"{where}.segment")
+        head = Head.from_dict(rs["head"], f"{where}.head") if rs.get("head") is not None else None
+        last = i == len(raw_stages) - 1
+        if not last and head is None:
+            raise BundleError(f"manifest: {where} has no exit head; only the last stage may omit it")
+        if not last and head is not None and head.is_final:
+            raise BundleError(f"manifest: {where}.head has kind 'final' but is not the last stage")
+        if last and head is not None and not head.is_final:
+            raise BundleError(f"manifest: {where}.head is the model's last classifier and must have kind 'final'")
+        if head is not None and head.input != seg.output:
+            raise BundleError(
+                f"manifest: {where}.head.input = {head.input!r} does not match the segment output {seg.output!r}"
+            )
+        if i > 0 and seg.input != stages[-1].segment.output:
+            raise BundleError(
+                f"manifest: {where}.segment.input = {seg.input!r} does not chain to "
+                f"stages[{i - 1}].segment.output = {stages[-1].segment.output!r}"
+            )
+        stages.append(Stage(seg, head))
+    inp = InputSpec.from_dict(_req(data, "input", "manifest", dict))
+    if stages[0].segment.input != inp.name:
+        raise BundleError(
+            f"manifest: stages[0].segment.input = {stages[0].segment.input!r} is not the bundle input {inp.name!r}"
+        )
+    names = [f for f, _ in Manifest("", task, labels, inp, stages).files()]
+    if len(set(names)) != len(names):
+        raise BundleError("manifest: the same file is named twice")
+    return Manifest(
+        name=_req(data, "name", "manifest", str),
+        task=task,
+        labels=list(labels),
+        input=inp,
+        stages=stages,
+        description=_opt(data, "description", "manifest", str, ""),
+        calibration=_opt(data, "calibration", "manifest", dict, {}),
+        producer=_opt(data, "producer", "manifest", dict, {}),
+        schema_version=version,
+    )
+
+
+def read_manifest(bundle_dir: str | os.PathLike[str]) -> Manifest:
+    path = Path(bundle_dir) / MANIFEST_NAME
+    if not Path(bundle_dir).is_dir():
+        raise BundleError(f"bundle {bundle_dir} is not a directory", "pass the directory that holds manifest.json")
+    if not path.is_file():
+        raise BundleError(f"bundle {bundle_dir} has no {MANIFEST_NAME}", "is this an edge-ee bundle directory?")
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text)
+    except UnicodeDecodeError as e:
+        raise BundleError(f"{path}: not UTF-8 text ({e})", "re-export or re-copy the bundle") from e
+    except json.JSONDecodeError as e:
+        raise BundleError(
+            f"{path}: corrupt JSON at line {e.lineno} column {e.colno}: {e.msg}",
+            "the manifest was damaged; re-copy the bundle or re-export it",
+        ) from e
+    except OSError as e:
+        raise BundleError(f"{path}: cannot read ({e.strerror})") from e
+    return parse_manifest(data)
+
+
+def write_manifest(manifest: Manifest, bundle_dir: str | os.PathLike[str], fill_checksums: bool = True) -> Path:
+    """Write ``manifest.json`` into ``bundle_dir``; with ``fill_checksums`` compute every sha256.
+
+    The exporter calls this after writing the ONNX files. The result is re-parsed so a
+    manifest that the runtime would refuse is never written.
+    """
+    bundle_dir = Path(bundle_dir)
+    if fill_checksums:
+        for s in manifest.stages:
+            for ref in (s.segment, s.head):
+                if ref is None:
+                    continue
+                check_relative_path(ref.file, "file")
+                ref.sha256 = sha256_file(bundle_dir / ref.file)
+    data = manifest.to_dict()
+    parse_manifest(json.loads(json.dumps(data)))
+    path = bundle_dir / MANIFEST_NAME
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path

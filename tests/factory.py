@@ -1,0 +1,103 @@
+"""Build small bundles with the onnx helper API (no torch) for tests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from edge_ee.manifest import FileRef, Head, InputSpec, Manifest, Stage, write_manifest
+
+OPSET = 17
+
+
+def _save(graph: onnx.GraphProto, path: Path) -> None:
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="edge-ee-tests")
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+
+
+def _dense(name_in: str, name_out: str, w: np.ndarray, b: np.ndarray, prefix: str, relu: bool) -> tuple[list, list]:
+    inits = [numpy_helper.from_array(w.astype(np.float32), f"{prefix}_w"),
+             numpy_helper.from_array(b.astype(np.float32), f"{prefix}_b")]
+    nodes = [helper.make_node("MatMul", [name_in, f"{prefix}_w"], [f"{prefix}_mm"]),
+             helper.make_node("Add", [f"{prefix}_mm", f"{prefix}_b"], [f"{prefix}_lin" if relu else name_out])]
+    if relu:
+        nodes.append(helper.make_node("Relu", [f"{prefix}_lin"], [name_out]))
+    return nodes, inits
+
+
+def build_bundle(out: Path, *, n_stages: int = 3, input_shape: tuple[int, ...] = (1, 1, 28, 28),
+                 labels: list[str] | None = None, hidden: int = 32, head_kind: str = "softmax",
+                 thresholds: list[float] | None = None, seed: int = 0, task: str = "image_classification",
+                 preprocess: dict | None = None, final_head: bool = True, rule: str | None = None) -> Path:
+    """Write a bundle of MLP segments: segment 0 flattens the input; every head is a linear layer."""
+    rng = np.random.default_rng(seed)
+    labels = labels or [f"class{i}" for i in range(10)]
+    c = len(labels)
+    out.mkdir(parents=True, exist_ok=True)
+    flat = int(np.prod(input_shape[1:]))
+    stages: list[Stage] = []
+    prev = "input"
+    for k in range(n_stages):
+        last = k == n_stages - 1
+        feat = f"feat{k}"
+        seg_in = helper.make_tensor_value_info(prev, TensorProto.FLOAT, ["N", *input_shape[1:]] if k == 0 else ["N", hidden])
+        nodes, inits = [], []
+        src = prev
+        if k == 0:
+            nodes.append(helper.make_node("Flatten", [prev], ["flat"], axis=1))
+            src = "flat"
+        fan_in = flat if k == 0 else hidden
+        if last and not final_head:
+            n2, i2 = _dense(src, feat, rng.normal(0, 1 / np.sqrt(fan_in), (fan_in, c)), np.zeros(c), f"s{k}", False)
+            out_dim = c
+        else:
+            n2, i2 = _dense(src, feat, rng.normal(0, 1 / np.sqrt(fan_in), (fan_in, hidden)), np.zeros(hidden), f"s{k}", True)
+            out_dim = hidden
+        nodes += n2
+        inits += i2
+        seg_out = helper.make_tensor_value_info(feat, TensorProto.FLOAT, ["N", out_dim])
+        _save(helper.make_graph(nodes, f"segment{k}", [seg_in], [seg_out], inits), out / f"segment{k}.onnx")
+        seg = FileRef(file=f"segment{k}.onnx", sha256="0" * 64, macs=fan_in * out_dim, input=prev, output=feat,
+                      output_shape=["N", out_dim])
+        head = None
+        if not last or final_head:
+            kind = "final" if last else head_kind
+            hn, hi = _dense(feat, "logits", rng.normal(0, 3 / np.sqrt(hidden), (hidden, c)), np.zeros(c), f"h{k}", False)
+            outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", c])]
+            conf = None
+            if kind == "confidence":
+                cn, ci = _dense(feat, "conf_lin", rng.normal(0, 1, (hidden, 1)), np.zeros(1), f"c{k}", False)
+                hn += cn + [helper.make_node("Sigmoid", ["conf_lin"], ["confidence"])]
+                hi += ci
+                outputs.append(helper.make_tensor_value_info("confidence", TensorProto.FLOAT, ["N", 1]))
+                conf = "confidence"
+            hin = helper.make_tensor_value_info(feat, TensorProto.FLOAT, ["N", hidden])
+            _save(helper.make_graph(hn, f"exit{k}", [hin], outputs, hi), out / f"exit{k}.onnx")
+            thr = 1.0 if thresholds is None else (thresholds[k] if not last else 1.0)
+            head = Head(file=f"exit{k}.onnx", sha256="0" * 64, macs=hidden * c, input=feat, logits="logits",
+                        kind=kind, confidence=conf, threshold=thr,
+                        rule=rule or ("confidence" if kind == "confidence" else "max_softmax"),
+                        stats={"accuracy": None, "exit_fraction": None})
+        stages.append(Stage(seg, head))
+        prev = feat
+    spec = InputSpec(name="input", shape=["N", *input_shape[1:]], dtype="float32",
+                     layout="NCHW" if len(input_shape) == 4 else "NF",
+                     preprocess=preprocess or {"kind": "none"})
+    m = Manifest(name=f"test-{n_stages}stage", task=task, labels=labels, input=spec, stages=stages,
+                 description="generated by tests/factory.py (random weights)",
+                 producer={"tool": "tests/factory.py", "onnx_opset": OPSET})
+    write_manifest(m, out)
+    return out
+
+
+def edit_manifest(bundle: Path, fn) -> None:
+    p = bundle / "manifest.json"
+    d = json.loads(p.read_text())
+    fn(d)
+    p.write_text(json.dumps(d))
