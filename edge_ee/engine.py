@@ -100,7 +100,8 @@ class Engine:
                 )
             out_shape = outs[s.segment.output]
             if s.segment.output_shape and not shapes_compatible(out_shape, s.segment.output_shape):
-                raise BundleError(f"{where}: output shape {out_shape} differs from the manifest {s.segment.output_shape}")
+                raise BundleError(
+                    f"{where}: output shape {out_shape} differs from the manifest {s.segment.output_shape}")
             prev_out_shape = out_shape
             if s.head is not None:
                 hin, hout = io_names(self._head[k])  # type: ignore[arg-type]
@@ -108,7 +109,8 @@ class Engine:
                 if s.head.input not in hin:
                     raise BundleError(f"{hw}: ONNX inputs {list(hin)} lack manifest input {s.head.input!r}")
                 if not shapes_compatible(hin[s.head.input], out_shape):
-                    raise BundleError(f"{hw}: input shape {hin[s.head.input]} does not match segment output {out_shape}")
+                    raise BundleError(
+                        f"{hw}: input shape {hin[s.head.input]} does not match segment output {out_shape}")
                 for name in (s.head.logits, s.head.confidence):
                     if name is not None and name not in hout:
                         raise BundleError(f"{hw}: ONNX outputs {list(hout)} lack manifest output {name!r}")

@@ -46,7 +46,8 @@ def build_bundle(out: Path, *, n_stages: int = 3, input_shape: tuple[int, ...] =
     for k in range(n_stages):
         last = k == n_stages - 1
         feat = f"feat{k}"
-        seg_in = helper.make_tensor_value_info(prev, TensorProto.FLOAT, ["N", *input_shape[1:]] if k == 0 else ["N", hidden])
+        dims = ["N", *input_shape[1:]] if k == 0 else ["N", hidden]
+        seg_in = helper.make_tensor_value_info(prev, TensorProto.FLOAT, dims)
         nodes, inits = [], []
         src = prev
         if k == 0:
@@ -57,7 +58,8 @@ def build_bundle(out: Path, *, n_stages: int = 3, input_shape: tuple[int, ...] =
             n2, i2 = _dense(src, feat, rng.normal(0, 1 / np.sqrt(fan_in), (fan_in, c)), np.zeros(c), f"s{k}", False)
             out_dim = c
         else:
-            n2, i2 = _dense(src, feat, rng.normal(0, 1 / np.sqrt(fan_in), (fan_in, hidden)), np.zeros(hidden), f"s{k}", True)
+            w = rng.normal(0, 1 / np.sqrt(fan_in), (fan_in, hidden))
+            n2, i2 = _dense(src, feat, w, np.zeros(hidden), f"s{k}", True)
             out_dim = hidden
         nodes += n2
         inits += i2
@@ -68,7 +70,8 @@ def build_bundle(out: Path, *, n_stages: int = 3, input_shape: tuple[int, ...] =
         head = None
         if not last or final_head:
             kind = "final" if last else head_kind
-            hn, hi = _dense(feat, "logits", rng.normal(0, 3 / np.sqrt(hidden), (hidden, c)), np.zeros(c), f"h{k}", False)
+            w = rng.normal(0, 3 / np.sqrt(hidden), (hidden, c))
+            hn, hi = _dense(feat, "logits", w, np.zeros(c), f"h{k}", False)
             outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", c])]
             conf = None
             if kind == "confidence":

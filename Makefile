@@ -1,0 +1,44 @@
+# edge-ee: `make demo` runs the runtime on its embedded bundle, `make test` runs the test suite.
+# Both work from a clean clone on a fresh machine: they create .venv and install what they need.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
+# torch is pinned: an unpinned torch pulls a multi-GB CUDA build.
+TORCH  ?= torch==2.13.0
+
+.PHONY: demo test lint bundles samples system-deps clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.runtime-installed: pyproject.toml | $(BIN)/python
+	$(PIP) install -e '.[opencv]'
+	touch $@
+
+$(VENV)/.dev-installed: pyproject.toml $(wildcard export/pyproject.toml) | $(BIN)/python
+	$(PIP) install '$(TORCH)'
+	$(PIP) install -e '.[dev]'
+	if [ -f export/pyproject.toml ]; then $(PIP) install -e ./export; fi
+	touch $(VENV)/.runtime-installed $@
+
+system-deps:
+	bash scripts/install-system-deps.sh
+
+demo: $(VENV)/.runtime-installed
+	$(BIN)/edge-ee info
+	$(BIN)/edge-ee run --source sample --log runs/demo.jsonl
+	@echo "telemetry: runs/demo.jsonl"
+
+test: system-deps $(VENV)/.dev-installed
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+lint: $(VENV)/.dev-installed
+	$(BIN)/ruff check .
+
+samples: system-deps $(VENV)/.dev-installed
+	$(BIN)/python scripts/make_samples.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache

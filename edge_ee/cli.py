@@ -1,0 +1,292 @@
+"""The ``edge-ee`` command line.
+
+Exit codes (see :class:`edge_ee.errors.ExitCode`): 0 ok, 1 internal error, 2 usage, 3 bad bundle,
+4 source error, 5 runtime error, 6 output error, 7 device not found, 8 config error.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import math
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import numpy as np
+import typer
+
+from . import __version__
+from .budget import parse_budget
+from .bundle import Bundle, load_bundle
+from .engine import Engine
+from .errors import EdgeEEError, ExitCode, UsageError
+from .sessions import SessionConfig
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="edge-ee: early-exit inference on edge devices. Exit codes: 0 ok, 2 usage, 3 bad bundle, "
+    "4 source error, 5 runtime error, 6 output error, 7 device not found, 8 config error.",
+)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _fail(e: EdgeEEError) -> None:
+    typer.echo(f"edge-ee: {e.kind}: {e}", err=True)
+    raise typer.Exit(int(e.exit_code))
+
+
+def handle_errors(fn: F) -> F:
+    """Turn EdgeEEError into one message on stderr and its exit code (no traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except EdgeEEError as e:
+            _fail(e)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"edge-ee {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
+                        format="edge-ee: %(levelname)s: %(message)s")
+
+
+ModelOpt = Annotated[Path | None, typer.Option("--model", "-m", help="Bundle directory (default: the embedded one).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+
+
+def _session_config(providers: str | None, threads: int) -> SessionConfig:
+    return SessionConfig(providers=[p.strip() for p in providers.split(",") if p.strip()] if providers else None,
+                         intra_op_threads=threads)
+
+
+def describe(bundle: Bundle) -> dict[str, Any]:
+    m = bundle.manifest
+    cum = m.cumulative_macs()
+    full = m.full_model_macs()
+    stages = []
+    for k, s in enumerate(m.stages):
+        h = s.head
+        stages.append({
+            "index": k,
+            "segment": s.segment.file,
+            "segment_macs": s.segment.macs,
+            "head": h.file if h else None,
+            "head_kind": h.kind if h else None,
+            "head_macs": h.macs if h else 0,
+            "rule": h.rule if h and not h.is_final else None,
+            "threshold": h.threshold if h and not h.is_final else None,
+            "temperature": h.temperature if h else None,
+            "cumulative_macs": cum[k],
+            "cumulative_fraction_of_full": cum[k] / full if full else None,
+            "stats": h.stats if h else {},
+        })
+    return {
+        "path": str(bundle.path.resolve()),
+        "embedded": bundle.is_embedded,
+        "name": m.name,
+        "task": m.task,
+        "description": m.description,
+        "schema_version": m.schema_version,
+        "input": {"name": m.input.name, "shape": m.input.shape, "dtype": m.input.dtype,
+                  "layout": m.input.layout, "preprocess": m.input.preprocess},
+        "labels": m.labels,
+        "full_model_macs": full,
+        "stages": stages,
+        "calibration": {k: v for k, v in m.calibration.items() if k != "operating_points"},
+        "operating_points": len(m.calibration.get("operating_points", [])),
+        "producer": m.producer,
+    }
+
+
+def _fmt_stat(v: Any) -> str:
+    return f"{100 * v:.1f}%" if isinstance(v, float) and not math.isnan(v) else "-"
+
+
+@app.command()
+@handle_errors
+def info(model: ModelOpt = None, as_json: JsonOpt = False) -> None:
+    """Describe a bundle: stages, MACs, exits, thresholds, labels."""
+    d = describe(load_bundle(model))
+    if as_json:
+        typer.echo(json.dumps(d, indent=2))
+        return
+    typer.echo(f"bundle: {d['name']} ({d['task']}){'  [embedded default]' if d['embedded'] else ''}")
+    typer.echo(f"path:   {d['path']}")
+    if d["description"]:
+        typer.echo(f"about:  {d['description']}")
+    i = d["input"]
+    typer.echo(f"input:  {i['name']} {i['shape']} {i['dtype']} {i['layout']}  "
+               f"preprocess: {i['preprocess'].get('kind')}")
+    typer.echo(f"labels: {', '.join(d['labels'])}")
+    typer.echo(f"full model: {d['full_model_macs'] / 1e6:.3f} MMACs")
+    typer.echo(f"{'exit':>4} {'segment MMACs':>14} {'head MMACs':>11} {'cum. MMACs':>11} {'of full':>8}"
+               f" {'rule':>12} {'threshold':>9} {'val. acc':>9} {'exits':>7}")
+    for s in d["stages"]:
+        final = s["head_kind"] in ("final", None)
+        thr = "-" if final else f"{s['threshold']:.4g}"
+        typer.echo(
+            f"{s['index']:>4} {s['segment_macs'] / 1e6:>14.4f} {s['head_macs'] / 1e6:>11.4f} "
+            f"{s['cumulative_macs'] / 1e6:>11.4f} {100 * (s['cumulative_fraction_of_full'] or 0):>7.1f}% "
+            f"{'final' if final else s['rule']:>12} {thr:>9} {_fmt_stat(s['stats'].get('accuracy')):>9} "
+            f"{_fmt_stat(s['stats'].get('exit_fraction')):>7}"
+        )
+    cal = d["calibration"]
+    if cal:
+        keys = ("full_accuracy", "accuracy", "target_drop", "macs_ratio", "oracle_macs_ratio")
+        typer.echo("calibration: " + ", ".join(f"{k}={cal[k]:.4g}" for k in keys if isinstance(cal.get(k), float)))
+    if d["producer"]:
+        typer.echo("producer: " + ", ".join(f"{k}={v}" for k, v in d["producer"].items() if k != "command"))
+
+
+@app.command()
+@handle_errors
+def validate(
+    bundle_dir: Annotated[Path, typer.Argument(help="Bundle directory to check.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Fully check a bundle: manifest, paths, checksums, ONNX I/O chaining, and a test inference."""
+    checks: list[str] = []
+    b = load_bundle(bundle_dir)
+    checks.append(f"manifest schema v{b.manifest.schema_version} parsed")
+    checks.append(f"{len(b.manifest.files())} files present inside the bundle, sha256 verified")
+    eng = Engine(b)
+    checks.append(f"{len(b.manifest.stages)} stages load in onnxruntime; inputs/outputs chain")
+    rng = np.random.default_rng(0)
+    x = rng.random(eng.input_shape, dtype=np.float32).astype(eng.input_dtype)
+    for k in range(eng.num_stages):
+        r = eng.infer(x, mode="exit_at", exit_at=k)
+        if not np.all(np.isfinite(r.probs)):
+            from .errors import BundleError
+
+            raise BundleError(f"exit {k} produced non-finite outputs on a test input")
+    r = eng.infer(x)
+    checks.append(f"test inference through every exit ok (adaptive run answered at exit {r.exit_index})")
+    if as_json:
+        typer.echo(json.dumps({"bundle": str(bundle_dir), "ok": True, "checks": checks}, indent=2))
+    else:
+        for c in checks:
+            typer.echo(f"ok  {c}")
+        typer.echo(f"{bundle_dir}: valid")
+
+
+def _parse_thresholds(text: str | None, n: int) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        vals = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UsageError(f"--thresholds {text!r}: give comma-separated numbers, one per early exit") from None
+    if len(vals) == 1 and n > 1:
+        vals = vals * n
+    if len(vals) != n:
+        raise UsageError(f"--thresholds has {len(vals)} values; this bundle has {n} early exits")
+    return vals
+
+
+@app.command()
+@handle_errors
+def run(
+    source: Annotated[str, typer.Option("--source", "-s", help="synthetic | images:DIR_OR_GLOB | video:FILE")] = "",
+    model: ModelOpt = None,
+    budget: Annotated[str | None, typer.Option(help="Per-inference budget: latency (20ms, 500us, 0.1s).")] = None,
+    max_frames: Annotated[int | None, typer.Option("--max-frames", "-n", min=1, help="Stop after N frames.")] = None,
+    duration: Annotated[float | None, typer.Option(min=0.0, help="Stop after S seconds.")] = None,
+    log: Annotated[Path | None, typer.Option("--log", help="Append one JSON line per inference to FILE.jsonl.")] = None,
+    log_max_mb: Annotated[float, typer.Option(help="Rotate the log at this size (0: never).")] = 0.0,
+    log_keep: Annotated[int, typer.Option(help="Rotated log files to keep.")] = 5,
+    mode: Annotated[str, typer.Option(help="adaptive | full (never exit early) | exit-at")] = "adaptive",
+    exit_at: Annotated[int | None, typer.Option("--exit-at", help="With --mode exit-at: the exit to use.")] = None,
+    thresholds: Annotated[str | None, typer.Option(help="Comma-separated thresholds, one per early exit.")] = None,
+    rule: Annotated[str | None, typer.Option(help="Exit rule: max_softmax | entropy | confidence.")] = None,
+    providers: Annotated[str | None, typer.Option(help="onnxruntime providers, e.g. cpu or cuda,cpu.")] = None,
+    threads: Annotated[int, typer.Option(min=1, help="intra-op threads per session.")] = 1,
+    fps: Annotated[float | None, typer.Option(min=0.01, help="Pace the loop to at most N frames per second.")] = None,
+    loop: Annotated[bool, typer.Option(help="Loop images/video sources forever.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live status line.")] = False,
+    summary_json: Annotated[Path | None, typer.Option(help="Also write the summary as JSON to this file.")] = None,
+) -> None:
+    """Run the model on a stream, exiting early when confident, and print a summary."""
+    from .runner import RunConfig, Runner
+    from .sources import open_source
+    from .stats import format_summary
+    from .telemetry import TelemetryWriter
+
+    if not source:
+        raise UsageError("no --source given", "e.g. --source synthetic, --source images:DIR, --source video:FILE")
+    modes = {"adaptive": "adaptive", "full": "full", "exit-at": "exit_at", "exit_at": "exit_at"}
+    if mode not in modes:
+        raise UsageError(f"--mode {mode!r}: use adaptive, full or exit-at")
+    if modes[mode] == "exit_at" and exit_at is None:
+        raise UsageError("--mode exit-at needs --exit-at K")
+    b = parse_budget(budget)
+    bundle = load_bundle(model)
+    engine = Engine(bundle, session=_session_config(providers, threads), rule=rule)
+    th = _parse_thresholds(thresholds, engine.num_stages - 1)
+    if th is not None:
+        engine.set_thresholds(th)
+    if modes[mode] == "exit_at" and not 0 <= exit_at < engine.num_stages:  # type: ignore[operator]
+        raise UsageError(f"--exit-at {exit_at}: this bundle has exits 0..{engine.num_stages - 1}")
+    src = open_source(source, bundle.manifest, {"loop": loop})
+    telemetry = TelemetryWriter(log, max_bytes=int(log_max_mb * 1e6), keep=log_keep) if log else None
+    cfg = RunConfig(budget=b, max_frames=max_frames, duration_s=duration, mode=modes[mode],  # type: ignore[arg-type]
+                    exit_at=exit_at, fps=fps, status=not quiet,
+                    status_interval_s=0.5 if sys.stderr.isatty() else 10.0)
+    runner = Runner(engine, src, cfg, telemetry=telemetry)
+
+    def _on_signal(signum: int, _frame: Any) -> None:
+        runner.stop(signal.Signals(signum).name)
+
+    old = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        typer.echo(f"edge-ee: running {bundle.manifest.name} on {src.description}"
+                   + (f", budget {b.text}" if b else ""), err=True)
+        try:
+            summary = runner.run()
+        except EdgeEEError:
+            typer.echo("edge-ee: stopped by an error; work done so far:\n" + format_summary(runner.stats.summary()),
+                       err=True)
+            raise
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        src.close()
+        if telemetry is not None:
+            telemetry.close()
+    typer.echo(format_summary(summary))
+    if summary_json is not None:
+        try:
+            summary_json.write_text(json.dumps(summary, indent=2, default=float) + "\n")
+        except OSError as e:
+            from .errors import OutputError
+
+            raise OutputError(f"cannot write {summary_json}: {e.strerror}") from e
+
+
+def main() -> None:
+    try:
+        app()
+    except EdgeEEError as e:  # errors raised outside a command body
+        typer.echo(f"edge-ee: {e.kind}: {e}", err=True)
+        sys.exit(int(e.exit_code))
+
+
+__all__ = ["app", "main", "ExitCode"]

@@ -1,0 +1,196 @@
+"""The run loop: source -> preprocess -> engine -> telemetry, with a live status line and a summary.
+
+Extensions (power sampling, the budget controller, metrics, systemd notification) plug in as
+:class:`RunHook` objects; the loop itself stays small. A stop request (SIGINT/SIGTERM, ``--duration``,
+``--max-frames``, end of stream) is checked between frames, so the current frame always finishes and
+its telemetry line is complete.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from .budget import Budget
+from .engine import Engine, Mode, Result
+from .errors import UsageError
+from .preprocess import make_preprocessor
+from .sources.base import Frame, Source
+from .stats import RunStats
+from .telemetry import TelemetryWriter
+
+
+@dataclass
+class RunConfig:
+    budget: Budget | None = None
+    max_frames: int | None = None
+    duration_s: float | None = None
+    mode: Mode = "adaptive"
+    exit_at: int | None = None
+    fps: float | None = None  # pace the loop to at most this rate
+    status_interval_s: float = 0.5
+    status: bool = True
+
+
+class RunHook:
+    """Override what you need. ``record`` may be extended in ``on_result`` before it is written."""
+
+    def on_start(self, runner: Runner) -> None: ...
+
+    def before_infer(self, runner: Runner, frame: Frame) -> None: ...
+
+    def on_result(self, runner: Runner, frame: Frame, result: Result, record: dict[str, Any]) -> None: ...
+
+    def on_stop(self, runner: Runner, summary: dict[str, Any]) -> None: ...
+
+
+@dataclass
+class Runner:
+    engine: Engine
+    source: Source
+    config: RunConfig = field(default_factory=RunConfig)
+    telemetry: TelemetryWriter | None = None
+    hooks: list[RunHook] = field(default_factory=list)
+    status_stream: TextIO = field(default_factory=lambda: sys.stderr)
+
+    def __post_init__(self) -> None:
+        self.stop_event = threading.Event()
+        self.stop_reason = ""
+        self.preprocess = make_preprocessor(self.engine.manifest.input)
+        m = self.engine.manifest
+        self.stats = RunStats(num_exits=m.num_exits, full_macs=m.full_model_macs())
+        b = self.config.budget
+        if b is not None and b.kind != "latency" and not any(getattr(h, "handles_budget", None) == b.kind
+                                                             for h in self.hooks):
+            raise UsageError(
+                f"a {b.kind} budget ({b.text}) needs the budget controller and a power source",
+                "use a latency budget (e.g. 20ms), or see `edge-ee doctor` for power sensors",
+            )
+        self.last_result: Result | None = None
+        self._tty = hasattr(self.status_stream, "isatty") and self.status_stream.isatty()
+
+    def stop(self, reason: str = "stopped") -> None:
+        if not self.stop_event.is_set():
+            self.stop_reason = reason
+        self.stop_event.set()
+
+    # ------------------------------------------------------------------ loop
+    def run(self) -> dict[str, Any]:
+        cfg = self.config
+        budget_s = cfg.budget.seconds if cfg.budget is not None else None
+        for h in self.hooks:
+            h.on_start(self)
+        t_start = time.perf_counter()
+        next_status = t_start + cfg.status_interval_s
+        period = 1.0 / cfg.fps if cfg.fps else None
+        next_due = t_start
+        try:
+            while not self.stop_event.is_set():
+                if cfg.max_frames is not None and self.stats.frames >= cfg.max_frames:
+                    self.stop_reason = "max frames reached"
+                    break
+                if cfg.duration_s is not None and time.perf_counter() - t_start >= cfg.duration_s:
+                    self.stop_reason = "duration reached"
+                    break
+                if period is not None:
+                    wait = next_due - time.perf_counter()
+                    if wait > 0 and self.stop_event.wait(wait):
+                        break
+                    next_due = max(next_due + period, time.perf_counter() - period)
+                frame = self.source.read()
+                if frame is None:
+                    self.stop_reason = "end of stream"
+                    break
+                self.process(frame, budget_s)
+                now = time.perf_counter()
+                if cfg.status and now >= next_status:
+                    self._status(now - t_start)
+                    next_status = now + cfg.status_interval_s
+        finally:
+            self.stats.wall_s = time.perf_counter() - t_start
+            self.stats.dropped = getattr(self.source, "dropped", 0)
+            if self.telemetry is not None:
+                self.stats.telemetry_dropped = self.telemetry.dropped
+            if cfg.status and self._tty:
+                self.status_stream.write("\r\x1b[K")
+                self.status_stream.flush()
+        summary = self.stats.summary()
+        summary["stop_reason"] = self.stop_reason or "stopped"
+        for h in self.hooks:
+            h.on_stop(self, summary)
+        return summary
+
+    def process(self, frame: Frame, budget_s: float | None) -> Result:
+        cfg = self.config
+        for h in self.hooks:
+            h.before_infer(self, frame)
+        t0 = time.perf_counter()
+        x = self.preprocess(frame.data)
+        t1 = time.perf_counter()
+        deadline = None if budget_s is None else budget_s - (t1 - t0)
+        r = self.engine.infer(x, mode=cfg.mode, exit_at=cfg.exit_at, deadline_s=deadline)
+        t2 = time.perf_counter()
+        total_ms = (t2 - t0) * 1e3
+        e2e_ms = (t2 - frame.t_capture) * 1e3
+        met = None if budget_s is None else total_ms <= budget_s * 1e3
+        truth = frame.meta.get("truth")
+        record: dict[str, Any] = {
+            "ts": frame.wall_time,
+            "frame": frame.index,
+            "exit": r.exit_index,
+            "label": r.label,
+            "confidence": round(r.confidence, 6),
+            "score": r.score,
+            "preprocess_ms": round((t1 - t0) * 1e3, 4),
+            "segment_ms": [round(v, 4) for v in r.segment_ms],
+            "head_ms": [None if v is None else round(v, 4) for v in r.head_ms],
+            "infer_ms": round(r.total_ms, 4),
+            "total_ms": round(total_ms, 4),
+            "e2e_ms": round(e2e_ms, 4),
+            "macs": r.macs,
+            "mode": cfg.mode,
+            "thresholds": list(r.thresholds),
+            "budget": cfg.budget.text if cfg.budget else None,
+            "deadline_met": met,
+            "deadline_stop": r.deadline_stop,
+            "energy_mj": None,
+            "stage_energy_mj": None,
+            "power_source": None,
+            "energy_estimated": None,
+        }
+        if truth is not None:
+            record["truth"] = truth
+            record["correct"] = truth == r.label
+        if "path" in frame.meta:
+            record["input"] = frame.meta["path"]
+        for h in self.hooks:
+            h.on_result(self, frame, r, record)
+        e = record.get("energy_mj")
+        self.stats.add(r.exit_index, total_ms, r.macs, e2e_ms=e2e_ms, deadline_met=met,
+                       deadline_stop=r.deadline_stop, correct=record.get("correct"),
+                       energy_j=None if e is None else e / 1e3)
+        if record.get("energy_estimated") is not None:
+            self.stats.energy_estimated = bool(record["energy_estimated"])
+        if self.telemetry is not None:
+            self.telemetry.write(record)
+        self.last_result = r
+        return r
+
+    def _status(self, elapsed: float) -> None:
+        s = self.stats
+        n = s.frames
+        ex = "/".join(str(c) for c in s.exits)
+        line = (f"[{elapsed:7.1f}s] frames {n}  exits {ex}  p50 {s.latency.quantile(0.5):.2f} ms  "
+                f"p99 {s.latency.quantile(0.99):.2f} ms")
+        if s.budget_frames:
+            line += f"  hit {100 * s.deadline_hits / s.budget_frames:.1f}%"
+        if s.labelled:
+            line += f"  acc {100 * s.correct / s.labelled:.1f}%"
+        if self._tty:
+            self.status_stream.write("\r\x1b[K" + line[:200])
+        else:
+            self.status_stream.write(line + "\n")
+        self.status_stream.flush()

@@ -1,0 +1,46 @@
+"""``video:FILE``: frames of a video file, decoded by OpenCV."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..cv import require_cv2
+from ..errors import SourceError
+from .base import Frame, Source
+
+
+class VideoSource(Source):
+    kind = "image"
+
+    def __init__(self, path: str, loop: bool = False) -> None:
+        cv2 = require_cv2("the video source")
+        if not Path(path).is_file():
+            raise SourceError(f"video:{path}: no such file", "check the path; for a camera use --source camera")
+        self.cap = cv2.VideoCapture(path)
+        if not self.cap.isOpened():
+            raise SourceError(
+                f"video:{path}: OpenCV cannot open this file (unknown container/codec or corrupt)",
+                "convert it, e.g. `ffmpeg -i IN -c:v mjpeg OUT.avi`, or check cv2.getBuildInformation() for video I/O",
+            )
+        self.path = path
+        self.loop = loop
+        self.fps = float(self.cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        self.description = f"video:{path}"
+        self.i = 0
+        self._cv2 = cv2
+
+    def read(self) -> Frame | None:
+        ok, img = self.cap.read()
+        if not ok and self.loop and self.i > 0:
+            self.cap.set(self._cv2.CAP_PROP_POS_FRAMES, 0)
+            ok, img = self.cap.read()
+        if not ok or img is None:
+            if self.i == 0:
+                raise SourceError(f"video:{self.path}: the file opened but contains no decodable frame")
+            return None
+        frame = Frame(self.i, img, meta={"path": self.path})
+        self.i += 1
+        return frame
+
+    def close(self) -> None:
+        self.cap.release()

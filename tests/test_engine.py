@@ -1,0 +1,158 @@
+"""Engine behaviour: exit rules, modes, timing fields, deadline guard."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from factory import build_bundle
+
+from edge_ee.deadline import LatencyModel, LatencyStat
+from edge_ee.engine import Engine
+from edge_ee.errors import InferenceError, UsageError
+from edge_ee.exit_rules import decide, normalized_entropy, softmax
+
+
+def _x(e: Engine, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).random(e.input_shape, dtype=np.float32)
+
+
+def test_softmax_and_entropy() -> None:
+    p = softmax(np.array([1.0, 1.0, 1.0, 1.0]))
+    assert np.allclose(p, 0.25)
+    assert normalized_entropy(p) == pytest.approx(1.0)
+    assert normalized_entropy(softmax(np.array([100.0, 0, 0, 0]))) == pytest.approx(0.0, abs=1e-6)
+    # temperature flattens
+    assert softmax(np.array([2.0, 0.0]), 10.0).max() < softmax(np.array([2.0, 0.0])).max()
+
+
+def test_decide_rules() -> None:
+    logits = np.array([3.0, 0.0, 0.0])
+    assert decide("max_softmax", 0.8, logits).fires
+    assert not decide("max_softmax", 0.95, logits).fires
+    d = decide("entropy", 0.5, logits)
+    assert d.fires and d.score < 0.5
+    assert not decide("entropy", 0.1, logits).fires
+    assert decide("confidence", 0.5, logits, learned_confidence=0.7).fires
+    assert not decide("confidence", 0.5, logits, learned_confidence=0.2).fires
+    with pytest.raises(UsageError):
+        decide("confidence", 0.5, logits)
+    with pytest.raises(UsageError):
+        decide("nope", 0.5, logits)
+
+
+def test_thresholds_control_exit(bundle: Path) -> None:
+    e = Engine(str(bundle))
+    x = _x(e)
+    e.set_thresholds([0.0, 0.0])  # always fires
+    r = e.infer(x)
+    assert r.exit_index == 0 and r.stages_run == 1
+    assert len(r.segment_ms) == 1 and len(r.head_ms) == 1
+    assert r.macs == e.manifest.cumulative_macs()[0]
+    e.set_thresholds([math.inf, 0.0])  # first never, second always
+    r = e.infer(x)
+    assert r.exit_index == 1 and r.stages_run == 2
+    e.set_thresholds([math.inf, math.inf])
+    r = e.infer(x)
+    assert r.exit_index == 2
+    assert r.macs == e.manifest.cumulative_macs()[-1]
+    assert math.isnan(r.score)
+    assert r.label == e.manifest.labels[r.label_index]
+    assert 0 < r.confidence <= 1 and abs(r.probs.sum() - 1) < 1e-6
+    assert all(v >= 0 for v in r.segment_ms) and r.total_ms >= sum(r.segment_ms)
+
+
+def test_full_and_exit_at_modes(bundle: Path) -> None:
+    e = Engine(str(bundle))
+    e.set_thresholds([0.0, 0.0])
+    x = _x(e)
+    full = e.infer(x, mode="full")
+    assert full.exit_index == 2
+    assert full.head_ms[:2] == [None, None] and full.head_ms[2] is not None
+    assert full.macs == e.manifest.full_model_macs()
+    for k in range(3):
+        r = e.infer(x, mode="exit_at", exit_at=k)
+        assert r.exit_index == k and r.stages_run == k + 1
+        assert sum(t is not None for t in r.head_ms) == 1
+    # the final exit of exit_at and full agree
+    assert e.infer(x, mode="exit_at", exit_at=2).label == full.label
+    with pytest.raises(UsageError):
+        e.infer(x, mode="exit_at", exit_at=3)
+
+
+def test_same_answer_as_full_when_never_exiting(bundle: Path) -> None:
+    e = Engine(str(bundle))
+    e.set_thresholds([math.inf, math.inf])
+    for s in range(5):
+        x = _x(e, s)
+        a, b = e.infer(x), e.infer(x, mode="full")
+        assert a.label == b.label and np.allclose(a.probs, b.probs)
+
+
+def test_confidence_head(conf_bundle: Path) -> None:
+    e = Engine(str(conf_bundle))
+    assert e.rules[:2] == ["confidence", "confidence"]
+    e.set_thresholds([0.0, 0.0])
+    assert e.infer(_x(e)).exit_index == 0
+    e.set_thresholds([1.01, 1.01])
+    assert e.infer(_x(e)).exit_index == 2
+
+
+def test_entropy_rule_override(bundle: Path) -> None:
+    e = Engine(str(bundle), rule="entropy")
+    e.set_thresholds([1.0, 1.0])  # normalised entropy is always <= 1
+    assert e.infer(_x(e)).exit_index == 0
+    e.set_thresholds([-1.0, -1.0])
+    assert e.infer(_x(e)).exit_index == 2
+    with pytest.raises(UsageError, match="no learned confidence"):
+        Engine(str(bundle), rule="confidence")
+
+
+def test_wrong_shape_and_threshold_count(bundle: Path) -> None:
+    e = Engine(str(bundle))
+    with pytest.raises(InferenceError, match="expects"):
+        e.infer(np.zeros((1, 3, 28, 28), np.float32))
+    with pytest.raises(UsageError, match="2 early exits"):
+        e.set_thresholds([0.5])
+
+
+def test_deadline_guard_stops_early(bundle: Path) -> None:
+    e = Engine(str(bundle))
+    e.set_thresholds([math.inf, math.inf])
+    x = _x(e)
+    for _ in range(5):
+        e.infer(x)  # warm the latency model
+    # pretend stages 1 and 2 are slow: the guard must answer from exit 0
+    e.latency.segments[1].mean = 10.0
+    r = e.infer(x, deadline_s=0.5)
+    assert r.exit_index == 0 and r.deadline_stop
+    # a generous deadline runs to the end
+    e.latency.segments[1].mean = 1e-5
+    r = e.infer(x, deadline_s=10.0)
+    assert r.exit_index == 2 and not r.deadline_stop
+    # an infeasible deadline still answers from the first exit
+    r = e.infer(x, deadline_s=1e-9)
+    assert r.exit_index == 0
+
+
+def test_latency_model_prediction() -> None:
+    s = LatencyStat()
+    for v in [1.0] * 50:
+        s.update(v)
+    assert s.predict() == pytest.approx(1.0, abs=0.05)
+    for v in [2.0] * 100:
+        s.update(v)
+    assert s.predict() == pytest.approx(2.0, abs=0.05)
+    m = LatencyModel(2)
+    assert m.fits(1, 0.0, 1.0)  # no data yet: optimistic
+    m.segments[1].update(0.5)
+    assert not m.fits(1, 0.6, 1.0)
+
+
+def test_final_segment_without_head(tmp_path: Path) -> None:
+    b = build_bundle(tmp_path / "nohead", final_head=False, thresholds=[2.0, 2.0])
+    e = Engine(str(b))
+    r = e.infer(np.zeros(e.input_shape, np.float32))
+    assert r.exit_index == 2 and r.head_ms[-1] is None
