@@ -67,7 +67,7 @@ def board_model() -> str | None:
 
 def cpu_model() -> str | None:
     """CPU model from ``/proc/cpuinfo`` ("model name", or the ARM implementer/part), else platform."""
-    text = sysfs.read_text_opt(sysfs.resolve("/proc/cpuinfo")) or ""
+    text = sysfs.read_text_opt(sysfs.resolve("/proc/cpuinfo"), limit=1 << 20) or ""
     fields: dict[str, str] = {}
     for line in text.splitlines():
         k, sep, v = line.partition(":")

@@ -56,11 +56,11 @@ def display(path: Path) -> str:
         return str(path)
 
 
-def read_text(path: Path) -> str:
-    """Contents of ``path`` stripped of whitespace and NULs, or a :class:`SensorError`."""
+def read_text(path: Path, limit: int = 4096) -> str:
+    """Contents of ``path`` (first ``limit`` bytes) stripped of whitespace and NULs, or a :class:`SensorError`."""
     try:
         with open(path, "rb") as f:
-            data = f.read(4096)
+            data = f.read(limit)
     except FileNotFoundError as e:
         raise SensorNotFound(f"{display(path)} does not exist") from e
     except PermissionError as e:
@@ -87,9 +87,9 @@ def read_int_opt(path: Path) -> int | None:
         return None
 
 
-def read_text_opt(path: Path) -> str | None:
+def read_text_opt(path: Path, limit: int = 4096) -> str | None:
     """Like :func:`read_text` but ``None`` when the file is missing or unreadable."""
     try:
-        return read_text(path)
+        return read_text(path, limit)
     except SensorError:
         return None

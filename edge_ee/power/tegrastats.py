@@ -6,8 +6,10 @@ The source runs ``tegrastats --interval N`` as a subprocess and keeps the newest
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -60,7 +62,7 @@ class TegrastatsSource(PowerSource):
         try:
             self._proc = subprocess.Popen([path, "--interval", str(int(interval_ms))], stdout=subprocess.PIPE,
                                           stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
-                                          bufsize=1)
+                                          bufsize=1, start_new_session=True)
         except OSError as e:
             raise sysfs.SensorReadError(f"cannot run {path}: {e}") from e
         self._thread = threading.Thread(target=self._pump, name="edge-ee-tegrastats", daemon=True)
@@ -99,15 +101,25 @@ class TegrastatsSource(PowerSource):
                 raise sysfs.SensorReadError(f"tegrastats: {self._error or 'no reading yet'}")
             return self._latest
 
+    def _signal(self, sig: int) -> None:
+        """Signal our own process group (tegrastats and any child it started); it is a new session."""
+        try:
+            os.killpg(self._proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            try:
+                self._proc.send_signal(sig)
+            except ProcessLookupError:
+                pass
+
     def close(self) -> None:
         proc = getattr(self, "_proc", None)
         if proc is None or proc.poll() is not None:
             return
-        proc.terminate()
+        self._signal(signal.SIGTERM)
         try:
             proc.wait(timeout=2)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            self._signal(signal.SIGKILL)
             proc.wait(timeout=2)
         t0 = time.monotonic()
         while self._thread.is_alive() and time.monotonic() - t0 < 1.0:
