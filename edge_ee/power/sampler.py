@@ -332,6 +332,11 @@ class PowerSampler:
         return EnergyWindow(t0, t1, ej, base, None if base is None else ej - base * (t1 - t0), est,
                             src.kind, src.rail, t1 > newest)
 
+    def windows(self, boundaries: list[float]) -> list[EnergyWindow]:
+        """Consecutive windows [b0, b1], [b1, b2], ... (e.g. the stage boundaries of one inference);
+        their energies add up exactly to the energy of [b0, bn]."""
+        return [self.window(a, b) for a, b in zip(boundaries, boundaries[1:])]
+
     def samples(self, last: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Copies of the buffered (times, powers), oldest first (for plots and tests)."""
         with self._lock:

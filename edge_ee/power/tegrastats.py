@@ -13,6 +13,7 @@ import signal
 import subprocess
 import threading
 import time
+import weakref
 
 from . import sysfs
 from .base import Candidate, PowerSource
@@ -65,6 +66,7 @@ class TegrastatsSource(PowerSource):
                                           bufsize=1, start_new_session=True)
         except OSError as e:
             raise sysfs.SensorReadError(f"cannot run {path}: {e}") from e
+        self._finalizer = weakref.finalize(self, _terminate, self._proc)  # also at interpreter exit
         self._thread = threading.Thread(target=self._pump, name="edge-ee-tegrastats", daemon=True)
         self._thread.start()
         if not self._got_line.wait(first_line_timeout_s + 2 * self.update_interval_s):
@@ -101,29 +103,37 @@ class TegrastatsSource(PowerSource):
                 raise sysfs.SensorReadError(f"tegrastats: {self._error or 'no reading yet'}")
             return self._latest
 
-    def _signal(self, sig: int) -> None:
-        """Signal our own process group (tegrastats and any child it started); it is a new session."""
-        try:
-            os.killpg(self._proc.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            try:
-                self._proc.send_signal(sig)
-            except ProcessLookupError:
-                pass
-
     def close(self) -> None:
-        proc = getattr(self, "_proc", None)
-        if proc is None or proc.poll() is not None:
-            return
-        self._signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=2)
-        except subprocess.TimeoutExpired:
-            self._signal(signal.SIGKILL)
-            proc.wait(timeout=2)
+        fin = getattr(self, "_finalizer", None)
+        if fin is not None:
+            fin()
+        thread = getattr(self, "_thread", None)
         t0 = time.monotonic()
-        while self._thread.is_alive() and time.monotonic() - t0 < 1.0:
-            self._thread.join(0.1)
+        while thread is not None and thread.is_alive() and time.monotonic() - t0 < 1.0:
+            thread.join(0.1)
+
+
+def _signal_group(proc: subprocess.Popen[str], sig: int) -> None:
+    """Signal tegrastats' own process group (it runs in a new session: only it and its children)."""
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        try:
+            proc.send_signal(sig)
+        except ProcessLookupError:
+            pass
+
+
+def _terminate(proc: subprocess.Popen[str]) -> None:
+    """Stop the subprocess; also registered to run at interpreter exit (weakref.finalize)."""
+    if proc.poll() is not None:
+        return
+    _signal_group(proc, signal.SIGTERM)
+    try:
+        proc.wait(timeout=2)
+    except subprocess.TimeoutExpired:
+        _signal_group(proc, signal.SIGKILL)
+        proc.wait(timeout=2)
 
 
 def find(rail: str | None = None, interval_ms: int = 100) -> list[Candidate]:

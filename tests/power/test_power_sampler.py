@@ -68,6 +68,8 @@ def test_linear_power_short_windows_interpolated_exactly(clock):
     ts = [102.01, 102.013, 102.04, 102.3]
     parts = sum(s.energy_between(x, y) for x, y in zip(ts, ts[1:]))
     assert parts == pytest.approx(s.energy_between(ts[0], ts[-1]), rel=1e-12)
+    ws = s.windows(ts)
+    assert len(ws) == 3 and sum(w.energy_j for w in ws) == pytest.approx(parts, rel=1e-12)
 
 
 def test_ring_buffer_wraps_and_stays_searchable(clock):
@@ -189,3 +191,25 @@ def test_background_thread_starts_and_stops_cleanly():
         assert len(s.samples()[0]) >= 2
     assert not s.running and src.closed
     s.stop()  # idempotent
+
+
+def test_real_sysfs_sensor_removed_mid_run(fake, clock, caplog):
+    import shutil
+
+    from edge_ee.power import discover
+
+    from .test_power_jetson import jp5_orin_nano
+
+    jp5_orin_nano(fake)
+    src = discover()
+    assert src.kind == "jetson"
+    s = PowerSampler(src, clock=clock)
+    run(s, clock, 2)
+    shutil.rmtree(fake.path("/sys/bus/i2c/drivers/ina3221"))  # the i2c device went away
+    with caplog.at_level("WARNING", logger="edge_ee.power"):
+        run(s, clock, 2)
+    warns = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warns) == 1 and "INA3221" in warns[0] and "does not exist" in warns[0]
+    assert s.source.kind == "estimate" and s.source.estimated
+    assert s.window(100.5, 101.5).energy_j == pytest.approx(4.5) and not s.window(100.5, 101.5).estimated
+    assert s.window(103.0, 103.5).estimated
