@@ -1,0 +1,214 @@
+"""``edge-ee-export``: build an early-exit bundle for the edge-ee runtime.
+
+Recipes (built-in models, see README in export/)::
+
+    edge-ee-export fashion-mnist --arch resnet8 --method pteenet --epochs 24 --exit-epochs 8 --out DIR
+    edge-ee-export kws --arch dscnn --method pteenet --epochs 40 --exit-epochs 15 --out DIR
+    edge-ee-export image-folder --data DIR --arch mobilenet_v1 --size 96 96 --epochs 30 --out DIR
+
+Each run: train (or load with --pretrained) the backbone, attach exits at the recipe's split
+points (or --splits), train the exits, calibrate temperatures and thresholds, export + verify ONNX,
+write the bundle atomically. Exit codes: 0 ok, 2 usage (bad split point, non-logit output),
+3 dataset (missing files, espeak-ng missing), 4 ONNX/PyTorch mismatch, 1 other errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shlex
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .errors import ExportError, UsageError
+
+log = logging.getLogger("edge_ee_export")
+
+DATASETS = ("fashion-mnist", "kws", "image-folder")
+DEFAULT_EPOCHS = {"fashion-mnist": 24, "kws": 40, "image-folder": 30}
+DEFAULT_EXIT_EPOCHS = {"fashion-mnist": 8, "kws": 15, "image-folder": 10}
+DEFAULT_ARCH = {"fashion-mnist": "resnet8", "kws": "dscnn", "image-folder": "mobilenet_v1"}
+METHOD_HEAD = {"pteenet": "conv_conf", "eenet": "conv_conf", "sdn": "pool_linear", "trecx": "dws"}
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edge-ee-export", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"edge-ee-export {__version__}")
+    sub = p.add_subparsers(dest="dataset", required=True, metavar="DATASET")
+    for name, helptext in (("fashion-mnist", "Fashion-MNIST (Debian dataset-fashion-mnist IDX files)"),
+                           ("kws", "keyword spotting, synthesised with espeak-ng (MLPerf Tiny MFCC front end)"),
+                           ("image-folder", "any image folder, one sub-folder per class")):
+        s = sub.add_parser(name, help=helptext, description=helptext)
+        s.add_argument("--out", required=True, help="bundle directory to write (replaced atomically)")
+        s.add_argument("--arch", default=None, help="resnet8 | dscnn | mobilenet_v1 (default per dataset)")
+        s.add_argument("--method", default="pteenet", choices=["pteenet", "sdn", "eenet", "trecx"],
+                       help="exit training: pteenet/sdn freeze the backbone; eenet/trecx fine-tune jointly")
+        s.add_argument("--head", default=None, help="exit head family (default per method): pool_linear, dws, "
+                       "conv, and *_conf variants with a learned confidence")
+        s.add_argument("--splits", default=None, help="comma-separated module paths for the early exits")
+        s.add_argument("--final-split", default=None, help="module path after which the final classifier starts")
+        s.add_argument("--place", default=None, help="comma-separated MAC fractions: choose split points there")
+        s.add_argument("--epochs", type=int, default=None, help="training epochs (backbone and exits)")
+        s.add_argument("--backbone-epochs", type=int, default=None, help="backbone epochs (overrides --epochs)")
+        s.add_argument("--exit-epochs", type=int, default=None, help="exit training epochs (overrides --epochs)")
+        s.add_argument("--lr", type=float, default=0.1, help="backbone learning rate (one-cycle peak)")
+        s.add_argument("--pretrained", default=None, help="state_dict (.pt) of the backbone: skip its training")
+        s.add_argument("--train-limit", type=int, default=None, help="use at most N training samples (quick runs)")
+        s.add_argument("--seed", type=int, default=0)
+        s.add_argument("--target-drop", type=float, default=0.01, help="allowed accuracy drop (fraction, 0.01 = 1 pp)")
+        s.add_argument("--margin", type=float, default=0.0025, help="safety margin subtracted from --target-drop")
+        s.add_argument("--quantize", action="store_true", help="int8 static quantisation (accuracy change recorded)")
+        s.add_argument("--cache", default=os.environ.get("EDGE_EE_EXPORT_CACHE",
+                                                         str(Path.home() / ".cache" / "edge-ee-export")),
+                       help="checkpoints and synthesised audio (resumable runs)")
+        s.add_argument("--no-resume", action="store_true", help="ignore existing checkpoints")
+        s.add_argument("--name", default=None, help="bundle name in the manifest")
+        s.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+        s.add_argument("--no-progress", action="store_true", help="no progress bars")
+        s.add_argument("-v", "--verbose", action="store_true")
+        if name == "fashion-mnist":
+            s.add_argument("--data", default=None, help="directory with the IDX files "
+                           "(default /usr/share/datasets/fashion-mnist)")
+        elif name == "image-folder":
+            s.add_argument("--data", required=True, help="root folder with one sub-folder per class")
+            s.add_argument("--size", type=int, nargs=2, default=[96, 96], metavar=("H", "W"))
+            s.add_argument("--color", choices=["rgb", "gray"], default="rgb")
+        else:
+            s.add_argument("--words", default=None, help="comma-separated subset of keywords (quick runs)")
+    return p
+
+
+def run(a: argparse.Namespace, command: str) -> Path:
+    import torch
+
+    from .attach import attach_exits, place_splits
+    from .calibrate import calibrate
+    from .onnx_export import export_bundle, producer_info
+    from .train import evaluate, set_seed, train_backbone, train_exits
+    from .zoo import RECIPES
+
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    arch = a.arch or DEFAULT_ARCH[a.dataset]
+    if arch not in RECIPES:
+        raise UsageError(f"unknown --arch {arch!r}; choose one of {', '.join(RECIPES)}")
+    recipe = RECIPES[arch]
+    progress = not a.no_progress
+    cache = Path(a.cache)
+    set_seed(a.seed)
+    if a.dataset == "fashion-mnist":
+        from .data import fashion_mnist
+
+        data = fashion_mnist.load(a.data, seed=a.seed, calib=6000, train_limit=a.train_limit,
+                                  test_limit=a.train_limit)
+        model = recipe.build(num_classes=len(data.labels), **({"in_channels": 1} if arch != "dscnn" else {}))
+    elif a.dataset == "kws":
+        from .data import kws
+
+        words = a.words.split(",") if a.words else None
+        data = kws.load(cache / "kws", seed=a.seed, train_limit=a.train_limit, words=words, progress=progress)
+        if arch != "dscnn":
+            raise UsageError("the kws recipe uses --arch dscnn (49x10 MFCC input)")
+        model = recipe.build(num_classes=len(data.labels))
+    else:
+        from .data import image_folder
+
+        data = image_folder.load(a.data, size=tuple(a.size), color=a.color, seed=a.seed, train_limit=a.train_limit)
+        cin = 1 if a.color == "gray" else 3
+        if arch == "dscnn":
+            raise UsageError("--arch dscnn is for keyword spotting")
+        model = recipe.build(num_classes=len(data.labels), in_channels=cin)
+    log.info("data %s: %s", a.dataset, data.sizes())
+    # check the split points before spending time on training
+    from .attach import split_model
+
+    if not a.place:
+        early = a.splits.split(",") if a.splits else list(recipe.splits)
+        split_model(model, early + [a.final_split or recipe.final_split])
+    bb_epochs = a.backbone_epochs or a.epochs or DEFAULT_EPOCHS[a.dataset]
+    ex_epochs = a.exit_epochs or a.epochs or DEFAULT_EXIT_EPOCHS[a.dataset]
+    tag = f"{a.dataset}-{arch}"
+    lim = f"-lim{a.train_limit}" if a.train_limit else ""
+    history: dict[str, Any] = {}
+    if a.pretrained:
+        try:
+            state = torch.load(a.pretrained, map_location="cpu", weights_only=True)
+            model.load_state_dict(state)
+        except FileNotFoundError as e:
+            raise UsageError(f"--pretrained {a.pretrained}: no such file") from e
+        except Exception as e:  # noqa: BLE001
+            raise UsageError(f"--pretrained {a.pretrained}: cannot load ({str(e).splitlines()[0][:200]})") from e
+        history["backbone"] = {"pretrained": a.pretrained}
+    else:
+        ck = None if a.no_resume else cache / f"{tag}-backbone-s{a.seed}{lim}.pt"
+        h = train_backbone(model, data, epochs=bb_epochs, lr=a.lr, seed=a.seed, ckpt=ck, progress=progress)
+        history["backbone"] = {"epochs": bb_epochs, "final": h[-1] if h else None}
+    backbone_test = evaluate(model, data.test)
+    log.info("backbone test accuracy %.4f", backbone_test)
+    example = data.train.x[:2]
+    if a.place:
+        splits = place_splits(model, example, [float(f) for f in a.place.split(",")])
+    else:
+        splits = a.splits.split(",") if a.splits else list(recipe.splits)
+    final_split = a.final_split or recipe.final_split
+    head = a.head or (recipe.head if a.method == "pteenet" else METHOD_HEAD[a.method])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ee = attach_exits(model, splits, example, final_split=final_split, head=head,
+                          num_classes=len(data.labels))
+    for w in caught:
+        log.warning("%s", w.message)
+    ck = None if a.no_resume else cache / f"{tag}-{a.method}-{head}-exits-s{a.seed}{lim}.pt"
+    h = train_exits(ee, data, method=a.method, epochs=ex_epochs, seed=a.seed, ckpt=ck, progress=progress)
+    history["exits"] = {"epochs": ex_epochs, "method": a.method, "final": h[-1] if h else None}
+    cal = calibrate(ee, data.calib_temp, data.calib_thr, target_drop=a.target_drop, margin=a.margin)
+    cal["split"]["sizes"] = data.sizes()
+    log.info("calibrated (%s): accuracy %.4f vs full %.4f at %.1f%% of the MACs (oracle %.1f%%)", cal["rule"],
+             cal["chosen"]["accuracy"], cal["full_accuracy"], 100 * cal["chosen"]["macs_ratio"],
+             100 * cal["oracle_macs_ratio"])
+    name = a.name or f"{tag}-ee"
+    desc = (f"{arch} on {a.dataset}, exits after {', '.join(splits)} ({head} heads, {a.method}); "
+            f"built by edge-ee-export {__version__}")
+    prod = producer_info(a.seed, command, method=a.method, arch=arch, head=head, splits=splits,
+                         final_split=final_split, training=history,
+                         dataset={"name": a.dataset, "sizes": data.sizes(), **data.meta})
+    out = export_bundle(ee, cal, a.out, name=name, task=data.task, labels=data.labels, preprocess=data.preprocess,
+                        layout=data.layout, verify_split=data.calib_thr, description=desc, producer=prod,
+                        quantize=a.quantize, quant_split=data.calib_thr)
+    log.info("wrote %s", out)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    command = "edge-ee-export " + " ".join(shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:]))
+    try:
+        out = run(args, command)
+    except ExportError as e:
+        print(f"edge-ee-export: error: {e.message}", file=sys.stderr)
+        if e.hint:
+            print(f"  hint: {e.hint}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("edge-ee-export: interrupted; no bundle was written (checkpoints are kept)", file=sys.stderr)
+        return 130
+    except Exception as e:  # bundle/runtime errors from edge_ee carry a message and a hint
+        from edge_ee.errors import EdgeEEError
+
+        if isinstance(e, EdgeEEError):
+            print(f"edge-ee-export: error: {e}", file=sys.stderr)
+            return 1
+        raise
+    print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
