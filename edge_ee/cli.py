@@ -207,7 +207,9 @@ def _parse_thresholds(text: str | None, n: int) -> list[float] | None:
 def run(
     source: Annotated[str, typer.Option("--source", "-s", help="synthetic | images:DIR_OR_GLOB | video:FILE")] = "",
     model: ModelOpt = None,
-    budget: Annotated[str | None, typer.Option(help="Per-inference budget: latency (20ms, 500us, 0.1s).")] = None,
+    budget: Annotated[str | None, typer.Option(
+        help="Budget: latency per inference (20ms, 500us, 0.1s), energy per inference (50mJ) or average "
+             "power (2.5W).")] = None,
     max_frames: Annotated[int | None, typer.Option("--max-frames", "-n", min=1, help="Stop after N frames.")] = None,
     duration: Annotated[float | None, typer.Option(min=0.0, help="Stop after S seconds.")] = None,
     log: Annotated[Path | None, typer.Option("--log", help="Append one JSON line per inference to FILE.jsonl.")] = None,
@@ -223,6 +225,20 @@ def run(
     loop: Annotated[bool, typer.Option(help="Loop images/video sources forever.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live status line.")] = False,
     summary_json: Annotated[Path | None, typer.Option(help="Also write the summary as JSON to this file.")] = None,
+    controller: Annotated[bool, typer.Option("--controller/--no-controller",
+                                             help="With --budget: move the thresholds along the accuracy/cost "
+                                                  "frontier to track the budget (latency: the deadline guard "
+                                                  "alone with --no-controller).")] = True,
+    power_source: Annotated[str | None, typer.Option(
+        "--power-source", help="Measure energy: auto, jetson[:RAIL], tegrastats, pi5, hwmon[:NAME], rapl, "
+                               "estimate[:PRESET|idle=W,core=W], or none. Default: only with an energy/power "
+                               "budget.")] = None,
+    power_baseline: Annotated[float, typer.Option(min=0.0, help="Seconds of idle power measured at start "
+                                                                "(the baseline subtracted for marginal energy).")
+                              ] = 1.0,
+    profile: Annotated[Path | None, typer.Option(
+        "--profile", help="Device profile from `edge-ee profile` (default: a matching one beside the bundle or "
+                          "in ~/.local/state/edge-ee/profiles).")] = None,
 ) -> None:
     """Run the model on a stream, exiting early when confident, and print a summary."""
     from .runner import RunConfig, Runner
@@ -250,7 +266,17 @@ def run(
     cfg = RunConfig(budget=b, max_frames=max_frames, duration_s=duration, mode=modes[mode],  # type: ignore[arg-type]
                     exit_at=exit_at, fps=fps, status=not quiet,
                     status_interval_s=0.5 if sys.stderr.isatty() else 10.0)
-    runner = Runner(engine, src, cfg, telemetry=telemetry)
+    from .control.setup import format_extras, make_run_hooks
+
+    try:
+        hooks, _prof = make_run_hooks(bundle, engine, b, mode=modes[mode], controller=controller,
+                                      power_source=power_source, power_baseline_s=power_baseline,
+                                      profile_path=profile, thresholds_given=th is not None, fps=fps,
+                                      echo=lambda m: typer.echo(m, err=True))
+    except EdgeEEError:
+        src.close()
+        raise
+    runner = Runner(engine, src, cfg, telemetry=telemetry, hooks=hooks)
 
     def _on_signal(signum: int, _frame: Any) -> None:
         runner.stop(signal.Signals(signum).name)
@@ -272,6 +298,9 @@ def run(
         if telemetry is not None:
             telemetry.close()
     typer.echo(format_summary(summary))
+    extras = format_extras(summary)
+    if extras:
+        typer.echo(extras)
     if summary_json is not None:
         try:
             summary_json.write_text(json.dumps(summary, indent=2, default=float) + "\n")
@@ -279,6 +308,89 @@ def run(
             from .errors import OutputError
 
             raise OutputError(f"cannot write {summary_json}: {e.strerror}") from e
+
+
+@app.command()
+@handle_errors
+def profile(
+    source: Annotated[str, typer.Option("--source", "-s", help="Calibration data: sample, images:DIR, "
+                                        "synthetic, video:FILE ... (any run source).")] = "",
+    model: ModelOpt = None,
+    labels: Annotated[str, typer.Option(help="auto: accuracy against the source's ground truth when every input "
+                                             "has one, else agreement with the final exit; source; none.")
+                      ] = "auto",
+    target_drop: Annotated[str, typer.Option("--target-drop", help="Allowed accuracy (or agreement) drop vs the "
+                                             "final exit for the chosen thresholds: 1% or 0.01.")] = "1%",
+    frames: Annotated[int, typer.Option("--frames", "-n", min=1, help="Inputs to measure (after warm-up).")] = 500,
+    warmup: Annotated[int, typer.Option(min=0, help="Inputs whose timings are discarded.")] = 20,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Profile JSON (default: profile.json beside the "
+                                             "bundle if writable, else ~/.local/state/edge-ee/profiles/).")] = None,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Also save a PNG of the frontier (needs the "
+                                              "'plot' extra: matplotlib).")] = None,
+    power_source: Annotated[str | None, typer.Option("--power-source", help="auto (default), jetson, pi5, hwmon, "
+                                                     "rapl, estimate[:PRESET] ...")] = None,
+    power_baseline: Annotated[float, typer.Option(min=0.0, help="Seconds of idle power measured first.")] = 1.0,
+    providers: Annotated[str | None, typer.Option(help="onnxruntime providers, e.g. cpu or cuda,cpu.")] = None,
+    threads: Annotated[int, typer.Option(min=1, help="intra-op threads per session.")] = 1,
+    rule: Annotated[str | None, typer.Option(help="Exit rule to calibrate: max_softmax | entropy | confidence.")
+                    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Measure per-stage latency and energy on this device, build the accuracy/cost frontier, choose thresholds."""
+    from .profile import default_out, format_profile, plot_profile, run_profile, write_profile
+    from .sources import open_source
+
+    if not source:
+        raise UsageError("no --source given", "e.g. --source sample (labelled), --source images:DIR")
+    td = target_drop.strip()
+    try:
+        drop = float(td[:-1]) / 100 if td.endswith("%") else float(td)
+    except ValueError:
+        raise UsageError(f"--target-drop {target_drop!r}: give a percentage (1%) or a fraction (0.01)") from None
+    if not 0 <= drop < 1:
+        raise UsageError(f"--target-drop {target_drop!r} must be between 0 and 100%")
+    if plot is not None:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise UsageError("--plot needs matplotlib", "pip install 'edge-ee[plot]', or leave out --plot") from None
+    bundle = load_bundle(model)
+    engine = Engine(bundle, session=_session_config(providers, threads), rule=rule)
+    src = open_source(source, bundle.manifest, {})
+    try:
+        typer.echo(f"edge-ee: profiling {bundle.manifest.name} on {src.description}", err=True)
+        prof = run_profile(engine, src, frames=frames, warmup=warmup, labels=labels, target_drop=drop,
+                           power_prefer=power_source, baseline_s=power_baseline,
+                           progress=lambda m: typer.echo(f"edge-ee: {m}", err=True))
+    finally:
+        src.close()
+    path = write_profile(prof, out or default_out(bundle))
+    if plot is not None:
+        plot_profile(prof, plot)
+    if as_json:
+        typer.echo(json.dumps(prof, indent=2))
+    else:
+        typer.echo(format_profile(prof))
+        typer.echo(f"profile: {path}" + (f"\nplot: {plot}" if plot else ""))
+
+
+@app.command()
+@handle_errors
+def doctor(as_json: JsonOpt = False) -> None:
+    """This device: board, CPU, power sensors (rail, units, readable or why not), cameras, audio, onnxruntime."""
+    from .device import doctor_report, format_doctor
+
+    r = doctor_report()
+    typer.echo(json.dumps(r, indent=2, default=str) if as_json else format_doctor(r))
+
+
+def _add_service_commands() -> None:
+    from .service.install import service_app
+
+    app.add_typer(service_app, name="service")
+
+
+_add_service_commands()
 
 
 def main() -> None:

@@ -44,6 +44,7 @@ class Result:
     macs: int
     deadline_stop: bool = False  # the guard stopped early to meet the deadline
     thresholds: list[float] = field(default_factory=list)
+    t_start: float = 0.0  # perf_counter() when infer() began (stage k spans the cumulative segment/head times)
 
     @property
     def stages_run(self) -> int:
@@ -243,4 +244,49 @@ class Engine:
             macs=macs,
             deadline_stop=deadline_stop,
             thresholds=self.thresholds,
+            t_start=t0,
         )
+
+    def infer_all_exits(self, x: np.ndarray) -> AllExits:
+        """Run every segment and every head once (for profiling and calibration): each exit's logits,
+        learned confidence (or None) and the per-segment/per-head times in seconds."""
+        x = self.check_input(x)
+        logits: list[np.ndarray] = []
+        conf: list[float | None] = []
+        seg_s: list[float] = []
+        head_s: list[float] = []
+        cur = x
+        t_start = _now()
+        try:
+            for k in range(self.num_stages):
+                inp, outs = self._seg_io[k]
+                ts = _now()
+                cur = self._seg[k].run(outs, {inp: cur})[0]
+                seg_s.append(_now() - ts)
+                if self.heads[k] is None:
+                    logits.append(np.asarray(cur).reshape(-1))
+                    conf.append(None)
+                    head_s.append(0.0)
+                    continue
+                names, hin = self._head_out[k]  # type: ignore[misc]
+                ts = _now()
+                hout = self._head[k].run(names, {hin: cur})  # type: ignore[union-attr]
+                head_s.append(_now() - ts)
+                logits.append(np.asarray(hout[0]).reshape(-1))
+                conf.append(float(np.asarray(hout[1]).reshape(-1)[0]) if len(hout) > 1 else None)
+        except Exception as e:
+            if isinstance(e, (UsageError, InferenceError)):
+                raise
+            raise InferenceError(f"inference failed in stage {len(seg_s)}: {str(e).splitlines()[0][:300]}") from e
+        return AllExits(logits, conf, seg_s, head_s, t_start)
+
+
+@dataclass
+class AllExits:
+    """Every exit's output for one input (``Engine.infer_all_exits``). Times in seconds."""
+
+    logits: list[np.ndarray]
+    confidence: list[float | None]
+    segment_s: list[float]
+    head_s: list[float]  # 0.0 where a stage has no head (the final segment outputs logits)
+    t_start: float

@@ -1,0 +1,230 @@
+"""Run hook: the budget controller sets the engine's thresholds frame by frame.
+
+* latency budget (``20ms``): the controller tracks a mean latency of ``setpoint x budget``
+  (default 0.9) while the engine's deadline guard protects every single frame;
+* energy budget (``50mJ``): tracks the energy per inference (``energy_mj`` from the energy hook);
+* power budget (``2.5W``): average power = idle + rate x marginal energy per inference, so the
+  controller tracks a marginal energy of ``(budget - idle) / rate`` per inference, where rate is
+  ``--fps`` when given, else the measured frame rate.
+
+Telemetry gains ``operating_point`` (index along the frontier), ``controller_error`` (normalised,
+positive = slack) and ``controller_target``; the thresholds in force are already in ``thresholds``.
+The summary gains a ``controller`` section.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Any
+
+import numpy as np
+
+from ..budget import Budget
+from ..engine import Engine, Result
+from ..runner import RunHook, Runner
+from ..sources.base import Frame
+from .controller import ControllerConfig, IndexController
+from .operating_points import Frontier, from_manifest, from_profile, ladder
+
+log = logging.getLogger("edge_ee.control")
+
+
+def probe_stage_latency(engine: Engine, runs: int = 30, warmup: int = 5) -> list[float]:
+    """Mean seconds of segment k + head k, measured on a zero input (a quick start-up probe)."""
+    x = np.zeros(engine.input_shape, dtype=engine.input_dtype)
+    acc = np.zeros(engine.num_stages)
+    for i in range(warmup + runs):
+        a = engine.infer_all_exits(x)
+        if i >= warmup:
+            acc += np.array(a.segment_s) + np.array(a.head_s)
+    return [float(v) for v in acc / runs]
+
+
+def build_frontier(engine: Engine, profile: dict[str, Any] | None = None) -> Frontier:
+    """Profile frontier if given and made for the rule in force, else the manifest's, else a ladder."""
+    rule = engine.rules[0]
+    if profile is not None:
+        f = from_profile(profile)
+        if f is not None and (f.rule is None or f.rule == rule):
+            return f
+        if f is not None:
+            log.warning("profile frontier is for exit rule %r, the run uses %r: not used", f.rule, rule)
+    f = from_manifest(engine.manifest, rule)
+    if f is not None:
+        return f
+    return ladder(engine.num_stages, rule)
+
+
+class ControllerHook(RunHook):
+    def __init__(self, budget: Budget, profile: dict[str, Any] | None = None, setpoint: float = 0.9,
+                 fps: float | None = None, energy_hook: Any = None, config: ControllerConfig | None = None,
+                 frontier: Frontier | None = None, stage_latency_s: list[float] | None = None) -> None:
+        self.budget = budget
+        self.handles_budget = budget.kind
+        self.profile = profile
+        self.setpoint = setpoint if budget.kind == "latency" else 1.0
+        self.fps = fps
+        self.energy_hook = energy_hook
+        self.cfg = config
+        self.frontier = frontier
+        self._stage_latency_s = stage_latency_s
+        self.ctrl: IndexController | None = None
+        self._in_force = -1
+        self._warned_infeasible = False
+        self._warned_missing = False
+        self._low_streak = 0
+        self._last_t: float | None = None
+        self._rate: float | None = None
+        self.moves = 0
+        self.index_hist: list[int] = []
+
+    # ---- set-up ---------------------------------------------------------------------------------
+    def _warn_infeasible(self, why: str) -> None:
+        if not self._warned_infeasible:
+            self._warned_infeasible = True
+            log.warning("budget %s cannot be met: %s; answering from the first exit", self.budget.text, why)
+
+    def _costs(self) -> list[float] | None:
+        f = self.frontier
+        assert f is not None
+        if self.budget.kind == "latency":
+            return f.costs("latency")
+        c = f.costs("energy")
+        if c is None:  # relative cost only: the latency ladder scaled by the controller's slowdown (W)
+            c = f.costs("latency")
+        return c
+
+    def _idle_w(self) -> float:
+        b = getattr(self.energy_hook, "baseline_w", None)
+        return float(b) if b is not None else 0.0
+
+    def _target(self) -> float:
+        b = self.budget
+        if b.kind == "latency":
+            return b.value * self.setpoint
+        if b.kind == "energy":
+            return b.value
+        rate = self.fps or self._rate
+        idle = self._idle_w()
+        if rate is None or rate <= 0:
+            return math.inf
+        return max((b.value - idle) / rate, 1e-9)
+
+    def on_start(self, runner: Runner) -> None:
+        engine = runner.engine
+        if self.frontier is None:
+            self.frontier = build_frontier(engine, self.profile)
+        f = self.frontier
+        if f.stage_latency_ms is None or f.costs("latency") is None:
+            lat = self._stage_latency_s or probe_stage_latency(engine)
+            cum = list(np.cumsum(lat) * 1e3)
+            f.set_stage_costs(latency_ms=cum)
+        kind = self.budget.kind
+        if kind == "power":
+            if self.energy_hook is None or self.energy_hook.baseline_w is None:
+                log.warning("power budget without an idle baseline: treating idle power as 0 W")
+            elif self.budget.value <= self._idle_w():
+                self._warn_infeasible(f"the idle power alone is {self._idle_w():.3f} W")
+            if self.fps is None:
+                log.warning("power budget without --fps: the loop runs back to back, so average power is "
+                            "close to the power while inferring; pace the loop with --fps for a meaningful budget")
+        costs = self._costs()
+        target = self._target()
+        start: float | None = None
+        if kind == "latency" and costs is not None:
+            idx, ok = f.choose("latency", target)
+            start = float(idx)
+            if costs[0] > self.budget.value:
+                self._warn_infeasible(f"the first exit alone takes {1e3 * costs[0]:.3f} ms here")
+        elif kind == "energy" and f.costs("energy") is not None:
+            idx, ok = f.choose("energy", target)
+            start = float(idx)
+            if not ok:
+                self._warn_infeasible(f"the first exit alone takes {f.points[0].energy_mj:.3f} mJ here")
+        elif kind != "latency":
+            start = float(len(f) // 2)  # scale unknown until measured: start mid-way
+        self.ctrl = IndexController(len(f), target if math.isfinite(target) else 1.0, costs, start, self.cfg)
+        if kind == "power" and not math.isfinite(target):
+            self.ctrl.target = 1.0  # replaced as soon as the frame rate is measured
+        self._apply(engine)
+
+    def _apply(self, engine: Engine) -> None:
+        assert self.ctrl is not None and self.frontier is not None
+        i = self.ctrl.index
+        if i != self._in_force:
+            engine.set_thresholds(self.frontier.points[i].thresholds)
+            if self._in_force >= 0:
+                self.moves += 1
+            self._in_force = i
+
+    # ---- per frame ------------------------------------------------------------------------------
+    def before_infer(self, runner: Runner, frame: Frame) -> None:
+        self._apply(runner.engine)
+
+    def _measure(self, record: dict[str, Any], result: Result) -> float | None:
+        kind = self.budget.kind
+        if kind == "latency":
+            return record["total_ms"] * 1e-3
+        key = "energy_mj" if kind == "energy" else "marginal_energy_mj"
+        v = record.get(key)
+        if v is None:
+            if not self._warned_missing:
+                self._warned_missing = True
+                log.warning("no %s measurement for the %s budget: the controller holds its operating point",
+                            key, kind)
+            return None
+        return float(v) * 1e-3
+
+    def on_result(self, runner: Runner, frame: Frame, result: Result, record: dict[str, Any]) -> None:
+        c = self.ctrl
+        if c is None:
+            return
+        now = time.perf_counter()
+        if self._last_t is not None:
+            dt = now - self._last_t
+            if dt > 0:
+                r = 1.0 / dt
+                self._rate = r if self._rate is None else self._rate + 0.05 * (r - self._rate)
+        self._last_t = now
+        if self.budget.kind == "power":
+            t = self._target()
+            if math.isfinite(t):
+                c.set_target(t)
+        y = self._measure(record, result)
+        k = self._in_force
+        if y is not None:
+            c.update(y, k)
+            if c.index == 0 and c.saturated == "low" and c.y_f is not None and c.y_f > 1.05 * c.target:
+                self._low_streak += 1
+                if self._low_streak >= 50:
+                    self._warn_infeasible("measured cost stays above the target at the cheapest operating point")
+            else:
+                self._low_streak = 0
+        record["operating_point"] = k
+        record["controller_error"] = round(c.error, 4)
+        record["controller_target"] = round(c.target * 1e3, 6)  # ms (latency) or mJ (energy, power)
+        if len(self.index_hist) < 100000:
+            self.index_hist.append(k)
+
+    def on_stop(self, runner: Runner, summary: dict[str, Any]) -> None:
+        c, f = self.ctrl, self.frontier
+        if c is None or f is None:
+            return
+        hist = np.bincount(np.array(self.index_hist, dtype=np.int64), minlength=len(f)) if self.index_hist else []
+        unit = "ms" if self.budget.kind == "latency" else "mJ"
+        summary["controller"] = {
+            "budget": self.budget.to_json(),
+            "frontier_source": f.source,
+            "points": len(f),
+            "final_index": c.index,
+            "final_thresholds": f.points[c.index].thresholds,
+            "moves": self.moves,
+            "mean_index": float(np.mean(self.index_hist)) if self.index_hist else None,
+            "index_histogram": [int(v) for v in hist],
+            "target": c.target * 1e3,
+            "target_unit": unit,
+            "slowdown": c.slowdown,
+            "infeasible_warning": self._warned_infeasible,
+        }

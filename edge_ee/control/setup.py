@@ -1,0 +1,96 @@
+"""Wiring for ``edge-ee run``: profile lookup, energy and controller hooks, extra summary lines."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..budget import Budget
+from ..bundle import Bundle
+from ..engine import Engine
+from ..errors import UsageError
+from ..runner import RunHook
+
+log = logging.getLogger("edge_ee.control")
+
+
+def make_run_hooks(bundle: Bundle, engine: Engine, budget: Budget | None, *, mode: str = "adaptive",
+                   controller: bool = True, power_source: str | None = None, power_baseline_s: float = 1.0,
+                   profile_path: Path | None = None, thresholds_given: bool = False, fps: float | None = None,
+                   setpoint: float = 0.9, echo: Callable[[str], None] = print,
+                   ) -> tuple[list[RunHook], dict[str, Any] | None]:
+    """Hooks for a run (energy hook first: the controller reads its measurement) and the profile used."""
+    from ..profile import find_profile
+
+    profile, ppath = find_profile(bundle, profile_path)
+    if profile is not None:
+        chosen = profile.get("chosen") or {}
+        th = chosen.get("thresholds")
+        rule_ok = profile.get("rule") in (None, engine.rules[0])
+        if not rule_ok:
+            log.warning("profile %s was made for exit rule %r, this run uses %r: its thresholds are not used",
+                        ppath, profile.get("rule"), engine.rules[0])
+        elif thresholds_given:
+            echo(f"edge-ee: profile {ppath} found; --thresholds given, so its thresholds are not used")
+        elif isinstance(th, list) and len(th) == engine.num_stages - 1:
+            engine.set_thresholds([float(t) for t in th])
+            echo(f"edge-ee: using profile {ppath}: thresholds {[round(float(t), 4) for t in th]}")
+    kind = budget.kind if budget is not None else None
+    wants_energy = kind in ("energy", "power") or (power_source is not None and power_source.lower() != "none")
+    if kind in ("energy", "power"):
+        if power_source is not None and power_source.lower() == "none":
+            raise UsageError(f"a {kind} budget ({budget.text}) needs a power source; "  # type: ignore[union-attr]
+                             "--power-source none switches it off")
+        if mode != "adaptive" or not controller:
+            raise UsageError(f"a {kind} budget ({budget.text}) is met by the controller: "  # type: ignore[union-attr]
+                             "it needs --mode adaptive and --controller")
+    hooks: list[RunHook] = []
+    energy = None
+    if wants_energy:
+        from .energy_hook import EnergyHook
+
+        full = (profile or {}).get("full_model", {}).get("energy_mj") if profile else None
+        prefer = None if power_source is None or power_source.lower() == "auto" else power_source
+        energy = EnergyHook(prefer, baseline_s=power_baseline_s, full_energy_mj=full)
+        hooks.append(energy)
+    if budget is not None and controller and mode == "adaptive" and engine.num_stages > 1:
+        from .hook import ControllerHook
+
+        hooks.append(ControllerHook(budget, profile=profile, setpoint=setpoint, fps=fps, energy_hook=energy))
+    return hooks, profile
+
+
+def _f(v: Any, fmt: str = ".3f") -> str:
+    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
+
+
+def format_extras(s: dict[str, Any]) -> str:
+    """Summary lines for energy per exit, energy vs the full model, power source and controller."""
+    lines: list[str] = []
+    est = " (estimated)" if s.get("energy_estimated") else ""
+    pw = s.get("power")
+    if pw:
+        tag = "ESTIMATED, not measured" if pw.get("estimated") else "measured"
+        base = f", idle baseline {pw['baseline_w']:.3f} W" if pw.get("baseline_w") is not None else ""
+        lines.append(f"power source: {pw.get('name')} (rail {pw.get('rail')}){base} [{tag}]")
+        if pw.get("failed_sources"):
+            lines.append("power sources that failed during the run: " + "; ".join(pw["failed_sources"]))
+    per_exit = s.get("exit_energy_mj")
+    if per_exit and any(v is not None for v in per_exit):
+        lines.append(f"energy per exit{est}: " + "  ".join(
+            f"exit{k}: {_f(v)} mJ" for k, v in enumerate(per_exit) if v is not None))
+    if s.get("energy_vs_full_model") is not None:
+        lines.append(f"energy vs full model{est}: {100 * s['energy_vs_full_model']:.1f}% of "
+                     f"{s['full_model_energy_mj']:.3f} mJ (full model, measured by `edge-ee profile`)")
+    c = s.get("controller")
+    if c:
+        b = c["budget"]
+        lines.append(f"controller: budget {b['text']} ({b['kind']}), target {c['target']:.4g} {c['target_unit']}, "
+                     f"frontier from {c['frontier_source']} ({c['points']} points), final point {c['final_index']} "
+                     f"thresholds {[round(t, 4) for t in c['final_thresholds']]}, {c['moves']} moves, "
+                     f"slowdown x{c['slowdown']:.2f}" + ("  [budget infeasible: see warning]"
+                                                        if c.get("infeasible_warning") else ""))
+    return "\n".join(lines)

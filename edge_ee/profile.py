@@ -1,0 +1,476 @@
+"""``edge-ee profile``: on-target calibration of a bundle.
+
+On the device, one pass per input runs every segment and every head (``Engine.infer_all_exits``):
+
+* latency of each segment and head (warm-up discarded; mean, p50, p95, p99) and its energy from the
+  power sampler (idle baseline subtracted for the marginal figures; "estimated" when no sensor);
+* every exit's answer on the calibration data: accuracy against the source's ground truth (e.g.
+  ``--source sample``), or without labels the agreement with the final exit (the usual case on a
+  device: no labels needed);
+* the accuracy (or agreement) vs latency/energy frontier of threshold vectors for the exit rule in
+  force, and the cheapest point within ``--target-drop`` of the final exit.
+
+The profile is JSON keyed by device (board, CPU, cores, arch, power mode, onnxruntime version and
+providers) and by the bundle's content hash. ``edge-ee run`` picks a matching profile up (beside the
+bundle, or in ``~/.local/state/edge-ee/profiles/``) for its thresholds and the controller's frontier,
+and ignores, with a warning, one made on another device or for another bundle.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import itertools
+import json
+import logging
+import math
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .bundle import Bundle
+from .control.operating_points import NEVER, OperatingPoint, pareto
+from .engine import Engine
+from .errors import ConfigError, OutputError, SourceError, UsageError
+from .exit_rules import normalized_entropy, softmax
+from .preprocess import make_preprocessor
+
+log = logging.getLogger("edge_ee.profile")
+
+SCHEMA = "edge-ee-profile/1"
+PROFILE_NAME = "profile.json"
+IDENTITY_KEYS = ("board", "cpu", "cores", "machine", "power_mode", "onnxruntime", "providers")
+
+
+# ---- identity and storage --------------------------------------------------------------------------
+def device_identity() -> dict[str, Any]:
+    from .device import device_identity as ident
+
+    d = ident()
+    return {k: d.get(k) for k in IDENTITY_KEYS}
+
+
+def device_key(identity: dict[str, Any]) -> str:
+    blob = json.dumps({k: identity.get(k) for k in IDENTITY_KEYS}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "edge-ee" / "profiles"
+
+
+def candidate_paths(bundle: Bundle) -> list[Path]:
+    """Where ``run`` looks for a profile: beside the bundle (not for the embedded one), then the state dir."""
+    out = [] if bundle.is_embedded else [bundle.path / PROFILE_NAME]
+    out.append(state_dir() / f"{bundle.content_hash()[:16]}.json")
+    return out
+
+
+def default_out(bundle: Bundle) -> Path:
+    """Beside the bundle when that directory is writable (and not the embedded one inside the
+    package), else the per-user state directory keyed by the bundle hash."""
+    if not bundle.is_embedded and os.access(bundle.path, os.W_OK):
+        return bundle.path / PROFILE_NAME
+    return state_dir() / f"{bundle.content_hash()[:16]}.json"
+
+
+def write_profile(profile: dict[str, Any], path: Path) -> Path:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(json.dumps(profile, indent=2) + "\n")
+        tmp.replace(path)
+    except OSError as e:
+        raise OutputError(f"cannot write the profile {path}: {e.strerror or e}",
+                          "pass --out FILE somewhere writable") from e
+    return path
+
+
+def read_profile(path: Path) -> dict[str, Any]:
+    try:
+        d = json.loads(Path(path).read_text())
+    except OSError as e:
+        raise ConfigError(f"cannot read profile {path}: {e.strerror or e}") from e
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"profile {path} is not valid JSON: {e}") from e
+    if not isinstance(d, dict) or d.get("schema") != SCHEMA:
+        raise ConfigError(f"{path} is not an edge-ee profile (schema {d.get('schema') if isinstance(d, dict) else '?'}"
+                          f", expected {SCHEMA})", "re-create it with `edge-ee profile`")
+    for key in ("device", "bundle", "frontier", "chosen"):
+        if key not in d:
+            raise ConfigError(f"profile {path} lacks {key!r}", "re-create it with `edge-ee profile`")
+    return d
+
+
+def mismatch(profile: dict[str, Any], bundle: Bundle, identity: dict[str, Any] | None = None) -> list[str]:
+    """Why the profile does not belong to this bundle on this device (empty: it does)."""
+    out = []
+    want = bundle.content_hash()
+    have = (profile.get("bundle") or {}).get("hash")
+    if have != want:
+        out.append(f"it was made for another bundle (hash {str(have)[:12]}..., this bundle {want[:12]}...)")
+    ident = identity if identity is not None else device_identity()
+    pdev = profile.get("device") or {}
+    diff = [k for k in IDENTITY_KEYS if pdev.get(k) != ident.get(k)]
+    if diff:
+        out.append("it was made on another device or software stack ("
+                   + "; ".join(f"{k}: {pdev.get(k)!r} here {ident.get(k)!r}" for k in diff) + ")")
+    return out
+
+
+def find_profile(bundle: Bundle, explicit: Path | None = None, warn: Callable[[str], None] | None = None,
+                 ) -> tuple[dict[str, Any] | None, Path | None]:
+    """The matching profile for ``bundle`` on this device, or (None, None). An explicit path that cannot
+    be read raises ConfigError; a profile for another bundle/device is ignored with a warning."""
+    if warn is None:
+        def warn(msg: str) -> None:
+            log.warning("%s", msg)
+    paths = [explicit] if explicit is not None else [p for p in candidate_paths(bundle) if p.is_file()]
+    ident: dict[str, Any] | None = None
+    for p in paths:
+        try:
+            prof = read_profile(p)
+        except ConfigError as e:
+            if explicit is not None:
+                raise
+            warn(f"ignoring profile: {e}")
+            continue
+        if ident is None:
+            ident = device_identity()
+        why = mismatch(prof, bundle, ident)
+        if why:
+            warn(f"ignoring profile {p}: " + "; ".join(why) + ". Re-run `edge-ee profile` on this device.")
+            continue
+        return prof, p
+    return None, None
+
+
+# ---- statistics -----------------------------------------------------------------------------------
+def _pct(v: np.ndarray) -> dict[str, float | None]:
+    if v.size == 0:
+        return {"mean": None, "p50": None, "p95": None, "p99": None}
+    ms = v * 1e3
+    return {"mean": float(ms.mean()), "p50": float(np.percentile(ms, 50)), "p95": float(np.percentile(ms, 95)),
+            "p99": float(np.percentile(ms, 99))}
+
+
+def _scores(rule: str, logits: np.ndarray, temperature: float, conf: np.ndarray | None) -> np.ndarray:
+    """Per input, a score that fires the exit when >= the score-space threshold (entropy negated)."""
+    if rule == "confidence" and conf is not None:
+        return conf
+    p = np.stack([softmax(row, temperature) for row in logits])
+    if rule == "entropy":
+        return -np.array([normalized_entropy(row) for row in p])
+    return p.max(1)
+
+
+def _to_threshold(rule: str, s: float) -> float:
+    if rule == "entropy":
+        return float(-s)
+    return float(min(s, NEVER.get(rule, 1.01)))
+
+
+def frontier_points(scores: list[np.ndarray], correct: np.ndarray | None, agree: np.ndarray, rule: str,
+                    cum_latency_ms: np.ndarray, cum_energy_mj: np.ndarray | None, cum_macs: np.ndarray,
+                    levels: int = 16, max_points: int = 30) -> list[OperatingPoint]:
+    """Pareto frontier (quality vs predicted latency) over threshold vectors.
+
+    ``scores[k]`` per input for early exit k; ``correct``/``agree``: [exits, N] booleans."""
+    k_early = len(scores)
+    n = agree.shape[1]
+    never = 0.01 if rule == "entropy" else NEVER.get(rule, 1.01)
+    cands = [np.unique(np.concatenate([np.quantile(s, np.linspace(0, 1, levels)), [never]])) for s in scores]
+    qual = correct if correct is not None else agree
+    idx = np.arange(n)
+    combos: list[tuple[float, ...]]
+    if k_early <= 3:
+        combos = list(itertools.product(*cands))
+    else:  # pragma: no cover - bundles with many exits
+        rng = np.random.default_rng(0)
+        combos = [tuple(float(c[rng.integers(len(c))]) for c in cands) for _ in range(4000)]
+    raw: list[tuple[float, float, tuple[float, ...]]] = []
+    for combo in combos:
+        ex = np.full(n, k_early)
+        undecided = np.ones(n, bool)
+        for k, t in enumerate(combo):
+            f = undecided & (scores[k] >= t)
+            ex[f] = k
+            undecided &= ~f
+        raw.append((float(cum_latency_ms[ex].mean()), float(qual[ex, idx].mean()), combo))
+    raw.sort(key=lambda r: (r[0], -r[1]))
+    front: list[tuple[float, ...]] = []
+    lats_l: list[float] = []
+    best = -1.0
+    for lat, q, combo in raw:
+        if q > best + 1e-12:
+            front.append(combo)
+            lats_l.append(lat)
+            best = q
+    if len(front) > max_points:  # thin evenly in cost, ends kept
+        lats = np.array(lats_l)
+        keep = sorted({int(np.argmin(np.abs(lats - t))) for t in np.linspace(lats[0], lats[-1], max_points)}
+                      | {0, len(front) - 1})
+        front = [front[i] for i in keep]
+    pts = []
+    for combo in front:
+        ex = np.full(n, k_early)
+        undecided = np.ones(n, bool)
+        for k, t in enumerate(combo):
+            f = undecided & (scores[k] >= t)
+            ex[f] = k
+            undecided &= ~f
+        frac = np.bincount(ex, minlength=k_early + 1) / n
+        pts.append(OperatingPoint(
+            thresholds=[_to_threshold(rule, t) for t in combo],
+            accuracy=float(correct[ex, idx].mean()) if correct is not None else None,
+            agreement=float(agree[ex, idx].mean()),
+            mean_macs=float(cum_macs[ex].mean()),
+            exit_fractions=[float(v) for v in frac],
+            latency_ms=float(cum_latency_ms[ex].mean()),
+            energy_mj=float(cum_energy_mj[ex].mean()) if cum_energy_mj is not None else None,
+        ))
+    return pareto(pts, "latency_ms")
+
+
+# ---- the profiling run ------------------------------------------------------------------------------
+def run_profile(engine: Engine, source: Any, *, frames: int = 500, warmup: int = 20, labels: str = "auto",
+                target_drop: float = 0.01, power_prefer: str | None = None, baseline_s: float = 1.0,
+                sampler: Any = None, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Profile ``engine`` on ``source`` (an open Source). ``labels``: auto | source | none."""
+    from .power import PowerSampler, discover
+
+    if labels not in ("auto", "source", "none"):
+        raise UsageError(f"--labels {labels!r}: use auto, source (ground truth from the source) or none")
+    m = engine.manifest
+    bundle = engine.bundle
+    pre = make_preprocessor(m.input)
+    own = sampler is None
+    if sampler is None:
+        sampler = PowerSampler(discover(power_prefer)).start()
+    try:
+        if sampler.baseline_w is None:
+            if baseline_s > 0:
+                if progress:
+                    progress(f"measuring the idle power baseline for {baseline_s:g} s (keep the device idle)")
+                try:
+                    sampler.measure_baseline(baseline_s)
+                except RuntimeError as e:
+                    log.warning("power: no idle baseline (%s)", e)
+            elif getattr(sampler.source, "idle_power_w", None) is not None:
+                sampler.set_baseline(float(sampler.source.idle_power_w))
+        ns = engine.num_stages
+        logits: list[list[np.ndarray]] = [[] for _ in range(ns)]
+        confs: list[list[float | None]] = [[] for _ in range(ns)]
+        truths: list[str | None] = []
+        seg_t: list[list[float]] = [[] for _ in range(ns)]
+        head_t: list[list[float]] = [[] for _ in range(ns)]
+        seg_e: list[list[float]] = [[] for _ in range(ns)]
+        head_e: list[list[float]] = [[] for _ in range(ns)]
+        base = sampler.baseline_w or 0.0
+        total = frames + warmup
+        i = 0
+        while i < total:
+            fr = source.read()
+            if fr is None:
+                break
+            x = pre(fr.data)
+            a = engine.infer_all_exits(x)
+            if i >= warmup:
+                t = a.t_start
+                for k in range(ns):
+                    s_, h_ = a.segment_s[k], a.head_s[k]
+                    seg_t[k].append(s_)
+                    head_t[k].append(h_)
+                    seg_e[k].append(sampler.energy_between(t, t + s_))
+                    head_e[k].append(sampler.energy_between(t + s_, t + s_ + h_) if h_ > 0 else 0.0)
+                    t += s_ + h_
+            for k in range(ns):
+                logits[k].append(a.logits[k])
+                confs[k].append(a.confidence[k])
+            truths.append(fr.meta.get("truth"))
+            i += 1
+            if progress and i % 200 == 0:
+                progress(f"{i} inputs profiled")
+        n = len(truths)
+        if n == 0:
+            raise SourceError("the source gave no input to profile")
+        if n <= warmup:
+            raise SourceError(f"only {n} inputs from the source; profiling needs more than the {warmup} warm-up "
+                              "inputs", "use a longer source or --warmup 0")
+        sampler.wait_for(sampler.clock(), timeout=2 * sampler.period_s + 0.5)
+        estimated = bool(sampler.estimated)
+        src_info = sampler.info()
+    finally:
+        if own:
+            sampler.stop()
+
+    lg = [np.stack(v) for v in logits]
+    preds = np.stack([v.argmax(1) for v in lg])  # [exits, N]
+    agree = preds == preds[-1]
+    have_truth = all(t is not None for t in truths)
+    if labels == "source" and not have_truth:
+        raise UsageError("--labels source: the source has no ground truth for every input",
+                         "use --source sample or images:DIR with class-named folders, or --labels none")
+    use_labels = labels != "none" and have_truth
+    correct = None
+    lab_idx = {name: j for j, name in enumerate(m.labels)}
+    unknown = sorted({str(t) for t in truths if t is not None and t not in lab_idx})
+    if use_labels and unknown:
+        msg = f"ground-truth labels not in the bundle's labels: {', '.join(unknown[:5])}"
+        if labels == "source":
+            raise UsageError(msg, "use a source labelled with this bundle's classes, or --labels none")
+        log.warning("%s; calibrating on agreement with the final exit instead", msg)
+        use_labels = False
+    if use_labels:
+        truth_idx = np.array([lab_idx[t] for t in truths])  # type: ignore[index]
+        correct = preds == truth_idx[None, :]
+
+    seg_ms = [np.array(v) for v in seg_t]
+    head_ms = [np.array(v) for v in head_t]
+    st_lat = np.array([seg_ms[k].mean() + head_ms[k].mean() for k in range(ns)]) * 1e3
+    cum_lat = np.cumsum(st_lat)  # adaptive: answering at exit k costs every segment and head up to k
+    seg_ej = [np.array(v) for v in seg_e]
+    head_ej = [np.array(v) for v in head_e]
+    energy_ok = all(np.all(np.isfinite(v)) for v in seg_ej + head_ej)
+    cum_en = np.cumsum([1e3 * (seg_ej[k].mean() + head_ej[k].mean()) for k in range(ns)]) if energy_ok else None
+    st_marg = [1e3 * (seg_ej[k].mean() + head_ej[k].mean() - base * (seg_ms[k].mean() + head_ms[k].mean()))
+               for k in range(ns)] if energy_ok else None
+    cum_macs = np.cumsum([s.segment.macs + (s.head.macs if s.head else 0) for s in m.stages]).astype(float)
+
+    rule = engine.rules[0]
+    scores = []
+    for k in range(ns - 1):
+        h = engine.heads[k]
+        conf = np.array(confs[k], dtype=float) if confs[k] and confs[k][0] is not None else None
+        scores.append(_scores(engine.rules[k], lg[k], h.temperature if h else 1.0, conf))
+    pts = frontier_points(scores, correct, agree, rule, cum_lat, cum_en, cum_macs) if ns > 1 else []
+    qual_full = float(correct[-1].mean()) if correct is not None else 1.0
+    ok = [p for p in pts if (p.quality or 0.0) >= qual_full - target_drop - 1e-12]
+    chosen = min(ok, key=lambda p: p.latency_ms or 0.0) if ok else (pts[-1] if pts else None)
+
+    # full model (mode full): every segment and only the final head
+    full_lat = float(sum(seg_ms[k].mean() for k in range(ns)) + head_ms[-1].mean()) * 1e3
+    full_e = (float(sum(seg_ej[k].mean() for k in range(ns)) + head_ej[-1].mean()) * 1e3) if energy_ok else None
+    full_samples = np.sum(seg_ms, axis=0) + head_ms[-1]
+    exits = []
+    for k in range(ns):
+        exit_at = float(sum(seg_ms[j].mean() for j in range(k + 1)) + head_ms[k].mean()) * 1e3
+        exits.append({
+            "exit": k,
+            "accuracy": float(correct[k].mean()) if correct is not None else None,
+            "agreement": float(agree[k].mean()),
+            "adaptive_ms": float(cum_lat[k]),
+            "exit_at_ms": exit_at,
+            "adaptive_energy_mj": float(cum_en[k]) if cum_en is not None else None,
+            "adaptive_macs": float(cum_macs[k]),
+        })
+    stages = []
+    for k in range(ns):
+        stages.append({
+            "segment_ms": _pct(seg_ms[k]),
+            "head_ms": _pct(head_ms[k]) if m.stages[k].head else None,
+            "energy_mj": float(1e3 * (seg_ej[k].mean() + head_ej[k].mean())) if energy_ok else None,
+            "marginal_energy_mj": st_marg[k] if st_marg is not None else None,
+        })
+    ident = device_identity()
+    return {
+        "schema": SCHEMA,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "device": ident,
+        "device_key": device_key(ident),
+        "bundle": {"name": m.name, "hash": bundle.content_hash(), "path": str(bundle.path.resolve())},
+        "rule": rule,
+        "inputs": n,
+        "warmup_discarded": warmup,
+        "measured_inputs": n - warmup,
+        "quality_metric": "accuracy" if correct is not None else "agreement_with_final_exit",
+        "target_drop": target_drop,
+        "full_quality": qual_full,
+        "power": {"source": src_info.get("kind"), "name": src_info.get("name"), "rail": src_info.get("rail"),
+                  "estimated": estimated, "baseline_w": src_info.get("baseline_w"),
+                  "failed_sources": src_info.get("failed_sources")},
+        "stages": stages,
+        "exits": exits,
+        "full_model": {"latency_ms": full_lat, "latency_p99_ms": float(np.percentile(full_samples, 99) * 1e3),
+                       "energy_mj": full_e, "macs": m.full_model_macs(),
+                       "accuracy": float(correct[-1].mean()) if correct is not None else None},
+        "frontier": [p.to_dict() for p in pts],
+        "chosen": chosen.to_dict() if chosen is not None else None,
+    }
+
+
+def format_profile(p: dict[str, Any]) -> str:
+    est = " (ESTIMATED)" if p["power"]["estimated"] else ""
+    qm = p["quality_metric"].replace("_", " ")
+    lines = [f"profile of {p['bundle']['name']} on {p['device'].get('board') or p['device'].get('cpu')} "
+             f"({p['measured_inputs']} inputs measured, {p['warmup_discarded']} warm-up discarded)",
+             f"power: {p['power']['name']}, rail {p['power']['rail']}{est}"]
+    lines.append(f"{'stage':>5} {'seg p50':>8} {'seg p99':>8} {'head p50':>8} {'head p99':>8} {'mJ' + est:>10} "
+                 f"{'exit ' + qm[:8]:>14}")
+    for k, (s, e) in enumerate(zip(p["stages"], p["exits"])):
+        h = s["head_ms"] or {}
+        q = e["accuracy"] if e["accuracy"] is not None else e["agreement"]
+        en = "-" if s["energy_mj"] is None else f"{s['energy_mj']:.4f}"
+        lines.append(f"{k:>5} {s['segment_ms']['p50']:>8.4f} {s['segment_ms']['p99']:>8.4f} "
+                     f"{_f(h.get('p50')):>8} {_f(h.get('p99')):>8} {en:>10} {100 * q:>13.2f}%")
+    f = p["full_model"]
+    fe = "" if f["energy_mj"] is None else f", {f['energy_mj']:.4f} mJ{est}"
+    lines.append(f"full model: {f['latency_ms']:.4f} ms mean{fe}")
+    c = p["chosen"]
+    if c:
+        ce = "" if c.get("energy_mj") is None else f", {c['energy_mj']:.4f} mJ{est}"
+        q = c.get("accuracy") if c.get("accuracy") is not None else c.get("agreement", 0.0)
+        lines.append(f"chosen ({qm} within {100 * p['target_drop']:.2g} pp of the final exit): thresholds "
+                     f"{[round(t, 4) for t in c['thresholds']]} -> {qm} {100 * q:.2f}%, "
+                     f"{c['latency_ms']:.4f} ms{ce}, exits {[round(x, 3) for x in c['exit_fractions']]}")
+    lines.append(f"frontier: {len(p['frontier'])} operating points")
+    return "\n".join(lines)
+
+
+def _f(v: float | None) -> str:
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4f}"
+
+
+def plot_profile(p: dict[str, Any], path: Path) -> Path:
+    """PNG: quality vs latency (and vs energy) along the frontier, chosen point marked. Needs matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as e:
+        raise UsageError("--plot needs matplotlib", "pip install 'edge-ee[plot]'") from e
+    front = p["frontier"]
+    qk = "accuracy" if p["quality_metric"] == "accuracy" else "agreement"
+    est = " (estimated)" if p["power"]["estimated"] else ""
+    has_e = all(pt.get("energy_mj") is not None for pt in front) and front
+    fig, axes = plt.subplots(1, 2 if has_e else 1, figsize=(11 if has_e else 6, 4.2), squeeze=False)
+    for ax, key, xl in [(axes[0][0], "latency_ms", "mean latency per inference [ms]")] + (
+            [(axes[0][1], "energy_mj", f"energy per inference [mJ]{est}")] if has_e else []):
+        xs = [pt[key] for pt in front]
+        ys = [100 * pt[qk] for pt in front]
+        ax.plot(xs, ys, "o-", ms=3, label="frontier (threshold vectors)")
+        c = p.get("chosen")
+        if c and c.get(key) is not None:
+            ax.plot([c[key]], [100 * c[qk]], "r*", ms=14, label="chosen")
+        full = p["full_model"]
+        fx = full["latency_ms"] if key == "latency_ms" else full.get("energy_mj")
+        if fx is not None:
+            ax.axvline(fx, color="grey", ls="--", lw=1, label="full model")
+        ax.set_xlabel(xl)
+        ax.set_ylabel(f"{qk} [%]")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"{p['bundle']['name']} on {p['device'].get('board') or p['device'].get('cpu')}", fontsize=10)
+    fig.tight_layout()
+    try:
+        fig.savefig(path, dpi=110)
+    except OSError as e:
+        raise OutputError(f"cannot write the plot {path}: {e.strerror or e}") from e
+    finally:
+        plt.close(fig)
+    return path

@@ -1,0 +1,161 @@
+"""Controller and energy hooks end to end through the Runner, with a fake power source."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from edge_ee.budget import parse_budget
+from edge_ee.bundle import load_bundle
+from edge_ee.control.energy_hook import EnergyHook
+from edge_ee.control.hook import ControllerHook
+from edge_ee.control.setup import format_extras, make_run_hooks
+from edge_ee.engine import Engine
+from edge_ee.errors import UsageError
+from edge_ee.power import PowerSampler, PowerSource
+from edge_ee.runner import RunConfig, Runner
+from edge_ee.sources import open_source
+
+
+class FakePower(PowerSource):
+    kind = "fake"
+    name = "fake INA"
+    rail = "VDD_TEST"
+    unit = "W"
+    update_interval_s = 0.01
+
+    def __init__(self, watts: float = 3.0, fail_after: int | None = None) -> None:
+        self.watts = watts
+        self.reads = 0
+        self.fail_after = fail_after
+
+    def read(self) -> float:
+        self.reads += 1
+        if self.fail_after is not None and self.reads > self.fail_after:
+            raise OSError("sensor vanished")
+        return self.watts
+
+
+def _run(bundle: Path, hooks: list, budget: str | None = None, frames: int = 300) -> tuple[Runner, dict]:
+    b = load_bundle(bundle)
+    e = Engine(b)
+    bud = parse_budget(budget)
+    r = Runner(e, open_source("synthetic", b.manifest), RunConfig(budget=bud, max_frames=frames, status=False),
+               hooks=hooks)
+    return r, r.run()
+
+
+def test_energy_hook_records(bundle: Path, tmp_path: Path) -> None:
+    import json
+
+    from edge_ee.telemetry import TelemetryWriter
+
+    sampler = PowerSampler(FakePower(3.0), fallback=None)
+    sampler.set_baseline(1.0)
+    hook = EnergyHook(sampler=sampler, announce=False)
+    b = load_bundle(bundle)
+    e = Engine(b)
+    log = tmp_path / "t.jsonl"
+    tw = TelemetryWriter(log)
+    r = Runner(e, open_source("synthetic", b.manifest), RunConfig(max_frames=50, status=False), telemetry=tw,
+               hooks=[hook])
+    s = r.run()
+    tw.close()
+    sampler.stop()
+    rec = [json.loads(x) for x in log.read_text().splitlines()]
+    assert len(rec) == 50
+    for x in rec:
+        assert x["power_source"] == "fake" and x["power_rail"] == "VDD_TEST" and x["energy_estimated"] is False
+        # 3 W over the inference window; marginal = 2 W over it
+        assert x["energy_mj"] == pytest.approx(3.0 * x["infer_ms"], rel=0.05, abs=2e-4)
+        assert x["marginal_energy_mj"] == pytest.approx(2.0 * x["infer_ms"], rel=0.05, abs=2e-4)
+        assert len(x["stage_energy_mj"]) == len(x["segment_ms"])
+    assert s["energy_mj_per_inference"] > 0 and s["energy_estimated"] is False
+    assert s["power"]["rail"] == "VDD_TEST"
+    assert "power source: fake INA" in format_extras(s) and "ESTIMATED" not in format_extras(s)
+
+
+def test_sensor_disappearing_mid_run_falls_back_to_estimate(bundle: Path, caplog: pytest.LogCaptureFixture) -> None:
+    src = FakePower(3.0, fail_after=3)
+    sampler = PowerSampler(src, max_failures=1)
+    sampler.set_baseline(1.0)
+    hook = EnergyHook(sampler=sampler, announce=False)
+    with caplog.at_level(logging.WARNING):
+        sampler.start()
+        import time
+
+        deadline = time.monotonic() + 5
+        while sampler.source is src and time.monotonic() < deadline:
+            time.sleep(0.01)
+        r, s = _run(bundle, [hook], frames=30)
+    sampler.stop()
+    assert sampler.source is not src and s["energy_estimated"] is True
+    assert "ESTIMATED" in caplog.text or "estimate" in caplog.text.lower()
+    assert "estimated" in format_extras(s).lower()
+
+
+def test_energy_budget_controller_with_fake_power(bundle: Path) -> None:
+    sampler = PowerSampler(FakePower(3.0), fallback=None)
+    sampler.set_baseline(1.0)
+    energy = EnergyHook(sampler=sampler, announce=False)
+    budget = parse_budget("1mJ")
+    ctrl = ControllerHook(budget, energy_hook=energy, stage_latency_s=[1e-4, 1e-4, 1e-4])
+    r, s = _run(bundle, [energy, ctrl], budget="1mJ", frames=200)
+    sampler.stop()
+    c = s["controller"]
+    assert c["budget"]["kind"] == "energy" and c["frontier_source"] == "ladder"
+    assert 0 <= c["final_index"] < c["points"]
+    assert "controller: budget 1mJ" in format_extras(s)
+
+
+def test_latency_budget_records_controller_state(bundle: Path, tmp_path: Path) -> None:
+    import json
+
+    from edge_ee.telemetry import TelemetryWriter
+
+    b = load_bundle(bundle)
+    e = Engine(b)
+    bud = parse_budget("50ms")
+    ctrl = ControllerHook(bud)
+    log = tmp_path / "t.jsonl"
+    tw = TelemetryWriter(log)
+    r = Runner(e, open_source("synthetic", b.manifest), RunConfig(budget=bud, max_frames=100, status=False),
+               telemetry=tw, hooks=[ctrl])
+    s = r.run()
+    tw.close()
+    rec = [json.loads(x) for x in log.read_text().splitlines()]
+    assert all("operating_point" in x and "controller_error" in x for x in rec)
+    # a generous budget: the controller moves to (and stays at) the most accurate point
+    assert rec[-1]["operating_point"] == s["controller"]["points"] - 1
+    thr = ctrl.frontier.points[rec[-1]["operating_point"]].thresholds
+    assert rec[-1]["thresholds"] == thr
+
+
+def test_infeasible_latency_budget_warns_once(bundle: Path, caplog: pytest.LogCaptureFixture) -> None:
+    bud = parse_budget("1us")
+    ctrl = ControllerHook(bud, stage_latency_s=[1e-4, 1e-4, 1e-4])
+    with caplog.at_level(logging.WARNING, logger="edge_ee.control"):
+        r, s = _run(bundle, [ctrl], budget="1us", frames=200)
+    msgs = [m for m in caplog.messages if "cannot be met" in m]
+    assert len(msgs) == 1 and "first exit" in msgs[0]
+    assert s["exits"][0] == 200  # every frame answered from the first exit
+    assert s["controller"]["infeasible_warning"] is True
+
+
+def test_make_run_hooks_rules(bundle: Path) -> None:
+    b = load_bundle(bundle)
+    e = Engine(b)
+    with pytest.raises(UsageError, match="power source"):
+        make_run_hooks(b, e, parse_budget("5mJ"), power_source="none")
+    with pytest.raises(UsageError, match="controller"):
+        make_run_hooks(b, e, parse_budget("2W"), controller=False)
+    with pytest.raises(UsageError, match="adaptive"):
+        make_run_hooks(b, e, parse_budget("2W"), mode="full")
+    hooks, _ = make_run_hooks(b, e, parse_budget("20ms"))
+    assert [type(h).__name__ for h in hooks] == ["ControllerHook"]
+    hooks, _ = make_run_hooks(b, e, parse_budget("20ms"), controller=False)
+    assert hooks == []
+    hooks, _ = make_run_hooks(b, e, None, power_source="estimate")
+    assert [type(h).__name__ for h in hooks] == ["EnergyHook"]
