@@ -50,10 +50,12 @@ def default_bundle_path(task: str = "image_classification") -> Path:
     return path
 
 
-def load_bundle(path: str | os.PathLike[str] | None = None, verify_checksums: bool = True) -> Bundle:
+def load_bundle(path: str | os.PathLike[str] | None = None, verify_checksums: bool = True,
+                task: str | None = None) -> Bundle:
     """Parse ``manifest.json`` and check that every named file exists inside the bundle and
-    matches its sha256. Raises :class:`BundleError` naming the first problem found."""
-    bundle_dir = Path(path) if path is not None else default_bundle_path()
+    matches its sha256. Raises :class:`BundleError` naming the first problem found. Without ``path``,
+    the embedded default bundle for ``task`` (image classification when None) is used."""
+    bundle_dir = Path(path) if path is not None else default_bundle_path(task or "image_classification")
     manifest = read_manifest(bundle_dir)
     root = bundle_dir.resolve()
     for rel, sha in manifest.files():

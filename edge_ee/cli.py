@@ -24,6 +24,7 @@ from .budget import parse_budget
 from .bundle import Bundle, load_bundle
 from .engine import Engine
 from .errors import EdgeEEError, ExitCode, UsageError
+from .service.config import config_option_callback
 from .sessions import SessionConfig
 
 app = typer.Typer(
@@ -225,6 +226,13 @@ def run(
     loop: Annotated[bool, typer.Option(help="Loop images/video sources forever.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live status line.")] = False,
     summary_json: Annotated[Path | None, typer.Option(help="Also write the summary as JSON to this file.")] = None,
+    config: Annotated[Path | None, typer.Option(
+        "--config", "-c", is_eager=True, callback=config_option_callback,
+        help="TOML file of run options (keys = option names); command-line options override it; "
+             "SIGHUP reloads it.")] = None,
+    metrics_port: Annotated[int | None, typer.Option(
+        min=0, max=65535, help="Serve Prometheus metrics on this port (0: any free port).")] = None,
+    metrics_addr: Annotated[str, typer.Option(help="Address for --metrics-port.")] = "127.0.0.1",
     controller: Annotated[bool, typer.Option("--controller/--no-controller",
                                              help="With --budget: move the thresholds along the accuracy/cost "
                                                   "frontier to track the budget (latency: the deadline guard "
@@ -277,11 +285,17 @@ def run(
         src.close()
         raise
     runner = Runner(engine, src, cfg, telemetry=telemetry, hooks=hooks)
+    from .service.attach import attach_service_hooks
+
+    svc = attach_service_hooks(runner, bundle, config=config, metrics_port=metrics_port, metrics_addr=metrics_addr)
+    if svc.metrics_url:
+        typer.echo(f"edge-ee: metrics at {svc.metrics_url}", err=True)
 
     def _on_signal(signum: int, _frame: Any) -> None:
         runner.stop(signal.Signals(signum).name)
 
     old = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    old[signal.SIGHUP] = signal.signal(signal.SIGHUP, svc.request_reload)  # reload between frames
     try:
         typer.echo(f"edge-ee: running {bundle.manifest.name} on {src.description}"
                    + (f", budget {b.text}" if b else ""), err=True)
@@ -294,6 +308,7 @@ def run(
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+        svc.close()
         src.close()
         if telemetry is not None:
             telemetry.close()

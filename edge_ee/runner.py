@@ -46,6 +46,11 @@ class RunHook:
 
     def on_stop(self, runner: Runner, summary: dict[str, Any]) -> None: ...
 
+    def on_reload(self, runner: Runner, settings: dict[str, Any], changed: set[str]) -> set[str]:
+        """SIGHUP, between frames: ``settings`` are the new effective run options, ``changed`` their
+        names that differ. Re-read what you own (e.g. a device profile); return the keys you applied."""
+        return set()
+
 
 @dataclass
 class Runner:
@@ -127,6 +132,8 @@ class Runner:
         cfg = self.config
         for h in self.hooks:
             h.before_infer(self, frame)
+        # hooks may change the budget between frames (SIGHUP reload): the config's budget is the one in force
+        budget_s = cfg.budget.seconds if cfg.budget is not None else None
         t0 = time.perf_counter()
         x = self.preprocess(frame.data)
         t1 = time.perf_counter()

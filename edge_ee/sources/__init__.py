@@ -7,6 +7,13 @@ spec                   source
 ``images:DIR_OR_GLOB`` still images (ground truth from folder names)
 ``video:FILE``         a video file
 ``sample``             the labelled sample shipped with edge-ee for the bundle's task
+``camera[:N|:DEV]``    a USB/V4L2 camera (newest frame, reconnects); ``camera:FILE`` replays a video live
+``csi[:N]``            a CSI camera (picamera2 on a Raspberry Pi, nvarguscamerasrc on a Jetson)
+``gst:PIPELINE``       a GStreamer pipeline ending in appsink (cv2 built with GStreamer)
+``rtsp://...``         a network camera
+``mic[:DEVICE]``       a microphone (arecord / sounddevice)
+``wav:FILE``           a 16-bit PCM WAV file
+``-``                  raw 16-bit little-endian mono PCM on stdin (rate: ``--audio-rate``)
 =====================  ===========================================
 """
 
@@ -92,4 +99,71 @@ def _sample(arg: str, m: Manifest, opts: dict) -> Source:
     raise UsageError(f"no shipped sample for task {m.task!r} in this installation", "use another --source")
 
 
-__all__ = ["Frame", "Source", "open_source", "register", "split_spec"]
+@register("camera", "a camera: camera (= camera:0), camera:N, camera:/dev/videoN; camera:FILE replays a video live")
+def _camera(arg: str, m: Manifest, opts: dict) -> Source:
+    from .camera import open_camera
+
+    return open_camera(arg, opts)
+
+
+@register("csi", "a CSI camera, csi[:N] (picamera2 on a Raspberry Pi, nvarguscamerasrc on a Jetson)")
+def _csi(arg: str, m: Manifest, opts: dict) -> Source:
+    from .camera import open_csi
+
+    return open_csi(arg, opts)
+
+
+@register("gst", "a GStreamer pipeline ending in appsink, gst:'PIPELINE' (needs cv2 with GStreamer)")
+def _gst(arg: str, m: Manifest, opts: dict) -> Source:
+    from .camera import open_gst
+
+    return open_gst(arg, opts)
+
+
+@register("rtsp", "a network camera, rtsp://[user:pass@]host/path")
+def _rtsp(arg: str, m: Manifest, opts: dict) -> Source:
+    from .camera import open_stream_url
+
+    return open_stream_url(arg if "://" in arg else "rtsp:" + arg, opts)
+
+
+@register("mic", "a microphone, mic or mic:ALSA_DEVICE (e.g. mic:plughw:1,0); arecord or sounddevice")
+def _mic(arg: str, m: Manifest, opts: dict) -> Source:
+    from .audio import open_mic
+
+    return open_mic(arg, m, opts)
+
+
+@register("wav", "a 16-bit PCM WAV file, wav:FILE (resampled to the model's rate)")
+def _wav(arg: str, m: Manifest, opts: dict) -> Source:
+    from .audio import open_wav
+
+    return open_wav(arg, m, opts)
+
+
+@register("-", "raw 16-bit little-endian mono PCM on stdin (rate: --audio-rate)")
+def _stdin(arg: str, m: Manifest, opts: dict) -> Source:
+    from .audio import open_stdin
+
+    return open_stdin(arg, m, opts)
+
+
+AUDIO_PREFIXES = frozenset({"mic", "wav", "-"})
+IMAGE_PREFIXES = frozenset({"camera", "csi", "gst", "rtsp", "images", "video"})
+
+
+def source_task(spec: str) -> str | None:
+    """The task a source feeds (to pick the default bundle): ``keyword_spotting`` for audio sources,
+    ``image_classification`` for image sources, None when it follows the bundle (synthetic, sample)."""
+    try:
+        prefix, _ = split_spec(spec)
+    except UsageError:
+        return None
+    if prefix in AUDIO_PREFIXES:
+        return "keyword_spotting"
+    if prefix in IMAGE_PREFIXES:
+        return "image_classification"
+    return None
+
+
+__all__ = ["Frame", "Source", "open_source", "register", "source_task", "split_spec"]

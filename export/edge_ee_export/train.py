@@ -239,7 +239,11 @@ def train_exits(ee: EarlyExitModel, data: Dataset, method: str = "pteenet", epoc
     for s, h in zip(ct["segment_macs"], ct["head_macs"]):
         tot += s + h
         cum.append(tot / ct["full_macs"])
-    fp = _fingerprint({"kind": "exits", "method": method, "epochs": epochs, "lr": lr, "batch": batch,
+    h = hashlib.sha256()
+    for p in bb:
+        h.update(p.detach().numpy().tobytes())
+    fp = _fingerprint({"kind": "exits", "backbone": h.hexdigest()[:16], "method": method, "epochs": epochs,
+                       "lr": lr, "batch": batch,
                        "seed": seed, "lam": lam, "w": early_weight, "splits": ee.meta.splits,
                        "heads": [e.family for e in ee.meta.exits], "n": len(data.train), "ev": ee.meta.early_view})
 

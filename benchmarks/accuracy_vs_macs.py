@@ -1,0 +1,366 @@
+"""Accuracy versus MACs of the shipped early-exit bundles, measured with the runtime Engine.
+
+    python benchmarks/accuracy_vs_macs.py                 # both default bundles, full test sets
+    python benchmarks/accuracy_vs_macs.py --limit 500     # quick look
+
+Fashion-MNIST: the 10k t10k images (never used for training or calibration). Keyword spotting:
+the synthetic test splits of the bundle's own seed, rebuilt by the exporter in a subprocess (it
+needs espeak-ng and torch): training voices with unseen speeds/pitches, and held-out voices and
+variants never used in training, reported separately. Extra KWS bundles trained with other seeds
+(``--kws-extra DIR ...``, default: ``.cache/edge_ee_export/kws-seeds/*``) are reported per seed.
+
+This process never imports torch: every accuracy and MAC number comes from
+``edge_ee.engine.Engine`` running the ONNX bundle. Writes a section of ``docs/benchmarks.md``
+between ``<!-- accuracy-vs-macs:start -->`` and ``<!-- accuracy-vs-macs:end -->`` and a PNG plot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from edge_ee.engine import Engine  # noqa: E402
+from edge_ee.exit_rules import normalized_entropy  # noqa: E402
+
+START, END = "<!-- accuracy-vs-macs:start -->", "<!-- accuracy-vs-macs:end -->"
+
+
+# --------------------------------------------------------------------------- data (torch-free)
+
+
+def read_idx(path: Path) -> np.ndarray:
+    raw = path.read_bytes()
+    if path.suffix == ".gz":
+        raw = gzip.decompress(raw)
+    _z, _t, nd = struct.unpack(">HBB", raw[:4])
+    dims = struct.unpack(">" + "I" * nd, raw[4: 4 + 4 * nd])
+    return np.frombuffer(raw, np.uint8, offset=4 + 4 * nd).reshape(dims)
+
+
+def fashion_test(data_dir: Path, pre: dict[str, Any], limit: int | None) -> tuple[np.ndarray, np.ndarray]:
+    x = read_idx(data_dir / "t10k-images-idx3-ubyte.gz")
+    y = read_idx(data_dir / "t10k-labels-idx1-ubyte.gz").astype(np.int64)
+    if limit:
+        x, y = x[:limit], y[:limit]
+    xf = x.astype(np.float32) * float(pre["scale"])
+    xf = (xf - float(pre["mean"][0])) / float(pre["std"][0])
+    return xf[:, None, :, :].astype(np.float32), y
+
+
+KWS_DUMP = r"""
+import sys, numpy as np
+from edge_ee_export.data import kws
+d = kws.load(sys.argv[1], seed=int(sys.argv[2]), progress=False)
+h = d.extra["test_heldout_voices"]
+np.savez(sys.argv[3], train_x=d.test.x.numpy(), train_y=d.test.y.numpy(), held_x=h.x.numpy(), held_y=h.y.numpy())
+"""
+
+
+def kws_test(cache: Path, seed: int, limit: int | None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    with tempfile.TemporaryDirectory() as td:
+        out = Path(td) / "kws.npz"
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "export"), str(ROOT)])}
+        subprocess.run([sys.executable, "-c", KWS_DUMP, str(cache), str(seed), str(out)], check=True, env=env)
+        z = np.load(out)
+        res = {"training voices (unseen speeds/pitches)": (z["train_x"], z["train_y"]),
+               "held-out voices and variants": (z["held_x"], z["held_y"])}
+    return {k: (v[0][:limit], v[1][:limit]) if limit else v for k, v in res.items()}
+
+
+# --------------------------------------------------------------------------- measurement
+
+
+def run_policy(eng: Engine, x: np.ndarray, thresholds: list[float], rule: str | None,
+               mode: str = "adaptive") -> dict[str, Any]:
+    old_rules, old_thr = list(eng.rules), list(eng.thresholds)
+    if rule:
+        eng.set_rule(rule)
+    eng.set_thresholds(thresholds)
+    labels, macs, exits = [], [], []
+    for i in range(len(x)):
+        r = eng.infer(x[i: i + 1], mode=mode)  # type: ignore[arg-type]
+        labels.append(r.label_index)
+        macs.append(r.macs)
+        exits.append(r.exit_index)
+    eng.rules, eng.thresholds = old_rules, old_thr
+    return {"pred": np.array(labels), "macs": np.array(macs, float), "exit": np.array(exits)}
+
+
+def evaluate(bundle: Path, x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+    eng = Engine(str(bundle))
+    m = eng.manifest
+    cal = m.calibration
+    k_last = eng.num_stages - 1
+    full_macs = m.full_model_macs()
+    n = len(y)
+    t0 = time.perf_counter()
+    probs = np.zeros((k_last + 1, n, len(m.labels)))
+    score = np.zeros((k_last, n))
+    macs_at = np.zeros(k_last + 1)
+    for i in range(n):
+        for k in range(k_last + 1):
+            r = eng.infer(x[i: i + 1], mode="exit_at", exit_at=k)
+            probs[k, i] = r.probs
+            if k < k_last:
+                score[k, i] = r.score
+            macs_at[k] = r.macs
+    full = run_policy(eng, x, eng.thresholds, None, mode="full")
+    adaptive = run_policy(eng, x, eng.thresholds, None)
+    elapsed = time.perf_counter() - t0
+    preds = probs.argmax(2)
+    correct = preds == y[None, :]
+    # adaptive-mode cost of answering at exit k: segments 0..k and heads 0..k
+    cum = np.cumsum([s.segment.macs + (s.head.macs if s.head else 0) for s in m.stages], dtype=float)
+    first = np.where(correct.any(0), correct.argmax(0), k_last)
+    res: dict[str, Any] = {
+        "n": n,
+        "seconds": elapsed,
+        "full_macs": full_macs,
+        "full_accuracy": float((full["pred"] == y).mean()),
+        "full_engine_macs": float(full["macs"].mean()),
+        "exit_accuracy": [float(c.mean()) for c in correct],
+        "exit_macs_ratio": [float(v / full_macs) for v in macs_at],
+        "oracle_macs_ratio": float(cum[first].mean() / full_macs),
+        "oracle_accuracy": float(correct.any(0).mean()),
+        "rule": eng.rules[0],
+        "thresholds": list(eng.thresholds),
+        "calibrated": {
+            "accuracy": float((adaptive["pred"] == y).mean()),
+            "macs_ratio": float(adaptive["macs"].mean() / full_macs),
+            "exit_fractions": (np.bincount(adaptive["exit"], minlength=k_last + 1) / n).tolist(),
+        },
+        "calib_split": {"accuracy": cal.get("chosen", {}).get("accuracy"),
+                        "macs_ratio": cal.get("chosen", {}).get("macs_ratio"),
+                        "full_accuracy": cal.get("full_accuracy")},
+    }
+    # baselines: the other rules at their own calibrated thresholds (measured with the Engine)
+    base = {}
+    for rule, pt in (cal.get("rules") or {}).items():
+        if rule == res["rule"]:
+            continue
+        r = run_policy(eng, x, pt["thresholds"], rule)
+        base[rule] = {"accuracy": float((r["pred"] == y).mean()), "macs_ratio": float(r["macs"].mean() / full_macs)}
+    res["baselines"] = base
+    # the controller's operating points, re-evaluated on the test split (simulated from exit_at outputs)
+    rule = res["rule"]
+    pts = []
+    for p in cal.get("operating_points", []):
+        ex = np.full(n, k_last)
+        und = np.ones(n, bool)
+        for k, t in enumerate(p["thresholds"]):
+            if rule == "max_softmax":
+                f = probs[k].max(1) >= t
+            elif rule == "entropy":
+                f = np.array([normalized_entropy(pp) for pp in probs[k]]) <= t
+            else:
+                f = score[k] >= t
+            f &= und
+            ex[f] = k
+            und &= ~f
+        pts.append({"calib_macs_ratio": p["macs_ratio"], "calib_accuracy": p["accuracy"],
+                    "accuracy": float(correct[ex, np.arange(n)].mean()),
+                    "macs_ratio": float(cum[ex].mean() / full_macs)})
+    res["operating_points"] = pts
+    return res
+
+
+# --------------------------------------------------------------------------- report
+
+
+def pct(v: float | None, d: int = 2) -> str:
+    return "n/a" if v is None else f"{100 * v:.{d}f}%"
+
+
+def table(name: str, bundle: Path, r: dict[str, Any]) -> list[str]:
+    k = len(r["exit_accuracy"]) - 1
+    drop = r["full_accuracy"] - r["calibrated"]["accuracy"]
+    where = bundle.relative_to(ROOT) if bundle.is_relative_to(ROOT) else bundle
+    lines = [
+        f"**{name}** ({r['n']} samples; bundle `{where}`; "
+        f"full model {r['full_macs']:,} MACs)",
+        "",
+        "| policy | accuracy | drop vs full | mean MACs vs full | exit fractions |",
+        "|---|---|---|---|---|",
+        f"| full model (no early exit) | {pct(r['full_accuracy'])} | - | 100% | - |",
+    ]
+    for i, (a, mr) in enumerate(zip(r["exit_accuracy"], r["exit_macs_ratio"])):
+        what = "final exit" if i == k else f"always exit {i}"
+        lines.append(f"| {what} | {pct(a)} | {100 * (r['full_accuracy'] - a):+.2f} pp | {pct(mr, 1)} | - |")
+    c = r["calibrated"]
+    fr = " / ".join(f"{100 * f:.1f}%" for f in c["exit_fractions"])
+    lines.append(f"| **calibrated thresholds** ({r['rule']}, {', '.join(f'{t:.3f}' for t in r['thresholds'])}) | "
+                 f"**{pct(c['accuracy'])}** | **{100 * drop:+.2f} pp** | **{pct(c['macs_ratio'], 1)}** | {fr} |")
+    for rule, b in r["baselines"].items():
+        lines.append(f"| {rule} rule at its calibrated thresholds | {pct(b['accuracy'])} | "
+                     f"{100 * (r['full_accuracy'] - b['accuracy']):+.2f} pp | {pct(b['macs_ratio'], 1)} | - |")
+    lines.append(f"| oracle (earliest correct exit) | {pct(r['oracle_accuracy'])} | "
+                 f"{100 * (r['full_accuracy'] - r['oracle_accuracy']):+.2f} pp | "
+                 f"{pct(r['oracle_macs_ratio'], 1)} | - |")
+    lines.append("")
+    return lines
+
+
+def plot(results: list[tuple[str, dict[str, Any]]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(1, 1, figsize=(7.5, 5))
+    for i, (name, r) in enumerate(results):
+        col = f"C{i}"
+        pts = r["operating_points"]
+        ax.plot([100 * p["macs_ratio"] for p in pts], [100 * p["accuracy"] for p in pts], "-", color=col, lw=1,
+                alpha=0.8, label=f"{name}: operating points")
+        ax.plot(100 * r["calibrated"]["macs_ratio"], 100 * r["calibrated"]["accuracy"], "*", ms=13, color=col)
+        ax.plot(100, 100 * r["full_accuracy"], "o", color=col, mfc="none", ms=8)
+        ax.plot([100 * v for v in r["exit_macs_ratio"][:-1]], [100 * a for a in r["exit_accuracy"][:-1]], "x",
+                color=col)
+        ax.axhline(100 * (r["full_accuracy"] - 0.01), color=col, ls=":", lw=0.8)
+    ax.set_xlabel("mean MACs, % of the full model")
+    ax.set_ylabel("accuracy, %")
+    ax.set_title("Early exits: accuracy vs MACs (star: calibrated, o: full, x: single exits, dotted: -1 pp)",
+                 fontsize=9)
+    ax.grid(alpha=0.3)
+    lo = min(min(100 * p["accuracy"] for p in r["operating_points"]) for _, r in results) if results else 0
+    ax.set_ylim(max(lo - 2, 50), 100)
+    ax.legend(fontsize=7, loc="lower right")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_section(doc: Path, body: str) -> None:
+    text = doc.read_text(encoding="utf-8") if doc.is_file() else "# Benchmarks\n"
+    block = f"{START}\n{body.rstrip()}\n{END}"
+    if START in text and END in text:
+        a, rest = text.split(START, 1)
+        _, b = rest.split(END, 1)
+        text = a + block + b
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    doc.write_text(text, encoding="utf-8")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--fm-bundle", default=str(ROOT / "edge_ee/bundles/fashion_mnist"))
+    p.add_argument("--kws-bundle", default=str(ROOT / "edge_ee/bundles/kws"))
+    p.add_argument("--kws-extra", nargs="*", default=None, help="more KWS bundles (other seeds)")
+    p.add_argument("--fm-data", default="/usr/share/datasets/fashion-mnist")
+    p.add_argument("--kws-cache", default=str(ROOT / ".cache/edge_ee_export/kws"))
+    p.add_argument("--limit", type=int, default=None, help="at most N test samples per split")
+    p.add_argument("--doc", default=str(ROOT / "docs/benchmarks.md"))
+    p.add_argument("--img", default=str(ROOT / "docs/img/accuracy_vs_macs.png"))
+    p.add_argument("--json", default=None, help="also write the raw results here")
+    a = p.parse_args()
+
+    out: list[str] = []
+    results: list[tuple[str, dict[str, Any]]] = []
+    raw: dict[str, Any] = {}
+    fm = Path(a.fm_bundle)
+    if (fm / "manifest.json").is_file():
+        eng = Engine(str(fm))
+        x, y = fashion_test(Path(a.fm_data), eng.manifest.input.preprocess, a.limit)
+        r = evaluate(fm, x, y)
+        raw["fashion_mnist"] = r
+        results.append(("Fashion-MNIST", r))
+        prod = eng.manifest.producer
+        out += ["### Fashion-MNIST (ResNet-8)", "",
+                f"Built by `{prod.get('command', '?')}` (seed {prod.get('seed')}). Test set: t10k.", ""]
+        out += table("Fashion-MNIST test set", fm, r)
+    kws_bundles = [Path(a.kws_bundle)]
+    extra = a.kws_extra
+    if extra is None:
+        seeds_dir = ROOT / ".cache/edge_ee_export/kws-seeds"
+        extra = sorted(str(d) for d in seeds_dir.glob("*") if (d / "manifest.json").is_file())
+    kws_bundles += [Path(e) for e in extra]
+    per_seed: dict[str, list[dict[str, Any]]] = {}
+    for i, kb in enumerate(kws_bundles):
+        if not (kb / "manifest.json").is_file():
+            continue
+        eng = Engine(str(kb))
+        seed = int(eng.manifest.producer.get("seed", 0))
+        splits = kws_test(Path(a.kws_cache), seed, a.limit)
+        if i == 0:
+            prod = eng.manifest.producer
+            out += ["### Keyword spotting (DS-CNN, espeak-ng synthetic speech)", "",
+                    f"Built by `{prod.get('command', '?')}` (seed {seed}). MFCC front end: `edge_ee.features` "
+                    "(MLPerf Tiny). Training voices: " + ", ".join(prod.get("dataset", {}).get("train_voices", []))
+                    + "; held-out voices: " + ", ".join(prod.get("dataset", {}).get("heldout_voices", []))
+                    + f"; held-out variants: {', '.join(prod.get('dataset', {}).get('heldout_variants', []))}.", ""]
+        for sname, (x, y) in splits.items():
+            r = evaluate(kb, x, y)
+            per_seed.setdefault(sname, []).append({"seed": seed, **r})
+            raw.setdefault("kws", {}).setdefault(f"seed{seed}", {})[sname] = r
+            if i == 0:
+                results.append((f"KWS {sname.split(' (')[0]}", r))
+                out += table(f"KWS, {sname}", kb, r)
+    if any(len(v) > 1 for v in per_seed.values()):
+        out += ["**KWS across training seeds** (each bundle on the test splits of its own seed)", "",
+                "| split | seed | full acc | calibrated acc | drop | MACs vs full | oracle MACs |",
+                "|---|---|---|---|---|---|---|"]
+        for sname, rs in per_seed.items():
+            for r in rs:
+                out.append(f"| {sname} | {r['seed']} | {pct(r['full_accuracy'])} | "
+                           f"{pct(r['calibrated']['accuracy'])} | "
+                           f"{100 * (r['full_accuracy'] - r['calibrated']['accuracy']):+.2f} pp | "
+                           f"{pct(r['calibrated']['macs_ratio'], 1)} | {pct(r['oracle_macs_ratio'], 1)} |")
+            if len(rs) > 1:
+                fa = [r["full_accuracy"] for r in rs]
+                ca = [r["calibrated"]["accuracy"] for r in rs]
+                mr = [r["calibrated"]["macs_ratio"] for r in rs]
+                out.append(f"| {sname} | mean ± sd | "
+                           f"{100 * statistics.mean(fa):.2f} ± {100 * statistics.stdev(fa):.2f}% | "
+                           f"{100 * statistics.mean(ca):.2f} ± {100 * statistics.stdev(ca):.2f}% | "
+                           f"{100 * (statistics.mean(fa) - statistics.mean(ca)):+.2f} pp | "
+                           f"{100 * statistics.mean(mr):.1f} ± {100 * statistics.stdev(mr):.1f}% | - |")
+        out.append("")
+    if not results:
+        print("no bundles found; run `make bundles` first", file=sys.stderr)
+        return 1
+    img = Path(a.img)
+    plot(results, img)
+    doc = Path(a.doc)
+    rel = os.path.relpath(img, doc.parent)
+    head = [
+        "## Accuracy vs MACs of the default bundles",
+        "",
+        "Generated by `python benchmarks/accuracy_vs_macs.py` (torch-free: every number below is measured by "
+        "`edge_ee.engine.Engine` on the ONNX bundle, one sample at a time). *MACs* count conv and linear "
+        "multiply-accumulates; *mean MACs vs full* is the adaptive run (segments and exit heads actually executed) "
+        "divided by the plain model's MACs (all segments plus the final classifier, no early heads). "
+        "Thresholds and temperatures were chosen on calibration splits, never on these test sets. The *oracle* "
+        "answers at the earliest exit that is right (judges placement, not policy). The other exit rules are "
+        "baselines at their own calibrated thresholds.",
+        "",
+        f"![accuracy vs MACs]({rel})",
+        "",
+    ]
+    write_section(doc, "\n".join(head + out))
+    if a.json:
+        Path(a.json).write_text(json.dumps(raw, indent=1, default=float))
+    assert "torch" not in sys.modules, "the benchmark must not import torch"
+    print("\n".join(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""Prometheus metrics as a :class:`~edge_ee.runner.RunHook` (``--metrics-port``, ``--metrics-addr``).
+
+Names follow Prometheus conventions: base units (seconds, joules, watts), counters end in ``_total``.
+prometheus_client is imported only when metrics are asked for (extra ``edge-ee[metrics]``). The
+hook has its own registry and HTTP server (threaded, loopback by default), shut down on close.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from .. import __version__
+from ..errors import UsageError
+from ..runner import RunHook, Runner
+from ..sources.base import Frame
+
+LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                   2.5, 5.0, 10.0)
+
+
+def _import_prometheus() -> Any:
+    try:
+        import prometheus_client
+    except ImportError:
+        raise UsageError("--metrics-port needs the prometheus_client package, which is not installed",
+                         "pip install 'edge-ee[metrics]' (or drop metrics_port from the config)") from None
+    return prometheus_client
+
+
+class _Server(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - signature of the base class
+        pass
+
+
+class MetricsHook(RunHook):
+    def __init__(self, port: int, addr: str = "127.0.0.1", num_exits: int = 1,
+                 bundle_info: dict[str, str] | None = None) -> None:
+        pc = _import_prometheus()
+        self.registry = r = pc.CollectorRegistry()
+        self.inferences = pc.Counter("edge_ee_inferences", "Inferences run.", registry=r)
+        self.exits = pc.Counter("edge_ee_exits", "Inferences answered at each exit.", ["exit"], registry=r)
+        self.deadline_misses = pc.Counter("edge_ee_deadline_misses",
+                                          "Inferences that took longer than the budget.", registry=r)
+        self.dropped_frames = pc.Counter("edge_ee_dropped_frames",
+                                         "Frames the source skipped because inference was slower.", registry=r)
+        self.telemetry_dropped = pc.Counter("edge_ee_telemetry_dropped",
+                                            "Telemetry records dropped (disk full, write errors).", registry=r)
+        self.latency = pc.Histogram("edge_ee_inference_latency_seconds",
+                                    "Preprocessing + inference time, by exit taken.", ["exit"],
+                                    buckets=LATENCY_BUCKETS, registry=r)
+        self.energy = pc.Gauge("edge_ee_energy_per_inference_joules",
+                               "Energy of the last inference (when a power source is available).", registry=r)
+        self.power = pc.Gauge("edge_ee_power_watts", "Power during the last inference.", registry=r)
+        self.operating_point = pc.Gauge("edge_ee_operating_point",
+                                        "Budget controller's operating point (index on the frontier).", registry=r)
+        self.threshold = pc.Gauge("edge_ee_threshold", "Exit threshold in force.", ["exit"], registry=r)
+        self.last_time = pc.Gauge("edge_ee_last_inference_timestamp_seconds",
+                                  "Unix time of the last inference (alert when it stops moving).", registry=r)
+        self.info = pc.Info("edge_ee_bundle", "The model bundle being run.", registry=r)
+        self.info.info({"edge_ee_version": __version__, **(bundle_info or {})})
+        for k in range(num_exits):  # every series exists from the start, at zero
+            self.exits.labels(exit=str(k))
+            self.latency.labels(exit=str(k))
+        self._seen_dropped = 0
+        self._seen_tel_dropped = 0
+        self._lock = threading.Lock()
+        server_cls = _Server6 if ":" in addr else _Server
+        try:
+            self.server = make_server(addr, port, pc.make_wsgi_app(r), server_cls, handler_class=_QuietHandler)
+        except OSError as e:
+            raise UsageError(f"cannot serve metrics on {addr}:{port}: {e.strerror or e}",
+                             "choose another --metrics-port (0 = any free port) or --metrics-addr") from None
+        self.addr = addr
+        self.port = int(self.server.server_address[1])
+        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.2},
+                                        name="edge-ee-metrics", daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.addr}]" if ":" in self.addr else self.addr
+        return f"http://{host}:{self.port}/metrics"
+
+    # ------------------------------------------------------------------ hook
+    def on_start(self, runner: Runner) -> None:
+        for k, t in enumerate(runner.engine.thresholds):
+            self.threshold.labels(exit=str(k)).set(t)
+
+    def on_result(self, runner: Runner, frame: Frame, result: Any, record: dict[str, Any]) -> None:
+        ex = str(record["exit"])
+        self.inferences.inc()
+        self.exits.labels(exit=ex).inc()
+        self.latency.labels(exit=ex).observe(record["total_ms"] / 1e3)
+        if record.get("deadline_met") is False:
+            self.deadline_misses.inc()
+        e = record.get("energy_mj")
+        if isinstance(e, (int, float)):
+            self.energy.set(e / 1e3)
+        p = record.get("power_w")
+        if isinstance(p, (int, float)):
+            self.power.set(p)
+        op = record.get("operating_point")
+        ctl = record.get("controller")
+        if op is None and isinstance(ctl, dict):
+            op = ctl.get("operating_point")
+        if isinstance(op, (int, float)) and not isinstance(op, bool):
+            self.operating_point.set(op)
+        for k, t in enumerate(record.get("thresholds") or ()):
+            if isinstance(t, (int, float)):
+                self.threshold.labels(exit=str(k)).set(t)
+        self.last_time.set(record.get("ts") or 0)
+        self._sync_drops(runner)
+
+    def on_stop(self, runner: Runner, summary: dict[str, Any]) -> None:
+        self._sync_drops(runner)
+
+    def _sync_drops(self, runner: Runner) -> None:
+        with self._lock:
+            d = int(getattr(runner.source, "dropped", 0) or 0)
+            if d > self._seen_dropped:
+                self.dropped_frames.inc(d - self._seen_dropped)
+                self._seen_dropped = d
+            t = runner.telemetry.dropped if runner.telemetry is not None else 0
+            if t > self._seen_tel_dropped:
+                self.telemetry_dropped.inc(t - self._seen_tel_dropped)
+                self._seen_tel_dropped = t
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join(timeout=2.0)

@@ -1,0 +1,165 @@
+"""SIGHUP: re-read the config file and apply what can change without a restart.
+
+The signal handler only sets a flag (:meth:`ReloadHook.request`); the hook applies it between frames
+(in ``before_infer``), so the next inference uses the new settings. Applied live: ``thresholds``
+(explicit, else those of the device profile, looked up and read again, else the bundle's),
+``rule``, ``budget``, ``mode``/``exit_at``, ``quiet``, ``max_frames``, ``duration``. Other hooks that
+define ``on_reload(runner, settings, changed) -> set[str]`` (e.g. the budget controller) get the new
+settings too and return the keys they applied. Keys that still need a
+restart are named in a warning. A bad file is logged as a warning and the old settings stay: a
+running service never crashes on a reload.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from ..budget import parse_budget
+from ..errors import EdgeEEError, UsageError
+from ..runner import RunHook, Runner
+from ..sources.base import Frame
+from .config import effective_settings, load_run_config
+from .sdnotify import Notifier
+
+log = logging.getLogger("edge_ee.service")
+
+LIVE_KEYS = frozenset({"thresholds", "profile", "rule", "budget", "mode", "exit_at", "quiet", "max_frames", "duration"})
+_MODES = {"adaptive": "adaptive", "full": "full", "exit-at": "exit_at", "exit_at": "exit_at"}
+
+
+def _norm(v: Any) -> Any:
+    return str(v) if isinstance(v, Path) else v
+
+
+class ReloadHook(RunHook):
+    def __init__(self, command: Any, config_path: Path | None, settings: dict[str, Any], cli_keys: set[str],
+                 notifier: Notifier | None = None) -> None:
+        self.command = command
+        self.config_path = config_path
+        self.settings = dict(settings)  # the options in force
+        self.cli_values = {k: v for k, v in settings.items() if k in cli_keys}
+        self.notifier = notifier
+        self._pending = False
+        self._thresholds: list[float] = []
+        self.profile_path: Path | None = None
+        self.reloads = 0
+        self.failures = 0
+
+    def on_start(self, runner: Runner) -> None:
+        self._thresholds = list(runner.engine.thresholds)
+
+    def _profile_thresholds(self, engine: Any, new: dict[str, Any]) -> list[float] | None:
+        """Thresholds chosen by the device profile (``edge-ee profile``), looked up again on each reload."""
+        try:
+            from ..profile import find_profile
+        except ImportError:  # pragma: no cover - profiles not available
+            return None
+        if "profile" not in new:
+            return None
+        prof, path = find_profile(engine.bundle, new["profile"])  # an unreadable explicit profile raises
+        if prof is None:
+            return None
+        th = (prof.get("chosen") or {}).get("thresholds")
+        if prof.get("rule") not in (None, engine.rules[0]) or not isinstance(th, list) \
+                or len(th) != engine.num_stages - 1:
+            return None
+        self.profile_path = path
+        return [float(t) for t in th]
+
+    def request(self) -> None:
+        """Safe to call from a signal handler: only sets a flag."""
+        self._pending = True
+
+    def before_infer(self, runner: Runner, frame: Frame) -> None:
+        if self._pending:
+            self._pending = False
+            self.reload(runner)
+
+    # ------------------------------------------------------------------ reload
+    def reload(self, runner: Runner) -> bool:
+        if self.notifier is not None:
+            self.notifier.reloading()
+        try:
+            ok = self._reload(runner)
+        finally:
+            if self.notifier is not None:
+                self.notifier.ready()
+        return ok
+
+    def _reload(self, runner: Runner) -> bool:
+        where = str(self.config_path) if self.config_path else "(no --config file)"
+        try:
+            file_values = load_run_config(self.config_path, self.command) if self.config_path else {}
+            new = effective_settings(self.command, file_values, self.cli_values)
+            changed = {k for k in new if _norm(new[k]) != _norm(self.settings.get(k))}
+            apply = self._plan(runner, new, changed)
+        except EdgeEEError as e:
+            self.failures += 1
+            log.warning("reload (SIGHUP) of %s failed, keeping the previous settings: %s", where, e)
+            return False
+        for fn in apply:
+            fn()
+        applied = changed & LIVE_KEYS
+        for h in runner.hooks:
+            on_reload = getattr(h, "on_reload", None)
+            if on_reload is None or h is self:
+                continue
+            try:
+                applied |= set(on_reload(runner, dict(new), set(changed)) or ())
+            except EdgeEEError as e:
+                log.warning("reload (SIGHUP): %s: %s", type(h).__name__, e)
+        self.settings = new
+        self.reloads += 1
+        restart = sorted(changed - applied)
+        if restart:
+            log.warning("reload (SIGHUP): %s changed in %s but need a restart to apply "
+                        "(systemctl restart edge-ee)", ", ".join(restart), where)
+        msg = ", ".join(f"{k}={new[k]!r}" for k in sorted(applied)) or "nothing changed"
+        runner.status_stream.write(f"edge-ee: reloaded {where}: {msg}\n")
+        runner.status_stream.flush()
+        return True
+
+    def _plan(self, runner: Runner, new: dict[str, Any], changed: set[str]) -> list[Any]:
+        """Check every live change first (raising on any problem), then return the actions."""
+        engine, cfg = runner.engine, runner.config
+        acts: list[Any] = []
+        from ..cli import _parse_thresholds
+
+        th = _parse_thresholds(new["thresholds"], engine.num_stages - 1)
+        if th is None:  # no explicit thresholds: the device profile's (re-read now), else the bundle's
+            th = self._profile_thresholds(engine, new) or engine.manifest.default_thresholds()
+        if "thresholds" in changed or th != self._thresholds:
+            acts.append(lambda: (engine.set_thresholds(th), setattr(self, "_thresholds", list(th))))
+        if "rule" in changed:
+            rule = new["rule"]
+            if rule is None:
+                defaults = [h.rule if h else "max_softmax" for h in engine.heads]
+                acts.append(lambda: setattr(engine, "rules", defaults))
+            else:
+                old_rules = list(engine.rules)
+                engine.set_rule(rule)  # validates; undone below, applied with the rest
+                engine.rules = old_rules
+                acts.append(lambda: engine.set_rule(rule))
+        if "budget" in changed:
+            b = parse_budget(new["budget"])
+            if b is not None and b.kind != "latency" and not any(
+                    getattr(h, "handles_budget", None) == b.kind for h in runner.hooks):
+                raise UsageError(f"a {b.kind} budget ({b.text}) needs the budget controller and a power source")
+            acts.append(lambda: setattr(cfg, "budget", b))
+        if changed & {"mode", "exit_at"}:
+            mode = new["mode"]
+            if mode not in _MODES:
+                raise UsageError(f"mode {mode!r}: use adaptive, full or exit-at")
+            ex = new["exit_at"]
+            if _MODES[mode] == "exit_at" and (ex is None or not 0 <= ex < engine.num_stages):
+                raise UsageError(f"mode exit-at needs exit_at between 0 and {engine.num_stages - 1}")
+            acts.append(lambda: (setattr(cfg, "mode", _MODES[mode]), setattr(cfg, "exit_at", ex)))
+        if "quiet" in changed:
+            acts.append(lambda: setattr(cfg, "status", not new["quiet"]))
+        if "max_frames" in changed:
+            acts.append(lambda: setattr(cfg, "max_frames", new["max_frames"]))
+        if "duration" in changed:
+            acts.append(lambda: setattr(cfg, "duration_s", new["duration"]))
+        return acts

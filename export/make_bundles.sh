@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Build the two default bundles shipped with edge-ee, reproducibly (fixed seeds and recipes):
+#   edge_ee/bundles/fashion_mnist  ResNet-8, Fashion-MNIST, exits after stem and stack1 (PTEENet heads)
+#   edge_ee/bundles/kws            DS-CNN, espeak-ng keyword spotting, exits after block1 and block2
+# Needs torch (install it pinned, e.g. pip install torch==2.13.0 from the CPU index), the Debian
+# packages dataset-fashion-mnist and espeak-ng. Checkpoints and synthesised audio are cached in
+# $EDGE_EE_EXPORT_CACHE (default .cache/edge_ee_export), so an interrupted run resumes.
+# KWS_SEEDS="1 2" also trains KWS bundles with those seeds into $CACHE/kws-seeds/ (not shipped; the
+# benchmark reports them per seed).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY="${PYTHON:-.venv/bin/python}"
+[ -x "$PY" ] || PY=python3
+CACHE="${EDGE_EE_EXPORT_CACHE:-.cache/edge_ee_export}"
+THREADS="${THREADS:-2}"
+export PYTHONPATH="$PWD/export:$PWD${PYTHONPATH:+:$PYTHONPATH}"
+if ! "$PY" -c "import torch" 2>/dev/null; then
+  echo "make bundles: torch is not importable by $PY; install it pinned: pip install torch==2.13.0" >&2
+  exit 3
+fi
+run() { "$PY" -m edge_ee_export.cli "$@" --cache "$CACHE" --threads "$THREADS" --no-progress; }
+FM=(fashion-mnist --arch resnet8 --method pteenet --epochs 24 --exit-epochs 8)
+KWS=(kws --arch dscnn --method pteenet --epochs 40 --exit-epochs 15)
+run "${FM[@]}" --seed 0 --out edge_ee/bundles/fashion_mnist
+run "${KWS[@]}" --seed 0 --out edge_ee/bundles/kws
+for s in ${KWS_SEEDS:-}; do
+  run "${KWS[@]}" --seed "$s" --out "$CACHE/kws-seeds/s$s"
+done
+du -sh edge_ee/bundles/fashion_mnist edge_ee/bundles/kws
