@@ -206,7 +206,9 @@ def _parse_thresholds(text: str | None, n: int) -> list[float] | None:
 @app.command()
 @handle_errors
 def run(
-    source: Annotated[str, typer.Option("--source", "-s", help="synthetic | images:DIR_OR_GLOB | video:FILE")] = "",
+    source: Annotated[str, typer.Option("--source", "-s", help="synthetic | images:DIR_OR_GLOB | video:FILE | sample | "
+                                        "camera[:N|:/dev/videoN] | csi[:N] | gst:PIPELINE | rtsp://URL | "
+                                        "mic[:DEVICE] | wav:FILE | - (raw PCM on stdin)")] = "",
     model: ModelOpt = None,
     budget: Annotated[str | None, typer.Option(
         help="Budget: latency per inference (20ms, 500us, 0.1s), energy per inference (50mJ) or average "
@@ -226,6 +228,18 @@ def run(
     loop: Annotated[bool, typer.Option(help="Loop images/video sources forever.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live status line.")] = False,
     summary_json: Annotated[Path | None, typer.Option(help="Also write the summary as JSON to this file.")] = None,
+    hop: Annotated[str, typer.Option(help="Audio: hop between 1 s windows (250ms, 0.5s).")] = "250ms",
+    audio_rate: Annotated[int | None, typer.Option("--audio-rate", min=1000, help="Audio: sample rate of mic / "
+                                                   "stdin input (default: the model's); resampled.")] = None,
+    reconnect_timeout: Annotated[float, typer.Option("--reconnect-timeout", min=0.0, help="Cameras: keep "
+                                                     "reconnecting for S seconds without frames before giving "
+                                                     "up.")] = 30.0,
+    kws_threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="Keyword spotting: smoothed posterior "
+                                                 "needed for a detection.")] = 0.7,
+    kws_average: Annotated[str, typer.Option(help="Keyword spotting: average posteriors over this much "
+                                             "audio (750ms).")] = "750ms",
+    kws_suppress: Annotated[str, typer.Option(help="Keyword spotting: no new detection for this long after "
+                                              "one (1s).")] = "1s",
     config: Annotated[Path | None, typer.Option(
         "--config", "-c", is_eager=True, callback=config_option_callback,
         help="TOML file of run options (keys = option names); command-line options override it; "
@@ -262,14 +276,26 @@ def run(
     if modes[mode] == "exit_at" and exit_at is None:
         raise UsageError("--mode exit-at needs --exit-at K")
     b = parse_budget(budget)
-    bundle = load_bundle(model)
+    from .sources import source_task
+    from .streams import check_source_fits, format_stream_summary, parse_seconds, stream_hooks
+
+    stream_opts = {"loop": loop, "hop_s": parse_seconds(hop, "--hop"), "audio_rate": audio_rate,
+                   "reconnect_timeout_s": reconnect_timeout, "kws_threshold": kws_threshold,
+                   "kws_average_s": parse_seconds(kws_average, "--kws-average"),
+                   "kws_suppress_s": parse_seconds(kws_suppress, "--kws-suppress")}
+    bundle = load_bundle(model, task=source_task(source))
     engine = Engine(bundle, session=_session_config(providers, threads), rule=rule)
     th = _parse_thresholds(thresholds, engine.num_stages - 1)
     if th is not None:
         engine.set_thresholds(th)
     if modes[mode] == "exit_at" and not 0 <= exit_at < engine.num_stages:  # type: ignore[operator]
         raise UsageError(f"--exit-at {exit_at}: this bundle has exits 0..{engine.num_stages - 1}")
-    src = open_source(source, bundle.manifest, {"loop": loop})
+    src = open_source(source, bundle.manifest, stream_opts)
+    try:
+        check_source_fits(src, bundle.manifest)
+    except EdgeEEError:
+        src.close()
+        raise
     telemetry = TelemetryWriter(log, max_bytes=int(log_max_mb * 1e6), keep=log_keep) if log else None
     cfg = RunConfig(budget=b, max_frames=max_frames, duration_s=duration, mode=modes[mode],  # type: ignore[arg-type]
                     exit_at=exit_at, fps=fps, status=not quiet,
@@ -285,6 +311,7 @@ def run(
         src.close()
         raise
     runner = Runner(engine, src, cfg, telemetry=telemetry, hooks=hooks)
+    runner.hooks.extend(stream_hooks(src, bundle.manifest, stream_opts))
     from .service.attach import attach_service_hooks
 
     svc = attach_service_hooks(runner, bundle, config=config, metrics_port=metrics_port, metrics_addr=metrics_addr)
@@ -313,6 +340,9 @@ def run(
         if telemetry is not None:
             telemetry.close()
     typer.echo(format_summary(summary))
+    extra = format_stream_summary(summary)
+    if extra:
+        typer.echo(extra)
     extras = format_extras(summary)
     if extras:
         typer.echo(extras)
