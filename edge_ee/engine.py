@@ -13,6 +13,7 @@ time and answers from the deepest exit evaluated so far.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Literal
@@ -22,7 +23,7 @@ import numpy as np
 from .bundle import Bundle, load_bundle
 from .deadline import LatencyModel
 from .errors import BundleError, InferenceError, UsageError
-from .exit_rules import decide
+from .exit_rules import exit_score, fires, softmax
 from .manifest import Head
 from .sessions import SessionConfig, io_names, make_session, shapes_compatible
 
@@ -173,7 +174,7 @@ class Engine:
             stop_at = last
         seg_ms: list[float] = []
         head_ms: list[float | None] = []
-        best: tuple | None = None  # (k, logits, confidence output, decision)
+        best: tuple | None = None  # (exit index, logits, rule score)
         cur = x
         deadline_stop = False
         lat = self.latency
@@ -191,7 +192,7 @@ class Engine:
                 head = self.heads[k]
                 run_head = k == stop_at or mode == "adaptive"
                 if head is None:  # final segment outputs logits directly
-                    best = (k, cur, None)
+                    best = (k, cur, math.nan)
                     head_ms.append(None)
                     break
                 if not run_head:
@@ -204,23 +205,23 @@ class Engine:
                 head_ms.append((te - ts) * 1e3)
                 lat.heads[k].update(te - ts)
                 conf_out = float(np.asarray(hout[1]).reshape(-1)[0]) if len(hout) > 1 else None
-                d = decide(self.rules[k], self.thresholds[k], hout[0], head.temperature, conf_out) if k < last else None
-                best = (k, hout[0], d)
-                if k == stop_at or (d is not None and d.fires):
-                    break
+                if k < last:
+                    rule = self.rules[k]
+                    score = exit_score(rule, hout[0], head.temperature, conf_out)
+                    best = (k, hout[0], score)
+                    if k == stop_at or fires(rule, score, self.thresholds[k]):
+                        break
+                else:
+                    best = (k, hout[0], math.nan)
         except Exception as e:
             if isinstance(e, (UsageError, InferenceError)):
                 raise
             raise InferenceError(f"inference failed in stage {len(seg_ms)}: {str(e).splitlines()[0][:300]}") from e
         assert best is not None
-        k, logits, d = best
-        if d is not None:
-            score = d.score
-        else:  # the final classifier always answers
-            head = self.heads[k]
-            d = decide("max_softmax", 0.0, logits, head.temperature if head else 1.0)
-            score = float("nan")
-        idx = int(d.probs.argmax())
+        k, logits, score = best  # score is NaN for the final classifier, which always answers
+        head = self.heads[k]
+        probs = softmax(logits, head.temperature if head else 1.0)
+        idx = int(probs.argmax())
         total_ms = (_now() - t0) * 1e3
         executed = len(seg_ms)
         if mode == "full":
@@ -235,9 +236,9 @@ class Engine:
             label=self.manifest.labels[idx],
             label_index=idx,
             exit_index=k,
-            confidence=d.confidence,
+            confidence=float(probs[idx]),
             score=score,
-            probs=d.probs,
+            probs=probs,
             segment_ms=seg_ms,
             head_ms=head_ms,
             total_ms=total_ms,

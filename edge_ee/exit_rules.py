@@ -42,20 +42,46 @@ class Decision:
     probs: np.ndarray
 
 
-def decide(rule: str, threshold: float, logits: np.ndarray, temperature: float = 1.0,
-           learned_confidence: float | None = None) -> Decision:
-    p = softmax(logits, temperature)
-    conf = float(p.max())
-    if rule == "max_softmax":
-        return Decision(conf >= threshold, conf, conf, p)
-    if rule == "entropy":
-        h = normalized_entropy(p)
-        return Decision(h <= threshold, h, conf, p)
+_SMALL = 64  # below this many classes plain Python beats numpy's per-call overhead
+
+
+def exit_score(rule: str, logits: np.ndarray, temperature: float = 1.0,
+               learned_confidence: float | None = None) -> float:
+    """The value a rule compares with its threshold, computed without building the probability
+    vector (this runs after every head, so it is kept to a couple of microseconds)."""
     if rule == "confidence":
         if learned_confidence is None:
             raise UsageError("exit rule 'confidence' needs a head with a learned confidence output")
-        return Decision(learned_confidence >= threshold, learned_confidence, conf, p)
-    raise UsageError(f"unknown exit rule {rule!r}; use max_softmax, entropy or confidence")
+        return learned_confidence
+    if rule not in ("max_softmax", "entropy"):
+        raise UsageError(f"unknown exit rule {rule!r}; use max_softmax, entropy or confidence")
+    flat = logits.reshape(-1)
+    if flat.size > _SMALL:
+        p = softmax(flat, temperature)
+        return float(p.max()) if rule == "max_softmax" else normalized_entropy(p)
+    z = flat.tolist()
+    m = max(z)
+    inv = 1.0 / temperature
+    e = [math.exp((v - m) * inv) for v in z]
+    total = sum(e)
+    if rule == "max_softmax":
+        return 1.0 / total
+    if len(z) < 2:
+        return 0.0
+    h = -sum((v / total) * math.log(v / total) for v in e if v > 0.0)
+    return h / math.log(len(z))
+
+
+def fires(rule: str, score: float, threshold: float) -> bool:
+    """Entropy exits when low; max-softmax and learned confidence exit when high."""
+    return score <= threshold if rule == "entropy" else score >= threshold
+
+
+def decide(rule: str, threshold: float, logits: np.ndarray, temperature: float = 1.0,
+           learned_confidence: float | None = None) -> Decision:
+    score = exit_score(rule, logits, temperature, learned_confidence)
+    p = softmax(logits, temperature)
+    return Decision(fires(rule, score, threshold), score, float(p.max()), p)
 
 
 def never_fires(rule: str) -> float:
