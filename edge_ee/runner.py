@@ -81,6 +81,9 @@ class Runner:
         if not self.stop_event.is_set():
             self.stop_reason = reason
         self.stop_event.set()
+        interrupt = getattr(self.source, "interrupt", None)  # live sources: end a blocking read() now
+        if callable(interrupt):
+            interrupt()
 
     # ------------------------------------------------------------------ loop
     def run(self) -> dict[str, Any]:
@@ -107,7 +110,8 @@ class Runner:
                     next_due = max(next_due + period, time.perf_counter() - period)
                 frame = self.source.read()
                 if frame is None:
-                    self.stop_reason = "end of stream"
+                    if not self.stop_event.is_set():  # else an interrupted live read: keep the stop reason
+                        self.stop_reason = "end of stream"
                     break
                 self.process(frame, budget_s)
                 now = time.perf_counter()

@@ -66,6 +66,7 @@ class AudioSource(Source):
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._closing = False
+        self._interrupted = False
         if live:
             self._thread = threading.Thread(target=self._pump, name="audio-reader", daemon=True)
             self._thread.start()
@@ -112,8 +113,10 @@ class AudioSource(Source):
     def read(self) -> Frame | None:
         if self.live:
             with self._cond:
-                while self.ring.total < self.next_end and not self.eof:
+                while self.ring.total < self.next_end and not self.eof and not self._interrupted:
                     self._cond.wait(0.5)
+                if self._interrupted:
+                    return None
                 if self._error is not None:
                     err, self._error = self._error, None
                     raise err
@@ -136,6 +139,12 @@ class AudioSource(Source):
             self.next_end = total + self.window_samples  # never again
             return self._emit(total)
         return None
+
+    def interrupt(self) -> None:
+        """Called on a stop request: a read() waiting for audio returns None."""
+        with self._cond:
+            self._interrupted = True
+            self._cond.notify_all()
 
     def close(self) -> None:
         self._closing = True

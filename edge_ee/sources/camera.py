@@ -186,6 +186,10 @@ class CameraSource(Source):
         self.index += 1
         return f
 
+    def interrupt(self) -> None:
+        """Called on a stop request (signal handler): a read() waiting for a frame returns None."""
+        self.grabber.interrupt()
+
     def close(self) -> None:
         self.grabber.stop()
 

@@ -62,6 +62,7 @@ class FrameGrabber:
         self._stop = threading.Event()
         self._error: Exception | None = None
         self._eos = False
+        self._interrupted = False
         self._last_consumed = -1
         # counters (read by the source and the telemetry hook)
         self.delivered = 0  # frames the device produced
@@ -198,12 +199,18 @@ class FrameGrabber:
                     return f
                 if self._error is not None:
                     raise self._error
-                if self._eos:
+                if self._eos or self._interrupted:
                     return None
                 waited = time.perf_counter() - t0
                 if waited >= limit:  # the backend blocks in read(): treat as lost
                     raise self._give_up_error(t0)
                 self._cond.wait(min(0.2, limit - waited))
+
+    def interrupt(self) -> None:
+        """Make a waiting (and every later) :meth:`latest` return None: a stop was requested."""
+        with self._cond:
+            self._interrupted = True
+            self._cond.notify_all()
 
     @property
     def in_gap(self) -> bool:

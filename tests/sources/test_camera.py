@@ -291,3 +291,19 @@ def test_source_failing_mid_stream_keeps_telemetry_intact(image_bundle: Path, tm
         tw.close()
     recs = [json.loads(x) for x in log.read_text().splitlines()]
     assert [r["frame"] for r in recs] == [0, 1, 2]
+
+
+def test_stop_request_ends_a_read_waiting_through_a_gap(image_bundle: Path) -> None:
+    cap = GatedCapture()  # delivers one frame, then nothing: the runner waits in read()
+    src = CameraSource(lambda: cap, "fake", reconnect_timeout_s=60, **FAST)
+    b = load_bundle(image_bundle)
+    cap.give(1)
+    runner = Runner(Engine(b), src, RunConfig(status=False))
+    t = threading.Timer(0.3, runner.stop, args=("SIGTERM",))
+    t.start()
+    try:
+        s = runner.run()  # returns long before the 60 s reconnect timeout
+    finally:
+        t.cancel()
+        shut(src)
+    assert s["frames"] == 1 and s["stop_reason"] == "SIGTERM"
