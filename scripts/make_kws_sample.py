@@ -50,6 +50,13 @@ def heldout_speakers() -> tuple[list[str], list[str], str]:
 
 
 def espeak(text: str, voice: str, variant: str, speed: int, pitch: int) -> np.ndarray:
+    """One utterance, float32 at 16 kHz (resampled by the runtime's resampler)."""
+    x, sr = espeak_raw(text, voice, variant, speed, pitch)
+    return resample(x, sr, SR)
+
+
+def espeak_raw(text: str, voice: str, variant: str, speed: int, pitch: int) -> tuple[np.ndarray, int]:
+    """One utterance at espeak-ng's own rate (22050 Hz)."""
     exe = shutil.which("espeak-ng")
     if exe is None:
         raise SystemExit("espeak-ng is not installed: sudo apt-get install espeak-ng")
@@ -58,8 +65,7 @@ def espeak(text: str, voice: str, variant: str, speed: int, pitch: int) -> np.nd
                           capture_output=True, check=True).stdout
     sr = int.from_bytes(data[24:28], "little")
     i = data.find(b"data", 12)
-    x = np.frombuffer(data[i + 8:], dtype="<i2").astype(np.float32) / 32768.0
-    return resample(x, sr, SR)
+    return np.frombuffer(data[i + 8:], dtype="<i2").astype(np.float32) / 32768.0, sr
 
 
 def trim(x: np.ndarray, rel: float = 0.02) -> np.ndarray:

@@ -305,3 +305,23 @@ def test_no_arecord_and_no_sounddevice(kws_bundle: Path, monkeypatch, tmp_path: 
     monkeypatch.setattr(amod, "has_sounddevice", lambda: False)
     with pytest.raises(DeviceNotFoundError, match="alsa-utils"):
         open_source("mic", manifest(kws_bundle), {})
+
+
+def test_front_end_parity_with_the_exporter(need_espeak: None) -> None:
+    """The model was trained on espeak audio resampled by the exporter (FFT) and featurised by
+    edge_ee.features; a WAV at espeak's rate goes through the runtime's streaming resampler instead.
+    Both paths must give the same features."""
+    kws = pytest.importorskip("edge_ee_export.data.kws", reason="the exporter package (torch) is not installed")
+    from make_kws_sample import espeak_raw
+
+    x, sr = espeak_raw("left", "en-029", "f4", 145, 43)
+    assert sr != 16000
+    clip = np.zeros(16000, np.float32)
+    a = kws.resample(x, sr, 16000)[:14000]
+    b = resample(x, sr, 16000)[:14000]
+    fa = mfcc_features(np.concatenate([a, clip])[:16000])
+    fb = mfcc_features(np.concatenate([b, clip])[:16000])
+    speech = np.abs(a).max() * 0.05 < np.abs(np.concatenate([a, clip])[:16000]).reshape(-1, 320)[:49].max(axis=1)
+    assert speech.sum() >= 10
+    assert np.abs(fa - fb)[speech].max() < 0.1 * np.abs(fa[speech]).max()
+    assert np.corrcoef(fa[speech].ravel(), fb[speech].ravel())[0, 1] > 0.999
