@@ -16,6 +16,7 @@ import logging
 import os
 import queue
 import re
+import select
 import shutil
 import subprocess
 import threading
@@ -155,7 +156,14 @@ class ArecordReader(PcmReader):
         assert self.proc.stdout is not None
         self._raw = RawPcmReader(self.proc.stdout, self.rate, self.name)  # type: ignore[arg-type]
         self._first: np.ndarray | None = None
-        # the first read tells a working device from a missing one
+        # the first read tells a working device from a missing one (arecord exits at once) or a dead one
+        ready, _, _ = select.select([self.proc.stdout], [], [], start_timeout_s)
+        if not ready:
+            self.close()
+            raise DeviceNotFoundError(
+                f"{self.name}: arecord started but delivered no audio in {start_timeout_s:g} s",
+                "check the device with `arecord -D DEVICE -d 2 test.wav`; or feed a file: --source wav:FILE",
+            )
         self._first = self._raw.read()
         if self._first is None:
             self._wait_exit(start_timeout_s)

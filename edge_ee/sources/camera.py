@@ -62,18 +62,6 @@ def has_picamera2() -> bool:
     return True
 
 
-def camera_backends() -> dict[str, Any]:
-    """What this machine can capture with (for ``edge-ee doctor`` and error messages)."""
-    try:
-        import cv2  # noqa: PLC0415
-    except ImportError:
-        return {"cv2": None, "gstreamer": False, "picamera2": has_picamera2(), "jetson": is_jetson(),
-                "video_devices": sorted(str(p) for p in Path("/dev").glob("video*"))}
-    return {"cv2": cv2.__version__, "cv2_path": getattr(cv2, "__file__", None), "gstreamer": gstreamer_support(cv2),
-            "picamera2": has_picamera2(), "jetson": is_jetson(),
-            "video_devices": sorted(str(p) for p in Path("/dev").glob("video*"))}
-
-
 def jetson_csi_pipeline(sensor_id: int = 0, width: int = 1280, height: int = 720, fps: int = 30) -> str:
     return (f"nvarguscamerasrc sensor-id={sensor_id} ! video/x-raw(memory:NVMM),width={width},height={height},"
             f"framerate={fps}/1 ! nvvidconv ! video/x-raw,format=BGRx ! videoconvert ! video/x-raw,format=BGR ! "

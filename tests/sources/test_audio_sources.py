@@ -325,3 +325,16 @@ def test_front_end_parity_with_the_exporter(need_espeak: None) -> None:
     assert speech.sum() >= 10
     assert np.abs(fa - fb)[speech].max() < 0.1 * np.abs(fa[speech]).max()
     assert np.corrcoef(fa[speech].ravel(), fb[speech].ravel())[0, 1] > 0.999
+
+
+def test_mic_that_never_delivers_audio(kws_bundle: Path, tmp_path: Path, monkeypatch) -> None:
+    from edge_ee.audio.pcm import ArecordReader
+
+    d = tmp_path / "bin2"
+    d.mkdir()
+    exe = d / "arecord"
+    exe.write_text(f"#!{sys.executable}\nimport time\ntime.sleep(30)\n")
+    exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{d}{os.pathsep}{os.environ['PATH']}")
+    with pytest.raises(DeviceNotFoundError, match="delivered no audio"):
+        ArecordReader("hw:0,0", 16000, start_timeout_s=0.3)
