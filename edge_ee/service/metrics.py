@@ -63,7 +63,8 @@ class MetricsHook(RunHook):
                                     buckets=LATENCY_BUCKETS, registry=r)
         self.energy = pc.Gauge("edge_ee_energy_per_inference_joules",
                                "Energy of the last inference (when a power source is available).", registry=r)
-        self.power = pc.Gauge("edge_ee_power_watts", "Power during the last inference.", registry=r)
+        self.power = pc.Gauge("edge_ee_power_watts", "Mean power during the last inference (record power_w, "
+                              "else energy / inference time).", registry=r)
         self.operating_point = pc.Gauge("edge_ee_operating_point",
                                         "Budget controller's operating point (index on the frontier).", registry=r)
         self.threshold = pc.Gauge("edge_ee_threshold", "Exit threshold in force.", ["exit"], registry=r)
@@ -110,6 +111,9 @@ class MetricsHook(RunHook):
         if isinstance(e, (int, float)):
             self.energy.set(e / 1e3)
         p = record.get("power_w")
+        if not isinstance(p, (int, float)) and isinstance(e, (int, float)):
+            window_ms = record.get("infer_ms") or record.get("total_ms")
+            p = e / window_ms if window_ms else None  # mJ / ms = W: mean power over the inference
         if isinstance(p, (int, float)):
             self.power.set(p)
         op = record.get("operating_point")

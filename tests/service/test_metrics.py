@@ -89,6 +89,25 @@ def test_energy_power_operating_point_and_deadline_from_records(bundle: Path) ->
     assert value(text, "edge_ee_deadline_misses_total") == 5
 
 
+def test_power_derived_from_energy_when_absent(bundle: Path) -> None:
+    from edge_ee.runner import RunHook
+
+    class Energy(RunHook):  # what the energy hook writes: energy only, no power field
+        def on_result(self, runner, frame, result, record) -> None:
+            record.update(energy_mj=6.0, infer_ms=2.0)
+
+    b = load_bundle(bundle)
+    hook = MetricsHook(0, num_exits=3)
+    runner = Runner(Engine(b), open_source("synthetic", b.manifest), RunConfig(status=False, max_frames=2),
+                    hooks=[Energy(), hook])
+    try:
+        runner.run()
+        text = scrape(hook.url)
+    finally:
+        hook.close()
+    assert value(text, "edge_ee_power_watts") == 3.0  # 6 mJ over 2 ms
+
+
 def test_metrics_port_from_the_command_line(bundle: Path) -> None:
     p = popen("run", "--model", bundle, "-s", "synthetic", "--fps", "100", "--metrics-port", "0", "-q")
     try:
