@@ -21,8 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from ..budget import Budget
+from ..budget import Budget, parse_budget
 from ..engine import Engine, Result
+from ..errors import UsageError
 from ..runner import RunHook, Runner
 from ..sources.base import Frame
 from .controller import ControllerConfig, IndexController
@@ -159,9 +160,31 @@ class ControllerHook(RunHook):
                 self.moves += 1
             self._in_force = i
 
+    # ---- SIGHUP -----------------------------------------------------------------------------------
+    def on_reload(self, runner: Runner, settings: dict[str, Any], changed: set[str]) -> set[str]:
+        """A reloaded budget of the same kind retargets the controller on the next frame; removing the
+        budget hands the thresholds back to the reload (profile or bundle); another kind needs a restart."""
+        if "budget" not in changed:
+            return set()
+        new = parse_budget(settings.get("budget"))
+        if new is None:
+            self.ctrl = None
+            self.handles_budget = None
+            return {"budget"}
+        if new.kind != self.budget.kind:
+            raise UsageError(f"budget kind changed from {self.budget.kind} to {new.kind}; "
+                             "restart the service to switch controllers")
+        self.budget = new
+        if self.ctrl is not None:
+            t = self._target()
+            if math.isfinite(t):
+                self.ctrl.set_target(t)
+        return {"budget"}
+
     # ---- per frame ------------------------------------------------------------------------------
     def before_infer(self, runner: Runner, frame: Frame) -> None:
-        self._apply(runner.engine)
+        if self.ctrl is not None:
+            self._apply(runner.engine)
 
     def _measure(self, record: dict[str, Any], result: Result) -> float | None:
         kind = self.budget.kind

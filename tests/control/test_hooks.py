@@ -159,3 +159,18 @@ def test_make_run_hooks_rules(bundle: Path) -> None:
     assert hooks == []
     hooks, _ = make_run_hooks(b, e, None, power_source="estimate")
     assert [type(h).__name__ for h in hooks] == ["EnergyHook"]
+
+
+def test_controller_follows_reloaded_budget(bundle: Path) -> None:
+    hook = ControllerHook(parse_budget("20ms"))
+    runner, _ = _run(bundle, [hook], budget="20ms", frames=20)
+    assert hook.ctrl is not None
+    before = hook.ctrl.target
+    assert hook.on_reload(runner, {"budget": "5ms"}, {"budget"}) == {"budget"}
+    assert hook.ctrl.target == pytest.approx(before / 4)
+    assert hook.on_reload(runner, {"budget": "5ms"}, {"thresholds"}) == set()
+    with pytest.raises(UsageError, match="restart"):
+        hook.on_reload(runner, {"budget": "50mJ"}, {"budget"})
+    assert hook.on_reload(runner, {"budget": None}, {"budget"}) == {"budget"}
+    assert hook.ctrl is None
+    hook.before_infer(runner, None)  # no controller: thresholds are left to the reload
