@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 PY="${PYTHON:-.venv/bin/python}"
 [ -x "$PY" ] || PY=python3
 CACHE="${EDGE_EE_EXPORT_CACHE:-.cache/edge_ee_export}"
-THREADS="${THREADS:-2}"
+THREADS="${THREADS:-1}"  # 1 thread: robust on shared cores (OpenMP stalls when oversubscribed)
 export PYTHONPATH="$PWD/export:$PWD${PYTHONPATH:+:$PYTHONPATH}"
 if ! "$PY" -c "import torch" 2>/dev/null; then
   echo "make bundles: torch is not importable by $PY; install it pinned: pip install torch==2.13.0" >&2

@@ -249,16 +249,19 @@ def calibrate(ee: EarlyExitModel, calib_temp: TensorSplit, calib_thr: TensorSpli
         ev = Evaluator(b, temps, rule, costs)
         front = ev.grid(levels)
         ok = [p for p in front if p["accuracy"] >= full_acc - (target_drop - margin) - 1e-12]
-        chosen = min(ok, key=lambda p: p["mean_macs"]) if ok else front[-1]
+        chosen = dict(min(ok, key=lambda p: p["mean_macs"]) if ok else front[-1])
+        chosen["meets_target"] = bool(ok)
         per_rule[rule] = {"chosen": chosen, "frontier": front}
-        if best is None or chosen["mean_macs"] < best["mean_macs"] - 1e-9:
+        better = best is None or (chosen["meets_target"], -chosen["mean_macs"]) > (best["meets_target"],
+                                                                                     -best["mean_macs"] + 1e-9)
+        if better:
             best_rule, best = rule, chosen
     assert best_rule is not None and best is not None
     front = per_rule[best_rule]["frontier"]
     # the controller's frontier: thinned, with the chosen point and the max-accuracy point kept
     pts = thin(front, max_points)
-    if best not in pts:
-        pts = sorted(pts + [best], key=lambda p: p["mean_macs"])
+    if not any(p["thresholds"] == best["thresholds"] for p in pts):
+        pts = sorted(pts + [{k: v for k, v in best.items() if k != "meets_target"}], key=lambda p: p["mean_macs"])
     correct = np.stack([lg.argmax(1) == b.labels for lg in b.logits])
     any_correct = correct.any(0)
     first = np.where(any_correct, correct.argmax(0), k)

@@ -291,6 +291,7 @@ def export_bundle(ee: EarlyExitModel, cal: dict[str, Any], out: str | os.PathLik
     ee.eval()
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
+        tmp.chmod(0o755)  # mkdtemp makes 0700; a bundle is shipped and read by service users
         m = build_manifest(ee, cal, name=name, task=task, labels=labels, preprocess=preprocess, layout=layout,
                            description=description, producer=producer or producer_info(0, None))
         xs = verify_split.x[:verify_samples]

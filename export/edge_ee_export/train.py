@@ -4,7 +4,9 @@ Exit training methods:
 
 * ``pteenet`` (default) / ``sdn``: the backbone is frozen (its weights never change); only the
   heads learn. Heads with a confidence output are trained with the EENets cost-aware loss on top
-  of each head's cross-entropy (PTEENet).
+  of each head's cross-entropy (PTEENet), plus a binary cross-entropy that teaches the confidence
+  whether its exit's prediction is right (without it the cost-aware loss alone lets the
+  confidence collapse towards "always defer" when the final exit is much more accurate).
 * ``eenet``: joint fine-tuning of backbone and heads with the EENets cost-aware loss
   ``L = CE(y'_0) + lambda * cost'_0`` (``y'_k = c_k y_k + (1 - c_k) y'_{k+1}``, same for cost) plus
   per-exit cross-entropy.
@@ -242,8 +244,8 @@ def train_exits(ee: EarlyExitModel, data: Dataset, method: str = "pteenet", epoc
     h = hashlib.sha256()
     for p in bb:
         h.update(p.detach().numpy().tobytes())
-    fp = _fingerprint({"kind": "exits", "backbone": h.hexdigest()[:16], "method": method, "epochs": epochs,
-                       "lr": lr, "batch": batch,
+    fp = _fingerprint({"kind": "exits", "loss": "ce+eenet+bce", "backbone": h.hexdigest()[:16], "method": method,
+                       "epochs": epochs, "lr": lr, "batch": batch,
                        "seed": seed, "lam": lam, "w": early_weight, "splits": ee.meta.splits,
                        "heads": [e.family for e in ee.meta.exits], "n": len(data.train), "ev": ee.meta.early_view})
 
@@ -269,6 +271,11 @@ def train_exits(ee: EarlyExitModel, data: Dataset, method: str = "pteenet", epoc
         loss = sum(ce[:-1]) + (ce[-1] if joint else 0.0)
         if has_conf:
             loss = loss + eenet_loss(outs, y, cum, lam)
+            # the confidence also learns whether its exit is right (keeps it an informative exit score)
+            for lg, c in outs[:-1]:
+                if c is not None:
+                    target = (lg.detach().argmax(1) == y).float()
+                    loss = loss + F.binary_cross_entropy(c.reshape(-1).clamp(1e-6, 1 - 1e-6), target)
         return loss  # type: ignore[return-value]
 
     def on_epoch(ep: int) -> dict[str, float]:

@@ -225,8 +225,11 @@ class Items:
 
     def features(self, seed: int, name: str) -> TensorSplit:
         rng = np.random.default_rng(seed)
-        clips = np.stack([make_clip(a, rng) for a in self.audio]) if self.audio else np.zeros((0, CLIP))
-        f = mfcc_features(clips, PREPROCESS) if len(clips) else np.zeros((0, *feature_shape(PREPROCESS)))
+        parts = [np.zeros((0, *feature_shape(PREPROCESS)), np.float32)]
+        for i in range(0, len(self.audio), 256):  # chunks keep the STFT buffers small
+            clips = np.stack([make_clip(a, rng) for a in self.audio[i: i + 256]])
+            parts.append(mfcc_features(clips, PREPROCESS))
+        f = np.concatenate(parts)
         return TensorSplit(torch.from_numpy(f).float().unsqueeze(1), torch.from_numpy(self.labels.astype(np.int64)),
                            name)
 

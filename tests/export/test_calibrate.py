@@ -1,0 +1,61 @@
+"""Calibration: temperatures, Pareto frontier, and agreement with the runtime's exit decisions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from edge_ee_export.calibrate import Costs, Evaluator, ExitOutputs, fit_temperature, thin  # noqa: E402
+
+from edge_ee.bundle import load_bundle  # noqa: E402
+from edge_ee.engine import Engine  # noqa: E402
+
+
+def test_temperature_recovers_overconfidence() -> None:
+    rng = np.random.default_rng(0)
+    true = rng.normal(0, 2, (4000, 5))
+    p = np.exp(true) / np.exp(true).sum(1, keepdims=True)
+    labels = np.array([rng.choice(5, p=row) for row in p])
+    t = fit_temperature(true * 3.0, labels)
+    assert 2.5 < t < 3.5
+
+
+def test_frontier_is_pareto_and_sorted() -> None:
+    rng = np.random.default_rng(1)
+    n, c = 600, 4
+    labels = rng.integers(0, c, n)
+    logits = []
+    for noise in (2.0, 1.0, 0.3):
+        z = rng.normal(0, noise, (n, c))
+        z[np.arange(n), labels] += 1.5
+        logits.append(z)
+    out = ExitOutputs(logits, [None, None, None], labels)
+    ev = Evaluator(out, [1.0, 1.0, 1.0], "max_softmax", Costs([10, 30, 60], [2, 2, 1]))
+    front = ev.grid(levels=20)
+    macs = [p["mean_macs"] for p in front]
+    accs = [p["accuracy"] for p in front]
+    assert macs == sorted(macs) and accs == sorted(accs)
+    assert front[0]["exit_fractions"][0] == pytest.approx(1.0)
+    t = thin(front, 10)
+    assert len(t) <= 11 and t[0] is front[0] and t[-1] is front[-1]
+
+
+def test_manifest_point_matches_engine(fm_export, fm_data) -> None:
+    """The chosen thresholds, run by the Engine on the threshold split, give the recorded point."""
+    _, path = fm_export
+    m = load_bundle(path).manifest
+    chosen = m.calibration["chosen"]
+    eng = Engine(str(path))
+    x, y = fm_data.calib_thr.x.numpy(), fm_data.calib_thr.y.numpy()
+    exits, correct, macs = [], [], []
+    for i in range(len(y)):
+        r = eng.infer(x[i: i + 1])
+        exits.append(r.exit_index)
+        correct.append(r.label_index == y[i])
+        macs.append(r.macs)
+    frac = np.bincount(exits, minlength=3) / len(y)
+    np.testing.assert_allclose(frac, chosen["exit_fractions"], atol=2.5 / len(y))
+    assert abs(np.mean(correct) - chosen["accuracy"]) <= 2.5 / len(y)
+    assert abs(np.mean(macs) - chosen["mean_macs"]) / m.full_model_macs() < 0.02
