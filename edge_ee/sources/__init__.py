@@ -88,8 +88,11 @@ def _video(arg: str, m: Manifest, opts: dict) -> Source:
     return VideoSource(arg, loop=bool(opts.get("loop")))
 
 
-@register("sample", "the small labelled sample shipped with edge-ee (Fashion-MNIST test images / spoken keywords)")
+@register("sample", "the small labelled sample shipped with edge-ee for the bundle's task (Fashion-MNIST test images "
+                    "/ spoken keywords); sample:kws picks the keyword-spotting bundle and sample")
 def _sample(arg: str, m: Manifest, opts: dict) -> Source:
+    if arg and arg.lower() not in SAMPLE_TASKS:
+        raise UsageError(f"sample:{arg}: unknown sample", "use sample, sample:kws or sample:image")
     d = SAMPLES_DIR / m.task
     if m.task == "image_classification" and d.is_dir():
         return _images(str(d), m, opts)
@@ -149,6 +152,8 @@ def _stdin(arg: str, m: Manifest, opts: dict) -> Source:
 
 
 AUDIO_PREFIXES = frozenset({"mic", "wav", "-"})
+SAMPLE_TASKS = {"kws": "keyword_spotting", "keyword_spotting": "keyword_spotting", "audio": "keyword_spotting",
+                "image": "image_classification", "image_classification": "image_classification"}
 IMAGE_PREFIXES = frozenset({"camera", "csi", "gst", "rtsp", "images", "video"})
 
 
@@ -156,9 +161,11 @@ def source_task(spec: str) -> str | None:
     """The task a source feeds (to pick the default bundle): ``keyword_spotting`` for audio sources,
     ``image_classification`` for image sources, None when it follows the bundle (synthetic, sample)."""
     try:
-        prefix, _ = split_spec(spec)
+        prefix, arg = split_spec(spec)
     except UsageError:
         return None
+    if prefix == "sample" and arg:
+        return SAMPLE_TASKS.get(arg.lower())
     if prefix in AUDIO_PREFIXES:
         return "keyword_spotting"
     if prefix in IMAGE_PREFIXES:

@@ -133,6 +133,7 @@ def test_source_task_picks_the_default_bundle() -> None:
     assert source_task("wav:x.wav") == source_task("mic") == source_task("-") == "keyword_spotting"
     assert source_task("camera:0") == source_task("video:x.mp4") == source_task("rtsp://h/s") == "image_classification"
     assert source_task("synthetic") is None and source_task("sample") is None
+    assert source_task("sample:kws") == "keyword_spotting"
 
 
 def test_embedded_kws_bundle_is_the_default_for_audio(tmp_path: Path, kws_bundle: Path, monkeypatch) -> None:

@@ -149,3 +149,14 @@ def test_cli_bad_wav_exit_code(kws_bundle: Path, tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "edge_ee", "run", "--model", str(kws_bundle), "--source", f"wav:{p}"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 4 and "8-bit" in r.stderr and "sox" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_shipped_kws_bundle_on_the_shipped_sample() -> None:
+    from edge_ee.bundle import BUNDLES_DIR
+
+    if not (BUNDLES_DIR / "kws" / "manifest.json").is_file():
+        pytest.skip("the keyword-spotting bundle is not built in this checkout (export/make_bundles.sh)")
+    r = subprocess.run([sys.executable, "-m", "edge_ee", "run", "--source", "sample:kws", "-q"], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "keywords detected" in r.stdout and "keyword detection vs ground truth" in r.stdout
