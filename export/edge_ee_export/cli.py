@@ -160,10 +160,11 @@ def run(a: argparse.Namespace, command: str) -> Path:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         ee = attach_exits(model, splits, example, final_split=final_split, head=head,
-                          num_classes=len(data.labels))
+                          num_classes=len(data.labels), **(recipe.head_kw if not a.head else {}))
     for w in caught:
         log.warning("%s", w.message)
-    ck = None if a.no_resume else cache / f"{tag}-{a.method}-{head}-exits-s{a.seed}{lim}.pt"
+    where = "_".join(splits).replace(".", "-")
+    ck = None if a.no_resume else cache / f"{tag}-{a.method}-{head}-{where}-exits-s{a.seed}{lim}.pt"
     h = train_exits(ee, data, method=a.method, epochs=ex_epochs, seed=a.seed, ckpt=ck, progress=progress)
     history["exits"] = {"epochs": ex_epochs, "method": a.method, "final": h[-1] if h else None}
     cal = calibrate(ee, data.calib_temp, data.calib_thr, target_drop=a.target_drop, margin=a.margin)

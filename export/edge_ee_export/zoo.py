@@ -158,7 +158,8 @@ class Recipe:
 RECIPES: dict[str, Recipe] = {
     # exits after the stem (~1 % of the MACs) and after stage 1 (~40 %), as T-RecX/SDN place them early
     "resnet8": Recipe(resnet8, ["stem", "stack1"], "stack3", "conv_conf"),
-    "dscnn": Recipe(dscnn, ["block1", "block2"], "block4", "conv_conf"),
+    # T-RecX-style depthwise-separable heads: a conv head on 64x25x5 features would cost ~40 % of DS-CNN
+    "dscnn": Recipe(dscnn, ["block1", "block2"], "block4", "dws_conf", {"head_width": 32, "max_spatial": 5}),
     "mobilenet_v1": Recipe(mobilenet_v1, ["block3", "block7"], "block13", "dws"),
 }
 ARCHS = tuple(RECIPES)

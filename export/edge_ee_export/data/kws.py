@@ -247,9 +247,9 @@ def _jobs(words: list[str], combos: list[tuple[str, str]], per_word: int, speeds
     return out
 
 
-def load(cache_dir: str | os.PathLike[str] | None = None, seed: int = 0, per_keyword: int = 240,
-         per_unknown: int = 36, eval_per_keyword: int = 150, eval_per_unknown: int = 12,
-         heldout_per_keyword: int = 80, heldout_per_unknown: int = 8, train_limit: int | None = None,
+def load(cache_dir: str | os.PathLike[str] | None = None, seed: int = 0, per_keyword: int = 400,
+         per_unknown: int = 60, eval_per_keyword: int = 300, eval_per_unknown: int = 24,
+         heldout_per_keyword: int = 120, heldout_per_unknown: int = 12, train_limit: int | None = None,
          words: list[str] | None = None, progress: bool = True) -> Dataset:
     """Build the data set (see module doc). ``train_limit`` caps the training clips (quick runs);
     ``words`` restricts the keyword list (tests)."""
