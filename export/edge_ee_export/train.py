@@ -218,7 +218,7 @@ def eenet_loss(outs: list[tuple[torch.Tensor, torch.Tensor | None]], y: torch.Te
 def train_exits(ee: EarlyExitModel, data: Dataset, method: str = "pteenet", epochs: int = 10,
                 lr: float | None = None, batch: int = 128, seed: int = 0, ckpt: Path | None = None,
                 progress: bool = True, lam: float = 0.05, early_weight: float = 0.4,
-                early_view: bool | None = None) -> list[dict[str, float]]:
+                early_view: bool | None = None, head_lr: float | None = None) -> list[dict[str, float]]:
     """Train the exit heads (frozen backbone) or the whole model (joint methods); see module doc."""
     if method not in METHODS:
         raise UsageError(f"unknown training method {method!r}; choose one of {', '.join(METHODS)}")
@@ -229,13 +229,16 @@ def train_exits(ee: EarlyExitModel, data: Dataset, method: str = "pteenet", epoc
     bb = ee.backbone_parameters()
     for p in bb:
         p.requires_grad_(joint)
-    params = list(ee.head_parameters())
+    # fresh heads learn at head_lr; a jointly fine-tuned backbone moves more gently (lr)
+    head_lr = head_lr if head_lr is not None else 0.05
+    lr = lr if lr is not None else (0.01 if joint else head_lr)
+    groups = [{"params": list(ee.head_parameters()), "lr": head_lr}]
     if joint:
-        params += bb
-    lr = lr if lr is not None else (0.01 if joint else 0.05)
-    opt = torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=1e-4)
+        groups.append({"params": bb, "lr": lr})
+    opt = torch.optim.SGD(groups, lr=head_lr, momentum=0.9, nesterov=True, weight_decay=1e-4)
     steps = max(1, epochs * ((len(data.train) + batch - 1) // batch))
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in groups], total_steps=steps,
+                                                pct_start=0.1)
     ct = ee.cost_table()
     cum, tot = [], 0
     for s, h in zip(ct["segment_macs"], ct["head_macs"]):
@@ -245,7 +248,7 @@ def train_exits(ee: EarlyExitModel, data: Dataset, method: str = "pteenet", epoc
     for p in bb:
         h.update(p.detach().numpy().tobytes())
     fp = _fingerprint({"kind": "exits", "loss": "ce+eenet+bce", "backbone": h.hexdigest()[:16], "method": method,
-                       "epochs": epochs, "lr": lr, "batch": batch,
+                       "epochs": epochs, "lr": lr, "head_lr": head_lr, "batch": batch,
                        "seed": seed, "lam": lam, "w": early_weight, "splits": ee.meta.splits,
                        "heads": [e.family for e in ee.meta.exits], "n": len(data.train), "ev": ee.meta.early_view})
 

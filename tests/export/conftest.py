@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
+
+# the exporter is its own package (export/); make it importable even when not pip-installed
+_EXPORT = Path(__file__).resolve().parents[2] / "export"
+if str(_EXPORT) not in sys.path:
+    sys.path.insert(0, str(_EXPORT))
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 
