@@ -174,6 +174,18 @@ def _to_threshold(rule: str, s: float) -> float:
     return float(min(s, NEVER.get(rule, 1.01)))
 
 
+def _exits_taken(scores: list[np.ndarray], thresholds: tuple[float, ...], final: int) -> np.ndarray:
+    """Exit index per sample: the first early exit whose score reaches its threshold, else ``final``."""
+    n = len(scores[0])
+    ex = np.full(n, final)
+    undecided = np.ones(n, bool)
+    for k, t in enumerate(thresholds):
+        f = undecided & (scores[k] >= t)
+        ex[f] = k
+        undecided &= ~f
+    return ex
+
+
 def frontier_points(scores: list[np.ndarray], correct: np.ndarray | None, agree: np.ndarray, rule: str,
                     cum_latency_ms: np.ndarray, cum_energy_mj: np.ndarray | None, cum_macs: np.ndarray,
                     levels: int = 16, max_points: int = 30) -> list[OperatingPoint]:
@@ -194,12 +206,7 @@ def frontier_points(scores: list[np.ndarray], correct: np.ndarray | None, agree:
         combos = [tuple(float(c[rng.integers(len(c))]) for c in cands) for _ in range(4000)]
     raw: list[tuple[float, float, tuple[float, ...]]] = []
     for combo in combos:
-        ex = np.full(n, k_early)
-        undecided = np.ones(n, bool)
-        for k, t in enumerate(combo):
-            f = undecided & (scores[k] >= t)
-            ex[f] = k
-            undecided &= ~f
+        ex = _exits_taken(scores, combo, k_early)
         raw.append((float(cum_latency_ms[ex].mean()), float(qual[ex, idx].mean()), combo))
     raw.sort(key=lambda r: (r[0], -r[1]))
     front: list[tuple[float, ...]] = []
@@ -217,12 +224,7 @@ def frontier_points(scores: list[np.ndarray], correct: np.ndarray | None, agree:
         front = [front[i] for i in keep]
     pts = []
     for combo in front:
-        ex = np.full(n, k_early)
-        undecided = np.ones(n, bool)
-        for k, t in enumerate(combo):
-            f = undecided & (scores[k] >= t)
-            ex[f] = k
-            undecided &= ~f
+        ex = _exits_taken(scores, combo, k_early)
         frac = np.bincount(ex, minlength=k_early + 1) / n
         pts.append(OperatingPoint(
             thresholds=[_to_threshold(rule, t) for t in combo],
