@@ -27,8 +27,15 @@ system-deps:
 
 demo: $(VENV)/.runtime-installed
 	$(BIN)/edge-ee info
+	@echo; echo "== early exit: shipped Fashion-MNIST test images =="
 	$(BIN)/edge-ee run --source sample --log runs/demo.jsonl
-	@echo "telemetry: runs/demo.jsonl"
+	@echo; echo "== the same images through the full model (no early exit) =="
+	$(BIN)/edge-ee run --source sample --mode full --quiet
+	@echo; echo "telemetry: runs/demo.jsonl"
+
+# Rebuild the default bundles shipped in edge_ee/bundles (trains on real data; long on a CPU).
+bundles: system-deps $(VENV)/.dev-installed
+	PYTHON=$(BIN)/python bash export/make_bundles.sh
 
 test: system-deps $(VENV)/.dev-installed
 	$(BIN)/ruff check .
