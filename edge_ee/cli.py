@@ -340,12 +340,12 @@ def run(
         if telemetry is not None:
             telemetry.close()
     typer.echo(format_summary(summary))
-    extra = format_stream_summary(summary)
-    if extra:
-        typer.echo(extra)
     extras = format_extras(summary)
     if extras:
         typer.echo(extras)
+    extra = format_stream_summary(summary)
+    if extra:
+        typer.echo(extra)
     if summary_json is not None:
         try:
             summary_json.write_text(json.dumps(summary, indent=2, default=float) + "\n")
