@@ -6,6 +6,7 @@ Exit codes (see :class:`edge_ee.errors.ExitCode`): 0 ok, 1 internal error, 2 usa
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -290,40 +291,37 @@ def run(
         engine.set_thresholds(th)
     if modes[mode] == "exit_at" and not 0 <= exit_at < engine.num_stages:  # type: ignore[operator]
         raise UsageError(f"--exit-at {exit_at}: this bundle has exits 0..{engine.num_stages - 1}")
-    src = open_source(source, bundle.manifest, stream_opts)
-    try:
-        check_source_fits(src, bundle.manifest)
-    except EdgeEEError:
-        src.close()
-        raise
-    telemetry = TelemetryWriter(log, max_bytes=int(log_max_mb * 1e6), keep=log_keep) if log else None
-    cfg = RunConfig(budget=b, max_frames=max_frames, duration_s=duration, mode=modes[mode],  # type: ignore[arg-type]
-                    exit_at=exit_at, fps=fps, status=not quiet,
-                    status_interval_s=0.5 if sys.stderr.isatty() else 10.0)
     from .control.setup import format_extras, make_run_hooks
+    from .service.attach import attach_service_hooks
 
-    try:
+    with contextlib.ExitStack() as cleanup:  # closes whatever was opened, in reverse order, on any exit
+        src = open_source(source, bundle.manifest, stream_opts)
+        cleanup.callback(src.close)
+        check_source_fits(src, bundle.manifest)
+        telemetry = TelemetryWriter(log, max_bytes=int(log_max_mb * 1e6), keep=log_keep) if log else None
+        if telemetry is not None:
+            cleanup.callback(telemetry.close)
+        cfg = RunConfig(budget=b, max_frames=max_frames, duration_s=duration, mode=modes[mode],  # type: ignore[arg-type]
+                        exit_at=exit_at, fps=fps, status=not quiet,
+                        status_interval_s=0.5 if sys.stderr.isatty() else 10.0)
         hooks, _prof = make_run_hooks(bundle, engine, b, mode=modes[mode], controller=controller,
                                       power_source=power_source, power_baseline_s=power_baseline,
                                       profile_path=profile, thresholds_given=th is not None, fps=fps,
                                       echo=lambda m: typer.echo(m, err=True))
-    except EdgeEEError:
-        src.close()
-        raise
-    runner = Runner(engine, src, cfg, telemetry=telemetry, hooks=hooks)
-    runner.hooks.extend(stream_hooks(src, bundle.manifest, stream_opts))
-    from .service.attach import attach_service_hooks
+        runner = Runner(engine, src, cfg, telemetry=telemetry, hooks=hooks)
+        runner.hooks.extend(stream_hooks(src, bundle.manifest, stream_opts))
+        svc = attach_service_hooks(runner, bundle, config=config, metrics_port=metrics_port,
+                                   metrics_addr=metrics_addr)
+        cleanup.callback(svc.close)
+        if svc.metrics_url:
+            typer.echo(f"edge-ee: metrics at {svc.metrics_url}", err=True)
 
-    svc = attach_service_hooks(runner, bundle, config=config, metrics_port=metrics_port, metrics_addr=metrics_addr)
-    if svc.metrics_url:
-        typer.echo(f"edge-ee: metrics at {svc.metrics_url}", err=True)
+        def _on_signal(signum: int, _frame: Any) -> None:
+            runner.stop(signal.Signals(signum).name)
 
-    def _on_signal(signum: int, _frame: Any) -> None:
-        runner.stop(signal.Signals(signum).name)
-
-    old = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    old[signal.SIGHUP] = signal.signal(signal.SIGHUP, svc.request_reload)  # reload between frames
-    try:
+        old = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        old[signal.SIGHUP] = signal.signal(signal.SIGHUP, svc.request_reload)  # reload between frames
+        cleanup.callback(lambda: [signal.signal(s, h) for s, h in old.items()])
         typer.echo(f"edge-ee: running {bundle.manifest.name} on {src.description}"
                    + (f", budget {b.text}" if b else ""), err=True)
         try:
@@ -332,13 +330,6 @@ def run(
             typer.echo("edge-ee: stopped by an error; work done so far:\n" + format_summary(runner.stats.summary()),
                        err=True)
             raise
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-        svc.close()
-        src.close()
-        if telemetry is not None:
-            telemetry.close()
     typer.echo(format_summary(summary))
     extras = format_extras(summary)
     if extras:
