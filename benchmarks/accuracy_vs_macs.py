@@ -211,6 +211,12 @@ def table(name: str, bundle: Path, r: dict[str, Any]) -> list[str]:
     lines.append(f"| oracle (earliest correct exit) | {pct(r['oracle_accuracy'])} | "
                  f"{100 * (r['full_accuracy'] - r['oracle_accuracy']):+.2f} pp | "
                  f"{pct(r['oracle_macs_ratio'], 1)} | - |")
+    ok = drop <= 0.01 and c["macs_ratio"] <= 0.5
+    lines.append("")
+    lines.append(f"Target (<= 1 pp drop at <= 50% of the MACs): **{'met' if ok else 'not met'}** "
+                 f"({100 * drop:.2f} pp at {pct(c['macs_ratio'], 1)}). On the calibration split the chosen point "
+                 f"was {pct(r['calib_split']['accuracy'])} vs {pct(r['calib_split']['full_accuracy'])} "
+                 f"at {pct(r['calib_split']['macs_ratio'], 1)}.")
     lines.append("")
     return lines
 
