@@ -56,7 +56,7 @@ class Engine:
     """Runs a bundle adaptively. Not thread-safe: one engine per inference thread."""
 
     def __init__(self, bundle: Bundle | str | None = None, session: SessionConfig | None = None,
-                 thresholds: list[float] | None = None, rule: str | None = None) -> None:
+                 thresholds: list[float] | None = None, rule: str | None = None, warmup: int = 3) -> None:
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
         self.manifest = m = self.bundle.manifest
         self.session_config = session or SessionConfig()
@@ -80,6 +80,8 @@ class Engine:
         ]
         self.input_shape = m.input.sample_shape
         self.input_dtype = np.dtype(m.input.dtype)
+        if warmup > 0:
+            self.warm_up(warmup)
 
     # ------------------------------------------------------------------ setup
     def _check_io(self) -> None:
@@ -122,6 +124,18 @@ class Engine:
         last = m.stages[-1]
         if last.head is None and isinstance(prev_out_shape[-1], int) and prev_out_shape[-1] != len(m.labels):  # type: ignore[index]
             raise BundleError(f"final segment outputs {prev_out_shape[-1]} values for {len(m.labels)} labels")  # type: ignore[index]
+
+    def warm_up(self, runs: int = 3) -> None:
+        """Run every segment and head on zeros: the first runs of a session are slow (allocation,
+        kernel selection) and are discarded; the next ``4 * runs + 3`` seed the deadline guard's
+        latency model for every stage, so it starts from warm measurements."""
+        x = np.zeros(self.input_shape, self.input_dtype)
+        for _ in range(runs):
+            self.infer_all_exits(x)
+        seeds = [self.infer_all_exits(x) for _ in range(4 * runs + 3)]
+        self.latency = LatencyModel(self.num_stages, self.latency.margin_s, self.latency.margin_frac)
+        self.latency.seed([[a.segment_s[k] for a in seeds] for k in range(self.num_stages)],
+                          [[a.head_s[k] for a in seeds] for k in range(self.num_stages)])
 
     # ------------------------------------------------------------------ control
     def set_thresholds(self, thresholds: list[float]) -> None:
@@ -188,7 +202,7 @@ class Engine:
                 cur = self._seg[k].run(outs, {inp: cur})[0]
                 te = _now()
                 seg_ms.append((te - ts) * 1e3)
-                lat.segments[k].update(te - ts)
+                lat.update_segment(k, te - ts)
                 head = self.heads[k]
                 run_head = k == stop_at or mode == "adaptive"
                 if head is None:  # final segment outputs logits directly
@@ -203,7 +217,7 @@ class Engine:
                 hout = self._head[k].run(names, {hin: cur})  # type: ignore[union-attr]
                 te = _now()
                 head_ms.append((te - ts) * 1e3)
-                lat.heads[k].update(te - ts)
+                lat.update_head(k, te - ts)
                 conf_out = float(np.asarray(hout[1]).reshape(-1)[0]) if len(hout) > 1 else None
                 if k < last:
                     rule = self.rules[k]

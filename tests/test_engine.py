@@ -156,3 +156,31 @@ def test_final_segment_without_head(tmp_path: Path) -> None:
     e = Engine(str(b))
     r = e.infer(np.zeros(e.input_shape, np.float32))
     assert r.exit_index == 2 and r.head_ms[-1] is None
+
+
+def test_warm_engine_runs_every_stage_under_a_loose_deadline(bundle: Path) -> None:
+    e = Engine(str(bundle))
+    e.set_thresholds([2.0, 2.0])  # max softmax never reaches 2: only the deadline could stop early
+    r = e.infer(_x(e), deadline_s=0.5)
+    assert r.exit_index == 2 and not r.deadline_stop
+    assert all(s.n > 0 for s in e.latency.segments)  # seeded by the warm-up, not by a cold first run
+
+
+def test_stale_stage_prediction_follows_the_load() -> None:
+    m = LatencyModel(2)
+    m.seed([[1e-3] * 5, [10e-3] * 5], [[0.0] * 5, [0.0] * 5])
+    for _ in range(200):  # a load spike: stage 0 three times slower, stage 1 measured during it
+        m.update_segment(0, 3e-3)
+        m.update_segment(1, 30e-3)
+    high = m.predict_stage(1)
+    for _ in range(200):  # load gone; the guard now skips stage 1, so only stage 0 is measured
+        m.update_segment(0, 1e-3)
+    assert m.predict_stage(1) < 0.5 * high
+    assert m.predict_stage(1) == pytest.approx(10e-3, rel=0.2)
+
+
+def test_margin_scales_with_the_deadline() -> None:
+    m = LatencyModel(2)
+    m.seed([[1e-5] * 5, [50e-6] * 5], [[0.0] * 5, [0.0] * 5])
+    assert m.fits(1, 20e-6, 100e-6)  # a 100 us budget is not eaten by a fixed millisecond margin
+    assert not m.fits(1, 60e-6, 100e-6)
