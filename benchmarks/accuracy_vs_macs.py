@@ -17,11 +17,9 @@ between ``<!-- accuracy-vs-macs:start -->`` and ``<!-- accuracy-vs-macs:end -->`
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
@@ -34,6 +32,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from edge_ee.datasets import load_fashion_mnist  # noqa: E402
 from edge_ee.engine import Engine  # noqa: E402
 from edge_ee.exit_rules import normalized_entropy  # noqa: E402
 
@@ -43,18 +42,9 @@ START, END = "<!-- accuracy-vs-macs:start -->", "<!-- accuracy-vs-macs:end -->"
 # --------------------------------------------------------------------------- data (torch-free)
 
 
-def read_idx(path: Path) -> np.ndarray:
-    raw = path.read_bytes()
-    if path.suffix == ".gz":
-        raw = gzip.decompress(raw)
-    _z, _t, nd = struct.unpack(">HBB", raw[:4])
-    dims = struct.unpack(">" + "I" * nd, raw[4: 4 + 4 * nd])
-    return np.frombuffer(raw, np.uint8, offset=4 + 4 * nd).reshape(dims)
-
-
 def fashion_test(data_dir: Path, pre: dict[str, Any], limit: int | None) -> tuple[np.ndarray, np.ndarray]:
-    x = read_idx(data_dir / "t10k-images-idx3-ubyte.gz")
-    y = read_idx(data_dir / "t10k-labels-idx1-ubyte.gz").astype(np.int64)
+    x, y = load_fashion_mnist(data_dir, "test")
+    y = y.astype(np.int64)
     if limit:
         x, y = x[:limit], y[:limit]
     xf = x.astype(np.float32) * float(pre["scale"])

@@ -14,7 +14,6 @@ The budget defaults to the middle between the first exit's and the full model's 
 from __future__ import annotations
 
 import argparse
-import gzip
 import os
 import platform
 import subprocess
@@ -32,21 +31,14 @@ from edge_ee.budget import parse_budget  # noqa: E402
 from edge_ee.bundle import load_bundle  # noqa: E402
 from edge_ee.control.hook import ControllerHook  # noqa: E402
 from edge_ee.control.operating_points import from_profile  # noqa: E402
+from edge_ee.datasets import FASHION_MNIST_DIR, FASHION_MNIST_LABELS, load_fashion_mnist  # noqa: E402
 from edge_ee.engine import Engine  # noqa: E402
 from edge_ee.profile import run_profile  # noqa: E402
 from edge_ee.runner import RunConfig, RunHook, Runner  # noqa: E402
 from edge_ee.sources.base import Frame, Source  # noqa: E402
 
-DATA = Path("/usr/share/datasets/fashion-mnist")
-FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
-
-
-def read_idx(path: Path) -> np.ndarray:
-    with gzip.open(path, "rb") as f:
-        data = f.read()
-    ndim = data[3]
-    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(dims)
+DATA = FASHION_MNIST_DIR
+FASHION = FASHION_MNIST_LABELS
 
 
 class ArraySource(Source):
@@ -79,8 +71,8 @@ class Trace(RunHook):
 
 def load_data(bundle_labels: list[str], n: int) -> tuple[np.ndarray, list[str]]:
     if (DATA / "t10k-images-idx3-ubyte.gz").is_file():
-        x = read_idx(DATA / "t10k-images-idx3-ubyte.gz")[:n]
-        y = read_idx(DATA / "t10k-labels-idx1-ubyte.gz")[:n]
+        x, y = load_fashion_mnist(DATA, "test")
+        x, y = x[:n], y[:n]
     else:  # the shipped sample
         import cv2
 

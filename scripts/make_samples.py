@@ -7,7 +7,6 @@ one folder per class, from Debian's dataset-fashion-mnist.
 from __future__ import annotations
 
 import argparse
-import gzip
 import re
 import shutil
 from pathlib import Path
@@ -15,25 +14,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-LABELS = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
-
-
-def read_idx(path: Path) -> np.ndarray:
-    with gzip.open(path, "rb") as f:
-        data = f.read()
-    ndim = data[3]
-    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(dims)
+from edge_ee.datasets import FASHION_MNIST_DIR, load_fashion_mnist
+from edge_ee.datasets import FASHION_MNIST_LABELS as LABELS
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
+    ap.add_argument("--data", default=str(FASHION_MNIST_DIR))
     ap.add_argument("--per-class", type=int, default=20)
     ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "edge_ee/samples/image_classification"))
     a = ap.parse_args()
-    x = read_idx(Path(a.data) / "t10k-images-idx3-ubyte.gz")
-    y = read_idx(Path(a.data) / "t10k-labels-idx1-ubyte.gz")
+    x, y = load_fashion_mnist(a.data, "test")
     out = Path(a.out)
     shutil.rmtree(out, ignore_errors=True)
     for c, name in enumerate(LABELS):

@@ -2,64 +2,29 @@
 
 from __future__ import annotations
 
-import gzip
 import os
-import struct
-from pathlib import Path
 
 import numpy as np
 import torch
 
+from edge_ee import datasets
+
 from ..errors import DatasetError
 from . import Dataset, TensorSplit
 
-DEFAULT_PATH = Path(os.environ.get("FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist"))
-LABELS = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+DEFAULT_PATH = datasets.FASHION_MNIST_DIR
+LABELS = datasets.FASHION_MNIST_LABELS
 MEAN, STD = 0.2860, 0.3530
-INSTALL_HINT = ("install it with `sudo apt-get install dataset-fashion-mnist` (files land in "
-                "/usr/share/datasets/fashion-mnist), or pass --data DIR holding the four *-ubyte(.gz) files")
-
-FILES = {
-    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
-}
-
-
-def _open(base: Path, stem: str) -> bytes:
-    for name in (stem + ".gz", stem):
-        p = base / name
-        if p.is_file():
-            raw = p.read_bytes()
-            return gzip.decompress(raw) if name.endswith(".gz") else raw
-    raise DatasetError(f"Fashion-MNIST file {stem}(.gz) not found in {base}", INSTALL_HINT)
-
-
-def read_idx(data: bytes, what: str) -> np.ndarray:
-    """Decode an IDX file (magic 0x0000 08 dims, big-endian sizes, uint8 payload)."""
-    if len(data) < 8:
-        raise DatasetError(f"{what}: truncated IDX file")
-    zero, dtype, ndim = struct.unpack(">HBB", data[:4])
-    if zero != 0 or dtype != 0x08 or not 1 <= ndim <= 4:
-        raise DatasetError(f"{what}: not an unsigned-byte IDX file (header {data[:4].hex()})")
-    dims = struct.unpack(">" + "I" * ndim, data[4: 4 + 4 * ndim])
-    n = int(np.prod(dims))
-    payload = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
-    if payload.size != n:
-        raise DatasetError(f"{what}: expected {n} values for shape {dims}, found {payload.size}")
-    return payload.reshape(dims)
+INSTALL_HINT = datasets.FASHION_MNIST_HINT
 
 
 def load_raw(path: str | os.PathLike[str] | None = None, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
-    """Images ``[N, 28, 28]`` uint8 and labels ``[N]`` uint8 of the ``train`` or ``test`` split."""
-    base = Path(path) if path is not None else DEFAULT_PATH
-    if not base.is_dir():
-        raise DatasetError(f"Fashion-MNIST directory {base} does not exist", INSTALL_HINT)
-    img_name, lab_name = FILES[split]
-    images = read_idx(_open(base, img_name), img_name)
-    labels = read_idx(_open(base, lab_name), lab_name)
-    if images.ndim != 3 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
-        raise DatasetError(f"Fashion-MNIST {split}: images {images.shape} and labels {labels.shape} disagree")
-    return images, labels
+    """Images ``[N, 28, 28]`` uint8 and labels ``[N]`` uint8 of the ``train`` or ``test`` split
+    (the runtime's torch-free reader, with the exporter's error type and exit code)."""
+    try:
+        return datasets.load_fashion_mnist(path, split)
+    except datasets.DatasetError as e:
+        raise DatasetError(e.message, e.hint) from e
 
 
 def to_input(images: np.ndarray) -> torch.Tensor:
