@@ -217,14 +217,7 @@ def open_camera(arg: str, opts: dict) -> CameraSource:
         )
 
     def opener() -> Capture | None:
-        if not Path(node).exists():
-            return None
-        cap = cv2.VideoCapture(dev, cv2.CAP_V4L2)
-        if not cap.isOpened():
-            cap.release()
-            return None
-        cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
-        return cap
+        return _latest_only(cv2, dev, cv2.CAP_V4L2) if Path(node).exists() else None
 
     return CameraSource(opener, f"{spec} ({node}, V4L2)", reconnect_timeout_s=_timeout(opts),
                         hint=f"{node} exists but cannot be opened: check permissions (video group) and that no "
@@ -266,16 +259,21 @@ def open_csi(arg: str, opts: dict) -> CameraSource:
     )
 
 
+def _latest_only(cv2: Any, target: int | str, api: int) -> Capture | None:
+    """Open a capture with a one-frame buffer (V4L2 honours it), or None if it does not open."""
+    cap = cv2.VideoCapture(target, api)
+    if not cap.isOpened():
+        cap.release()
+        return None
+    cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
+    return cap
+
+
 def open_stream_url(url: str, opts: dict) -> CameraSource:
     cv2 = require_cv2("the network stream source")
 
     def opener() -> Capture | None:
-        cap = cv2.VideoCapture(url, cv2.CAP_FFMPEG)
-        if not cap.isOpened():
-            cap.release()
-            return None
-        cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
-        return cap
+        return _latest_only(cv2, url, cv2.CAP_FFMPEG)
 
     shown = re.sub(r"//[^@/]*@", "//***@", url)  # never print credentials
     return CameraSource(opener, shown, reconnect_timeout_s=_timeout(opts), not_found=SourceError,
