@@ -81,14 +81,40 @@ def run_policy(eng: Engine, x: np.ndarray, thresholds: list[float], rule: str | 
     if rule:
         eng.set_rule(rule)
     eng.set_thresholds(thresholds)
-    labels, macs, exits = [], [], []
+    labels, macs, exits, ms = [], [], [], []
     for i in range(len(x)):
         r = eng.infer(x[i: i + 1], mode=mode)  # type: ignore[arg-type]
         labels.append(r.label_index)
         macs.append(r.macs)
         exits.append(r.exit_index)
+        ms.append(r.total_ms)
     eng.rules, eng.thresholds = old_rules, old_thr
-    return {"pred": np.array(labels), "macs": np.array(macs, float), "exit": np.array(exits)}
+    return {"pred": np.array(labels), "macs": np.array(macs, float), "exit": np.array(exits), "ms": np.array(ms)}
+
+
+def plain_ort_full_ms(bundle: Path, x: np.ndarray) -> float:
+    """Mean ms per sample of the full model on plain onnxruntime: the bundle's segments and final
+    classifier chained with session.run, in fresh sessions (same options as the runtime), no edge-ee
+    code on the path."""
+    from edge_ee.bundle import load_bundle
+    from edge_ee.sessions import SessionConfig, make_session
+
+    b = load_bundle(bundle)
+    cfg = SessionConfig()
+    chain = [(make_session(b.file(s.segment.file), cfg), s.segment.input, s.segment.output) for s in b.manifest.stages]
+    last = b.manifest.stages[-1].head
+    if last is not None:
+        chain.append((make_session(b.file(last.file), cfg), last.input, last.logits))
+    for i in range(min(50, len(x))):  # warm-up
+        cur = x[i: i + 1]
+        for sess, inp, out in chain:
+            cur = sess.run([out], {inp: cur})[0]
+    t0 = time.perf_counter()
+    for i in range(len(x)):
+        cur = x[i: i + 1]
+        for sess, inp, out in chain:
+            cur = sess.run([out], {inp: cur})[0]
+    return (time.perf_counter() - t0) * 1e3 / len(x)
 
 
 def evaluate(bundle: Path, x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
@@ -129,6 +155,8 @@ def evaluate(bundle: Path, x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
         "oracle_accuracy": float(correct.any(0).mean()),
         "rule": eng.rules[0],
         "thresholds": list(eng.thresholds),
+        "latency_ms": {"plain_ort_full": plain_ort_full_ms(bundle, x), "engine_full": float(full["ms"].mean()),
+                       "engine_adaptive": float(adaptive["ms"].mean())},
         "calibrated": {
             "accuracy": float((adaptive["pred"] == y).mean()),
             "macs_ratio": float(adaptive["macs"].mean() / full_macs),
@@ -207,6 +235,13 @@ def table(name: str, bundle: Path, r: dict[str, Any]) -> list[str]:
                  f"({100 * drop:.2f} pp at {pct(c['macs_ratio'], 1)}). On the calibration split the chosen point "
                  f"was {pct(r['calib_split']['accuracy'])} vs {pct(r['calib_split']['full_accuracy'])} "
                  f"at {pct(r['calib_split']['macs_ratio'], 1)}.")
+    lat = r.get("latency_ms")
+    if lat:
+        lines.append("")
+        lines.append(f"Mean latency per inference on this machine (1 intra-op thread, one sample at a time): "
+                     f"full model on plain onnxruntime {lat['plain_ort_full']:.4f} ms, edge-ee `--mode full` "
+                     f"{lat['engine_full']:.4f} ms, edge-ee calibrated early exit {lat['engine_adaptive']:.4f} ms "
+                     f"= **{100 * lat['engine_adaptive'] / lat['plain_ort_full']:.1f}%** of plain onnxruntime.")
     lines.append("")
     return lines
 
