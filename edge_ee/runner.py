@@ -88,7 +88,6 @@ class Runner:
     # ------------------------------------------------------------------ loop
     def run(self) -> dict[str, Any]:
         cfg = self.config
-        budget_s = cfg.budget.seconds if cfg.budget is not None else None
         for h in self.hooks:
             h.on_start(self)
         t_start = time.perf_counter()
@@ -113,7 +112,7 @@ class Runner:
                     if not self.stop_event.is_set():  # else an interrupted live read: keep the stop reason
                         self.stop_reason = "end of stream"
                     break
-                self.process(frame, budget_s)
+                self.process(frame)
                 now = time.perf_counter()
                 if cfg.status and now >= next_status:
                     self._status(now - t_start)
@@ -132,7 +131,7 @@ class Runner:
             h.on_stop(self, summary)
         return summary
 
-    def process(self, frame: Frame, budget_s: float | None) -> Result:
+    def process(self, frame: Frame) -> Result:
         cfg = self.config
         for h in self.hooks:
             h.before_infer(self, frame)

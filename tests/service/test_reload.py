@@ -83,7 +83,7 @@ def test_reload_in_process_budget_mode_and_cli_precedence(bundle: Path, tmp_path
     assert runner.config.mode == "full"
     assert runner.engine.thresholds == [0.7, 0.7]
     # the next frame runs with the new budget and mode
-    r = runner.process(runner.source.read(), None)
+    r = runner.process(runner.source.read())
     assert r.exit_index == 2
     # an infeasible change (exit-at without exit_at) is refused as a whole
     cfg.write_text('source = "synthetic"\nbudget = "5ms"\nmode = "exit-at"\n')
