@@ -13,6 +13,7 @@ time and answers from the deepest exit evaluated so far.
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from dataclasses import dataclass, field
@@ -78,6 +79,7 @@ class Engine:
         self._head_out = [
             ([h.logits] + ([h.confidence] if h.confidence else []), h.input) if h else None for h in self.heads
         ]
+        self._segment_macs_cum = list(itertools.accumulate(s.segment.macs for s in m.stages))
         self.input_shape = m.input.sample_shape
         self.input_dtype = np.dtype(m.input.dtype)
         if warmup > 0:
@@ -151,17 +153,6 @@ class Engine:
             if rule == "confidence" and h.confidence is None:
                 raise UsageError(f"exit {k} has no learned confidence output; rule 'confidence' is not possible")
             self.rules[k] = rule
-
-    def macs_for(self, exit_index: int, mode: Mode = "adaptive") -> int:
-        m = self.manifest
-        segs = sum(s.segment.macs for s in m.stages[: exit_index + 1])
-        if mode == "full":
-            heads = m.stages[-1].head.macs if m.stages[-1].head else 0
-        elif mode == "exit_at":
-            heads = m.stages[exit_index].head.macs if m.stages[exit_index].head else 0
-        else:
-            heads = sum(s.head.macs for s in m.stages[: exit_index + 1] if s.head)
-        return segs + heads
 
     # ------------------------------------------------------------------ inference
     def check_input(self, x: np.ndarray) -> np.ndarray:
@@ -237,15 +228,9 @@ class Engine:
         probs = softmax(logits, head.temperature if head else 1.0)
         idx = int(probs.argmax())
         total_ms = (_now() - t0) * 1e3
-        executed = len(seg_ms)
-        if mode == "full":
-            macs = self.macs_for(k, "full")
-        elif mode == "exit_at":
-            macs = self.macs_for(k, "exit_at")
-        else:
-            macs = sum(s.segment.macs for s in self.manifest.stages[:executed]) + sum(
-                h.macs for h, t in zip(self.heads, head_ms) if h is not None and t is not None
-            )
+        # MACs actually spent, in every mode: the segments run plus the heads run
+        macs = self._segment_macs_cum[len(seg_ms) - 1] + sum(
+            h.macs for h, t in zip(self.heads, head_ms) if h is not None and t is not None)
         return Result(
             label=self.manifest.labels[idx],
             label_index=idx,

@@ -84,7 +84,7 @@ class EnergyHook(RunHook):
             for k, seg in enumerate(result.segment_ms):
                 h = result.head_ms[k] if k < len(result.head_ms) else None
                 dt = (seg + (h or 0.0)) * 1e-3
-                stages.append(_r(1e3 * (s.energy_between(t, t + dt) - w.baseline_w * dt)))
+                stages.append(_r(1e3 * s.marginal_energy_between(t, t + dt)))
                 t += dt
             record["stage_energy_mj"] = stages
 
