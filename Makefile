@@ -7,7 +7,7 @@ PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 # torch is pinned: an unpinned torch pulls a multi-GB CUDA build.
 TORCH  ?= torch==2.13.0
 
-.PHONY: demo test lint bundles samples system-deps clean
+.PHONY: demo test lint bundles bench-bundle samples system-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ demo: $(VENV)/.runtime-installed
 # Rebuild the default bundles shipped in edge_ee/bundles (trains on real data; long on a CPU).
 bundles: system-deps $(VENV)/.dev-installed
 	PYTHON=$(BIN)/python bash export/make_bundles.sh
+
+# The millisecond-scale benchmark bundle (4x-wide ResNet-8, three exits) used by
+# benchmarks/budget_control.py; committed under benchmarks/bundles, so only needed to rebuild it.
+bench-bundle: system-deps $(VENV)/.dev-installed
+	PYTHON=$(BIN)/python BUILD=bench bash export/make_bundles.sh
 
 test: system-deps $(VENV)/.dev-installed
 	$(BIN)/ruff check .

@@ -1,6 +1,8 @@
 """Built-in backbones in the shapes used by MLPerf Tiny.
 
 * :func:`resnet8` - ResNet-8 (image classification, MLPerf Tiny CIFAR-10 shape: 16/32/64 channels).
+* :func:`resnet8_wide` - ResNet-8 at 4x width (64/128/256 channels, ~16x the MACs): a millisecond-scale
+  model for benchmarking budget control, where a 0.1 ms model would drown in Python-level jitter.
 * :func:`dscnn` - DS-CNN (keyword spotting, MLPerf Tiny shape: 64 channels, 4 depthwise-separable blocks).
 * :func:`mobilenet_v1` - MobileNetV1 with width multiplier 0.25 (MLPerf Tiny visual wake words shape).
 
@@ -136,6 +138,10 @@ def resnet8(num_classes: int = 10, in_channels: int = 1) -> ResNet8:
     return ResNet8(in_channels=in_channels, num_classes=num_classes)
 
 
+def resnet8_wide(num_classes: int = 10, in_channels: int = 1) -> ResNet8:
+    return ResNet8(in_channels=in_channels, num_classes=num_classes, width=(64, 128, 256))
+
+
 def dscnn(num_classes: int = 12) -> DSCNN:
     return DSCNN(num_classes=num_classes)
 
@@ -158,6 +164,8 @@ class Recipe:
 RECIPES: dict[str, Recipe] = {
     # exits after the stem (~1 % of the MACs) and after stage 1 (~40 %), as T-RecX/SDN place them early
     "resnet8": Recipe(resnet8, ["stem", "stack1"], "stack3", "conv_conf"),
+    # three exits (stem ~0.3 %, stack1 ~40 %, stack2 ~70 % of the MACs): finer steps for a budget controller
+    "resnet8_wide": Recipe(resnet8_wide, ["stem", "stack1", "stack2"], "stack3", "conv_conf"),
     # T-RecX-style depthwise-separable heads: a conv head on 64x25x5 features would cost ~40 % of DS-CNN
     "dscnn": Recipe(dscnn, ["block1", "block2"], "block4", "dws_conf", {"head_width": 32, "max_spatial": 5}),
     "mobilenet_v1": Recipe(mobilenet_v1, ["block3", "block7"], "block13", "dws"),
