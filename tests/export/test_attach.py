@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 
 from edge_ee_export.attach import attach_exits, count_macs, make_head, place_splits, split_model  # noqa: E402
 from edge_ee_export.errors import UsageError  # noqa: E402
-from edge_ee_export.zoo import dscnn, mobilenet_v1, resnet8  # noqa: E402
+from edge_ee_export.zoo import RECIPES, dscnn, mobilenet_v1, resnet8  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
 from export_torchvision import LocalResNet, build_model  # noqa: E402
@@ -49,6 +49,30 @@ def test_costs_add_up_and_heads_are_measured() -> None:
     ct = ee.cost_table()
     assert sum(ct["segment_macs"]) + ct["head_macs"][-1] == count_macs(m, x) == ct["full_macs"]
     assert all(h > 0 for h in ct["head_macs"])
+
+
+INPUTS = {"resnet8": (1, 1, 28, 28), "resnet8_wide": (1, 1, 28, 28), "dscnn": (1, 1, 49, 10),
+          "mobilenet_v1": (1, 3, 96, 96)}
+
+
+@pytest.mark.parametrize("arch", sorted(RECIPES))
+def test_recipes_split_where_they_say(arch: str) -> None:
+    """Every built-in recipe's split points exist and cut the model into stages of rising cost."""
+    r = RECIPES[arch]
+    m = r.build().eval()
+    x = torch.randn(*INPUTS[arch])
+    pieces = split_model(m, [*r.splits, r.final_split])
+    assert len(pieces) == len(r.splits) + 2
+    y = x
+    cum = []
+    for p in pieces[:-1]:
+        cum.append((cum[-1] if cum else 0) + count_macs(p, y))
+        y = p(y)
+    assert cum == sorted(cum) and cum[-1] <= count_macs(m, x)
+    if arch == "resnet8_wide":  # ~16x ResNet-8, exits at ~0.3 %, ~40 %, ~70 % of the MACs
+        full = count_macs(m, x)
+        assert 14 * count_macs(resnet8(), x) < full < 18 * count_macs(resnet8(), x)
+        assert [round(c / full, 1) for c in cum[:3]] == [0.0, 0.4, 0.7]
 
 
 def test_place_splits_by_mac_fraction() -> None:
