@@ -46,10 +46,15 @@ def gstreamer_support(cv2: ModuleType) -> bool | None:
 
 
 def is_jetson() -> bool:
-    if Path("/etc/nv_tegra_release").exists():
+    """A Jetson: ``/etc/nv_tegra_release`` exists or ``/proc/device-tree/compatible`` names a tegra SoC.
+
+    Both paths are resolved under ``$EDGE_EE_SYSFS_ROOT`` (default ``/``), like every sysfs/procfs read."""
+    from ..power import sysfs  # noqa: PLC0415
+
+    if sysfs.resolve("/etc/nv_tegra_release").exists():
         return True
     try:
-        return b"tegra" in Path("/proc/device-tree/compatible").read_bytes()
+        return b"tegra" in sysfs.resolve("/proc/device-tree/compatible").read_bytes()
     except OSError:
         return False
 
