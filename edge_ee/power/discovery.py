@@ -67,40 +67,69 @@ def _open(c: Candidate) -> PowerSource:
     return src
 
 
+PERMISSION_HINT = "run as root, or grant read access with a udev rule (see `edge-ee doctor`)"
+ESTIMATE_NOTE = "using the CPU-utilisation estimate (labelled estimated)"
+
+
+def _why(e: BaseException) -> str:
+    """Why a sensor cannot be used, with what to do about a permission problem."""
+    msg = str(e) or type(e).__name__
+    if isinstance(e, (PermissionError, sysfs.SensorPermissionError)) and "root" not in msg:
+        msg = f"{msg}: {PERMISSION_HINT}"
+    return msg
+
+
 def discover(prefer: str | None = None, *, model: DevicePowerModel | None = None) -> PowerSource:
     """The first working power source, trying ``prefer`` first, then jetson, tegrastats, pi5, hwmon,
     rapl and finally the CPU-utilisation estimate (which always works).
 
-    A sensor that exists but cannot be read (permission denied, I/O error) logs one warning on the
-    ``edge_ee.power`` logger and discovery moves on; it never raises for a sensor problem. An unknown
+    Sensors that exist but cannot be read (permission denied, I/O error), a probe that fails and a
+    ``prefer``-red source that is not available are gathered into ONE warning on the ``edge_ee.power``
+    logger, naming each sensor and why, and the source used instead; discovery never raises for a
+    sensor problem. Sensors that simply do not exist are only logged at debug level. An unknown
     ``prefer`` kind raises :class:`~edge_ee.errors.UsageError`. ``model`` is the power model of the
     estimate (default: a preset chosen from the board model).
     """
     kind, detail = parse_prefer(prefer)
     kinds = list(ORDER) if kind is None else [kind] + [k for k in ORDER if k != kind]
+    problems: list[str] = []  # "sensor (why)", in the order tried
+    missing_preferred: str | None = None
+    chosen: PowerSource | None = None
     for k in kinds:
         preferred = k == kind
         try:
             cands = candidates(k, detail if preferred else None, model)
         except Exception as e:  # a probe must never crash discovery
-            log.warning("power: probing %s sensors failed: %s", k, e)
+            problems.append(f"{k} (probe failed: {_why(e)})")
             cands = []
         reason = ABSENT.get(k, "not available")
         for c in cands:
             if not c.auto and not preferred:
                 continue
             try:
-                return _open(c)
+                chosen = _open(c)
+                break
             except sysfs.SensorNotFound as e:
                 reason = str(e)
                 log.debug("power: %s not usable: %s", c.name, e)
             except Exception as e:
-                reason = str(e)
-                log.warning("power: %s (%s) exists but cannot be used: %s", c.name, c.path or "-", e)
+                reason = _why(e)
+                problems.append(f"{c.name} ({reason})")
+        if chosen is not None:
+            break
         if preferred:
-            log.warning("power: preferred source %r is not available (%s); trying the others", prefer, reason)
-    log.warning("power: no working sensor at all, using a constant estimate")  # pragma: no cover
-    return EstimatedSource(model)  # pragma: no cover
+            missing_preferred = reason
+    if chosen is None:  # pragma: no cover - the estimate always opens
+        chosen = EstimatedSource(model)
+    if problems or missing_preferred is not None:
+        parts = []
+        if missing_preferred is not None:
+            parts.append(f"preferred source {prefer!r} is not available ({missing_preferred})")
+        if problems:
+            parts.append("power sensors not readable: " + "; ".join(problems))
+        using = ESTIMATE_NOTE if chosen.estimated else f"using {chosen.name}, rail {chosen.rail}"
+        log.warning("%s; %s", "; ".join(parts), using)
+    return chosen
 
 
 def list_sensors(model: DevicePowerModel | None = None, *, include_absent: bool = True) -> list[SensorInfo]:
