@@ -8,18 +8,20 @@ import unless asked for its version.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from .power import sysfs
 
 CMD_TIMEOUT_S = 3.0
+CPU_UNKNOWN = "unknown (no model name in /proc/cpuinfo)"
 
 # ARM CPU part numbers (/proc/cpuinfo "CPU part") of the usual edge boards.
 _ARM_PARTS = {
@@ -159,9 +161,66 @@ def temperatures() -> dict[str, float]:
     return out
 
 
-def device_identity() -> dict[str, Any]:
-    """Stable facts that key a profile: board, CPU, cores, arch, power mode, Python, onnxruntime."""
+# The onnxruntime providers and intra-op threads of the sessions this process runs (set by the CLI once
+# the engine is built), so that device_identity() called without arguments (edge_ee.profile) keys a
+# profile on what is actually used, not on what the onnxruntime build could use.
+_session_in_use: tuple[list[str], int] | None = None
+
+
+def engine_session_facts(engine: Any) -> tuple[list[str], int]:
+    """(providers actually used by ``engine``'s onnxruntime sessions, in order; intra-op threads)."""
+    used: list[str] = []
+    for sess in [*getattr(engine, "_seg", []), *getattr(engine, "_head", [])]:
+        if sess is None:
+            continue
+        for p in sess.get_providers():
+            if p not in used:
+                used.append(p)
+    cfg = getattr(engine, "session_config", None)
+    if not used:  # not an Engine with live sessions: what its config asks for
+        from .sessions import resolve_providers
+
+        used = resolve_providers(getattr(cfg, "providers", None))
+    return used, int(getattr(cfg, "intra_op_threads", 1) or 1)
+
+
+@contextlib.contextmanager
+def session_in_use(providers: Sequence[str], threads: int) -> Iterator[None]:
+    """While active, :func:`device_identity` without arguments reports these providers and threads."""
+    global _session_in_use
+    old = _session_in_use
+    _session_in_use = (list(providers), int(threads))
+    try:
+        yield
+    finally:
+        _session_in_use = old
+
+
+def _default_session() -> tuple[list[str], int]:
+    if _session_in_use is not None:
+        return _session_in_use
+    try:
+        from .sessions import SessionConfig, resolve_providers  # what a default Engine uses
+
+        cfg = SessionConfig()
+        return resolve_providers(cfg.providers), cfg.intra_op_threads
+    except Exception:  # noqa: BLE001 - no onnxruntime: the identity still has to be reported
+        return [], 1
+
+
+def device_identity(providers: Sequence[str] | None = None, threads: int | None = None) -> dict[str, Any]:
+    """Stable facts that key a profile: board, CPU, cores, arch, power mode, Python, onnxruntime, and the
+    execution providers actually used with the intra-op thread count.
+
+    ``providers``/``threads`` default to those set by :func:`session_in_use` (the CLI does, from the
+    engine it built), else to a default :class:`~edge_ee.sessions.SessionConfig` (CPU, 1 thread).
+    The providers the onnxruntime build merely offers are ``providers_available``.
+    """
     ort = _probe(onnxruntime_info)
+    if providers is None or threads is None:
+        dp, dt = _default_session()
+        providers = dp if providers is None else providers
+        threads = dt if threads is None else threads
     return {
         "board": board_model(),
         "cpu": cpu_model(),
@@ -170,7 +229,9 @@ def device_identity() -> dict[str, Any]:
         "power_mode": power_mode(),
         "python": python_version(),
         "onnxruntime": ort.get("version"),
-        "providers": ort.get("providers", []),
+        "providers": list(providers),
+        "threads": int(threads),
+        "providers_available": ort.get("providers", []),
     }
 
 
@@ -315,7 +376,8 @@ def format_doctor(r: dict[str, Any]) -> str:
             return f"? ({e})"
 
     row("board", sec(r.get("board", {}), lambda d: str(d["model"])))
-    row("cpu", sec(r.get("cpu", {}), lambda d: f"{d['model']} x{d['logical']} ({d['machine']})"))
+    row("cpu", sec(r.get("cpu", {}), lambda d: f"{d['model'] or CPU_UNKNOWN} x{d['logical'] or '?'} "
+                                                f"({d['machine'] or 'unknown arch'})"))
     row("python", sec(r.get("python", {}), lambda d: str(d["version"])))
     row("kernel", sec(r.get("kernel", {}), lambda d: str(d["release"])))
     row("power mode", sec(r.get("power_mode", {}), lambda d: str(d["mode"])))

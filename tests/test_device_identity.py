@@ -1,0 +1,65 @@
+"""The device identity keys profiles on the execution providers actually used and the intra-op threads;
+``edge-ee doctor`` says "unknown" rather than "None" for a CPU it cannot name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edge_ee import device
+from edge_ee.engine import Engine
+from edge_ee.power import sysfs
+from edge_ee.sessions import SessionConfig
+
+
+@pytest.fixture
+def empty_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "root"
+    root.mkdir()
+    monkeypatch.setenv(sysfs.ROOT_ENV, str(root))
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))  # no nvpmodel/vcgencmd
+    return root
+
+
+def test_default_identity_is_the_default_session_not_the_available_providers(empty_root: Path) -> None:
+    ident = device.device_identity()
+    assert ident["providers"] == ["CPUExecutionProvider"] and ident["threads"] == 1
+    assert "CPUExecutionProvider" in ident["providers_available"]
+
+
+def test_explicit_and_session_in_use_providers_and_threads(empty_root: Path) -> None:
+    ident = device.device_identity(providers=["CUDAExecutionProvider", "CPUExecutionProvider"], threads=4)
+    assert ident["providers"] == ["CUDAExecutionProvider", "CPUExecutionProvider"] and ident["threads"] == 4
+    with device.session_in_use(["TensorrtExecutionProvider", "CPUExecutionProvider"], 2):
+        inner = device.device_identity()  # what edge_ee.profile calls, without arguments
+        assert inner["providers"] == ["TensorrtExecutionProvider", "CPUExecutionProvider"]
+        assert inner["threads"] == 2
+        assert device.device_identity(threads=3)["threads"] == 3  # explicit wins
+    assert device.device_identity()["threads"] == 1  # restored on exit
+
+
+def test_profile_keys_differ_by_providers_in_use(empty_root: Path) -> None:
+    from edge_ee import profile
+
+    with device.session_in_use(["CPUExecutionProvider"], 1):
+        cpu = profile.device_identity()
+    with device.session_in_use(["CUDAExecutionProvider", "CPUExecutionProvider"], 1):
+        cuda = profile.device_identity()
+    assert cpu["providers"] == ["CPUExecutionProvider"]
+    assert profile.device_key(cpu) != profile.device_key(cuda)
+
+
+def test_engine_session_facts(bundle: Path) -> None:
+    e = Engine(bundle, session=SessionConfig(providers=["cpu"], intra_op_threads=2), warmup=0)
+    assert device.engine_session_facts(e) == (["CPUExecutionProvider"], 2)
+
+
+def test_doctor_names_an_unknown_cpu(empty_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(device.platform, "processor", lambda: "")
+    assert device.cpu_model() is None
+    r = device.doctor_report()
+    text = device.format_doctor(r)
+    cpu_line = next(x for x in text.splitlines() if x.strip().startswith("cpu "))
+    assert "None" not in cpu_line
+    assert "unknown (no model name in /proc/cpuinfo)" in cpu_line
