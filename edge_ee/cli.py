@@ -252,10 +252,12 @@ def run(
                                              help="With --budget: move the thresholds along the accuracy/cost "
                                                   "frontier to track the budget (latency: the deadline guard "
                                                   "alone with --no-controller).")] = True,
-    power_source: Annotated[str | None, typer.Option(
-        "--power-source", help="Measure energy: auto, jetson[:RAIL], tegrastats, pi5, hwmon[:NAME], rapl, "
-                               "estimate[:PRESET|idle=W,core=W], or none. Default: only with an energy/power "
-                               "budget.")] = None,
+    power_source: Annotated[str, typer.Option(
+        "--power-source", help="Energy per inference and per stage, power source and rail in every telemetry "
+                               "line: auto (default: the first readable sensor; without one, an ESTIMATE from "
+                               "CPU utilisation, labelled estimated wherever it shows), jetson[:RAIL], "
+                               "tegrastats, pi5, hwmon[:NAME], rapl, estimate[:PRESET|idle=W,core=W], or none "
+                               "(no energy measurement).")] = "auto",
     power_baseline: Annotated[float, typer.Option(min=0.0, help="Seconds of idle power measured at start "
                                                                 "(the baseline subtracted for marginal energy).")
                               ] = 1.0,
@@ -292,9 +294,12 @@ def run(
     if modes[mode] == "exit_at" and not 0 <= exit_at < engine.num_stages:  # type: ignore[operator]
         raise UsageError(f"--exit-at {exit_at}: this bundle has exits 0..{engine.num_stages - 1}")
     from .control.setup import format_extras, make_run_hooks
+    from .device import engine_session_facts, session_in_use
     from .service.attach import attach_service_hooks
 
     with contextlib.ExitStack() as cleanup:  # closes whatever was opened, in reverse order, on any exit
+        # a profile matches only if made with the same execution providers and intra-op threads
+        cleanup.enter_context(session_in_use(*engine_session_facts(engine)))
         src = open_source(source, bundle.manifest, stream_opts)
         cleanup.callback(src.close)
         check_source_fits(src, bundle.manifest)
@@ -353,7 +358,11 @@ def profile(
                                         "synthetic, video:FILE ... (any run source).")] = "",
     model: ModelOpt = None,
     labels: Annotated[str, typer.Option(help="auto: accuracy against the source's ground truth when every input "
-                                             "has one, else agreement with the final exit; source; none.")
+                                             "has one, else agreement with the final exit; source: the source's "
+                                             "ground truth (an error if it has none); none: agreement only; FILE: "
+                                             "a text file with one class label (name or index) per line in "
+                                             "frame order, # comments and blank lines ignored; profiling stops "
+                                             "at its end.")
                       ] = "auto",
     target_drop: Annotated[str, typer.Option("--target-drop", help="Allowed accuracy (or agreement) drop vs the "
                                              "final exit for the chosen thresholds: 1% or 0.01.")] = "1%",
@@ -361,10 +370,13 @@ def profile(
     warmup: Annotated[int, typer.Option(min=0, help="Inputs whose timings are discarded.")] = 20,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Profile JSON (default: profile.json beside the "
                                              "bundle if writable, else ~/.local/state/edge-ee/profiles/).")] = None,
-    plot: Annotated[Path | None, typer.Option("--plot", help="Also save a PNG of the frontier (needs the "
-                                              "'plot' extra: matplotlib).")] = None,
-    power_source: Annotated[str | None, typer.Option("--power-source", help="auto (default), jetson, pi5, hwmon, "
-                                                     "rapl, estimate[:PRESET] ...")] = None,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Where to save the PNG of the frontier (default: "
+                                              "beside the profile, PROFILE.png, when matplotlib is installed).")
+                    ] = None,
+    no_plot: Annotated[bool, typer.Option("--no-plot", help="Do not save the PNG plot.")] = False,
+    power_source: Annotated[str, typer.Option("--power-source", help="auto (default: the first readable sensor, "
+                                              "else the CPU-utilisation estimate), jetson[:RAIL], tegrastats, "
+                                              "pi5, hwmon[:NAME], rapl, estimate[:PRESET] ...")] = "auto",
     power_baseline: Annotated[float, typer.Option(min=0.0, help="Seconds of idle power measured first.")] = 1.0,
     providers: Annotated[str | None, typer.Option(help="onnxruntime providers, e.g. cpu or cuda,cpu.")] = None,
     threads: Annotated[int, typer.Option(min=1, help="intra-op threads per session.")] = 1,
@@ -373,8 +385,10 @@ def profile(
     as_json: JsonOpt = False,
 ) -> None:
     """Measure per-stage latency and energy on this device, build the accuracy/cost frontier, choose thresholds."""
+    from .device import engine_session_facts, session_in_use
     from .profile import default_out, format_profile, plot_profile, run_profile, write_profile
     from .sources import open_source
+    from .sources.labelled import LabelFile, LabelledSource, peek, read_label_file
 
     if not source:
         raise UsageError("no --source given", "e.g. --source sample (labelled), --source images:DIR")
@@ -385,29 +399,71 @@ def profile(
         raise UsageError(f"--target-drop {target_drop!r}: give a percentage (1%) or a fraction (0.01)") from None
     if not 0 <= drop < 1:
         raise UsageError(f"--target-drop {target_drop!r} must be between 0 and 100%")
-    if plot is not None:
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            raise UsageError("--plot needs matplotlib", "pip install 'edge-ee[plot]', or leave out --plot") from None
+    if plot is not None and no_plot:
+        raise UsageError("--plot and --no-plot contradict each other", "give one of them")
+    want_plot = not no_plot
+    if want_plot and not _have_matplotlib():
+        if plot is not None:
+            raise UsageError("--plot needs matplotlib", "pip install matplotlib (or 'edge-ee[plot]'), or leave out "
+                                                        "--plot")
+        typer.echo("edge-ee: plot skipped: matplotlib not installed (pip install matplotlib)", err=True)
+        want_plot = False
     bundle = load_bundle(model)
+    label_file: LabelFile | None = None
+    label_mode = labels
+    if labels not in ("auto", "source", "none"):
+        label_file = read_label_file(Path(labels), bundle.manifest.labels)  # every line checked up front
+        label_mode = "source"
+        if len(label_file) <= warmup:
+            raise UsageError(f"--labels {labels}: {len(label_file)} labels, but the first {warmup} inputs are "
+                             "warm-up (discarded)", "label more frames, or lower --warmup")
+        if len(label_file) < warmup + frames:
+            typer.echo(f"edge-ee: note: {labels} has {len(label_file)} labels: profiling stops there "
+                       f"({warmup} warm-up + {len(label_file) - warmup} measured inputs instead of "
+                       f"{warmup} + {frames})", err=True)
     engine = Engine(bundle, session=_session_config(providers, threads), rule=rule)
+    providers_used, nthreads = engine_session_facts(engine)
     src = open_source(source, bundle.manifest, {})
     try:
+        if label_file is not None:
+            src = LabelledSource(src, label_file)
+        elif labels == "source":  # fail now, not after the whole profiling run
+            src = peek(src)
+            if src.first is not None and src.first.meta.get("truth") is None:
+                raise UsageError(
+                    f"--labels source: {src.description} gives no ground truth (its first input has none)",
+                    "use a labelled source (--source sample, images:DIR with one folder per class), or "
+                    "--labels FILE (one class label per line, in frame order), or --labels auto / none")
         typer.echo(f"edge-ee: profiling {bundle.manifest.name} on {src.description}", err=True)
-        prof = run_profile(engine, src, frames=frames, warmup=warmup, labels=labels, target_drop=drop,
-                           power_prefer=power_source, baseline_s=power_baseline,
-                           progress=lambda m: typer.echo(f"edge-ee: {m}", err=True))
+        with session_in_use(providers_used, nthreads):
+            prof = run_profile(engine, src, frames=frames, warmup=warmup, labels=label_mode, target_drop=drop,
+                               power_prefer=power_source, baseline_s=power_baseline,
+                               progress=lambda m: typer.echo(f"edge-ee: {m}", err=True))
+        if isinstance(src, LabelledSource) and src.source_ended:
+            typer.echo(f"edge-ee: note: the source ended after {src.delivered} inputs, before the "
+                       f"{len(src.labels)} labels of {labels} ran out: are they for this source?", err=True)
     finally:
         src.close()
+    prof.setdefault("device", {})["threads"] = nthreads  # recorded; the profile key itself is profile.py's
+    if label_file is not None:
+        prof["labels_file"] = str(label_file.path)
     path = write_profile(prof, out or default_out(bundle))
-    if plot is not None:
-        plot_profile(prof, plot)
+    png: Path | None = None
+    if want_plot:
+        png = plot_profile(prof, plot if plot is not None else path.with_suffix(".png"))
     if as_json:
         typer.echo(json.dumps(prof, indent=2))
     else:
         typer.echo(format_profile(prof))
-        typer.echo(f"profile: {path}" + (f"\nplot: {plot}" if plot else ""))
+        typer.echo(f"profile: {path}" + (f"\nplot: {png}" if png else ""))
+
+
+def _have_matplotlib() -> bool:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 @app.command()

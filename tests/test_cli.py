@@ -75,7 +75,8 @@ def test_run_synthetic_with_log(bundle: Path, tmp_path: Path) -> None:
     for key in ("ts", "frame", "exit", "label", "confidence", "segment_ms", "total_ms", "budget",
                 "deadline_met", "energy_mj", "thresholds", "macs"):
         assert key in rec
-    assert rec["budget"] == "50ms" and rec["energy_mj"] is None
+    assert rec["budget"] == "50ms"
+    assert rec["power_source"] is not None and isinstance(rec["energy_estimated"], bool)  # energy by default
     s = json.loads(summ.read_text())
     assert s["frames"] == 50 and sum(s["exits"]) == 50
 
@@ -199,3 +200,125 @@ def test_import_without_torch(tmp_path: Path) -> None:
 def test_bundle_edit_keeps_other_fields(bundle: Path) -> None:
     edit_manifest(bundle, lambda d: d.update(description="changed"))
     assert json.loads((bundle / "manifest.json").read_text())["description"] == "changed"
+
+
+# ---- energy in every telemetry line (--power-source auto by default) ----------------------------------
+def _no_sensors_env(tmp_path: Path) -> dict[str, str]:
+    """A machine without any power sensor: an empty sysfs root and no vcgencmd/tegrastats on PATH."""
+    (tmp_path / "root").mkdir(exist_ok=True)
+    (tmp_path / "bin").mkdir(exist_ok=True)
+    return {**os.environ, "EDGE_EE_SYSFS_ROOT": str(tmp_path / "root"), "PATH": str(tmp_path / "bin"),
+            "XDG_STATE_HOME": str(tmp_path / "state")}
+
+
+def test_run_records_estimated_energy_by_default(bundle: Path, tmp_path: Path) -> None:
+    log = tmp_path / "t.jsonl"
+    r = ee("run", "--model", bundle, "--source", "synthetic", "-n", "20", "--log", log, "-q",
+           "--power-baseline", "0", env=_no_sensors_env(tmp_path))
+    assert r.returncode == 0, r.stderr
+    recs = [json.loads(x) for x in log.read_text().splitlines()]
+    assert len(recs) == 20
+    for rec in recs:
+        assert rec["power_source"] == "estimate" and rec["energy_estimated"] is True
+        assert rec["power_rail"] and isinstance(rec["stage_energy_mj"], list)
+    # the estimate is announced once on stderr, without warnings (no sensor at all is not a problem)
+    assert len([x for x in r.stderr.splitlines() if "estimat" in x.lower()]) == 1, r.stderr
+    assert "WARNING" not in r.stderr
+
+
+def test_run_power_source_none_switches_energy_off(bundle: Path, tmp_path: Path) -> None:
+    log = tmp_path / "t.jsonl"
+    r = ee("run", "--model", bundle, "--source", "synthetic", "-n", "5", "--log", log, "-q",
+           "--power-source", "none", env=_no_sensors_env(tmp_path))
+    assert r.returncode == 0, r.stderr
+    rec = json.loads(log.read_text().splitlines()[0])
+    assert rec["energy_mj"] is None and rec["power_source"] is None
+    assert "estimat" not in r.stderr.lower()
+
+
+def test_run_help_documents_the_power_source_default() -> None:
+    r = ee("run", "--help", env={**os.environ, "COLUMNS": "200"})
+    text = " ".join(r.stdout.split())
+    assert "ESTIMATE from CPU utilisation" in text and "none (no energy measurement)" in text
+    assert "default: auto" in text
+
+
+# ---- edge-ee profile: PNG plot by default, --labels FILE / source -------------------------------------
+PROFILE_FAST = ("--frames", "30", "--warmup", "2", "--power-source", "estimate", "--power-baseline", "0")
+
+
+def _block_matplotlib(tmp_path: Path) -> dict[str, str]:
+    d = tmp_path / "blocked"
+    (d / "matplotlib").mkdir(parents=True)
+    (d / "matplotlib" / "__init__.py").write_text("raise ImportError('No module named matplotlib (blocked)')\n")
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(d), str(Path(__file__).resolve().parents[1])])}
+
+
+def test_profile_writes_the_plot_beside_the_profile_by_default(bundle: Path, tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "p.json"
+    r = ee("profile", "--model", bundle, "--source", "synthetic", *PROFILE_FAST, "--out", out)
+    assert r.returncode == 0, r.stderr
+    png = tmp_path / "p.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 1000
+    assert f"plot: {png}" in r.stdout
+    data = json.loads(out.read_text())
+    assert data["device"]["threads"] == 1 and data["device"]["providers"] == ["CPUExecutionProvider"]
+
+
+def test_profile_no_plot(bundle: Path, tmp_path: Path) -> None:
+    out = tmp_path / "p.json"
+    r = ee("profile", "--model", bundle, "--source", "synthetic", *PROFILE_FAST, "--out", out, "--no-plot")
+    assert r.returncode == 0, r.stderr
+    assert out.is_file() and not (tmp_path / "p.png").exists() and "plot:" not in r.stdout
+    r = ee("profile", "--model", bundle, "--source", "synthetic", "--no-plot", "--plot", tmp_path / "x.png")
+    assert r.returncode == ExitCode.USAGE and "contradict" in r.stderr
+
+
+def test_profile_without_matplotlib_skips_the_plot_once(bundle: Path, tmp_path: Path) -> None:
+    out = tmp_path / "p.json"
+    env = _block_matplotlib(tmp_path)
+    r = ee("profile", "--model", bundle, "--source", "synthetic", *PROFILE_FAST, "--out", out, env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count("plot skipped: matplotlib not installed (pip install matplotlib)") == 1
+    assert out.is_file() and not (tmp_path / "p.png").exists()
+    # asking for a plot explicitly without matplotlib is a usage error, before any profiling
+    r = ee("profile", "--model", bundle, "--source", "synthetic", "--plot", tmp_path / "x.png", env=env)
+    assert r.returncode == ExitCode.USAGE and "needs matplotlib" in r.stderr and "profiling" not in r.stderr
+
+
+def test_profile_labels_file(bundle: Path, tmp_path: Path) -> None:
+    labels = tmp_path / "labels.txt"
+    labels.write_text("# calibration clip\n" + "".join(f"class{i % 10}\n" if i % 2 else f"{i % 10}\n"
+                                                         for i in range(12)) + "\n")
+    out = tmp_path / "p.json"
+    r = ee("profile", "--model", bundle, "--source", "synthetic", *PROFILE_FAST, "--labels", labels, "--out", out,
+           "--no-plot")
+    assert r.returncode == 0, r.stderr
+    assert f"{labels} has 12 labels: profiling stops there" in r.stderr
+    p = json.loads(out.read_text())
+    assert p["quality_metric"] == "accuracy" and p["inputs"] == 12 and p["measured_inputs"] == 10
+    assert p["labels_file"] == str(labels)
+
+
+def test_profile_bad_labels_file_fails_before_profiling(bundle: Path, tmp_path: Path) -> None:
+    labels = tmp_path / "labels.txt"
+    labels.write_text("class1\nclass2\n\nclass42\n")
+    r = ee("profile", "--model", bundle, "--source", "synthetic", "--labels", labels)
+    assert r.returncode == ExitCode.USAGE
+    assert "line 4: 'class42' is not one of the bundle's labels" in r.stderr and "0=class0" in r.stderr
+    assert "profiling" not in r.stderr
+    r = ee("profile", "--model", bundle, "--source", "synthetic", "--labels", tmp_path / "missing.txt")
+    assert r.returncode == ExitCode.USAGE and "no such file" in r.stderr
+    labels.write_text("class1\nclass2\n")
+    r = ee("profile", "--model", bundle, "--source", "synthetic", "--labels", labels, "--warmup", "5")
+    assert r.returncode == ExitCode.USAGE and "warm-up" in r.stderr
+
+
+def test_profile_labels_source_without_ground_truth_fails_fast(bundle: Path, tmp_path: Path) -> None:
+    out = tmp_path / "p.json"
+    r = ee("profile", "--model", bundle, "--source", "synthetic", "--labels", "source", "--power-baseline", "5",
+           "--out", out)
+    assert r.returncode == ExitCode.USAGE
+    assert "--labels source: synthetic gives no ground truth" in r.stderr and "--labels FILE" in r.stderr
+    assert "idle power baseline" not in r.stderr and not out.exists()  # stopped before measuring anything
