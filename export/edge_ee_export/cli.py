@@ -45,7 +45,8 @@ def _parser() -> argparse.ArgumentParser:
                            ("image-folder", "any image folder, one sub-folder per class")):
         s = sub.add_parser(name, help=helptext, description=helptext)
         s.add_argument("--out", required=True, help="bundle directory to write (replaced atomically)")
-        s.add_argument("--arch", default=None, help="resnet8 | resnet8_wide | dscnn | mobilenet_v1 (default per dataset)")
+        s.add_argument("--arch", default=None,
+                       help="resnet8 | resnet8_wide | dscnn | mobilenet_v1 (default per dataset)")
         s.add_argument("--method", default="pteenet", choices=["pteenet", "sdn", "eenet", "trecx"],
                        help="exit training: pteenet/sdn freeze the backbone; eenet/trecx fine-tune jointly")
         s.add_argument("--head", default=None, help="exit head family (default per method): pool_linear, dws, "
