@@ -169,13 +169,7 @@ _session_in_use: tuple[list[str], int] | None = None
 
 def engine_session_facts(engine: Any) -> tuple[list[str], int]:
     """(providers actually used by ``engine``'s onnxruntime sessions, in order; intra-op threads)."""
-    used: list[str] = []
-    for sess in [*getattr(engine, "_seg", []), *getattr(engine, "_head", [])]:
-        if sess is None:
-            continue
-        for p in sess.get_providers():
-            if p not in used:
-                used.append(p)
+    used: list[str] = list(getattr(engine, "providers", None) or [])
     cfg = getattr(engine, "session_config", None)
     if not used:  # not an Engine with live sessions: what its config asks for
         from .sessions import resolve_providers

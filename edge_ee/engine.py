@@ -127,6 +127,20 @@ class Engine:
         if last.head is None and isinstance(prev_out_shape[-1], int) and prev_out_shape[-1] != len(m.labels):  # type: ignore[index]
             raise BundleError(f"final segment outputs {prev_out_shape[-1]} values for {len(m.labels)} labels")  # type: ignore[index]
 
+    @property
+    def providers(self) -> list[str]:
+        """onnxruntime execution providers actually used by the sessions, in order of first use."""
+        used: list[str] = []
+        for sess in [*self._seg, *self._head]:
+            for p in sess.get_providers() if sess is not None else []:
+                if p not in used:
+                    used.append(p)
+        return used
+
+    @property
+    def intra_op_threads(self) -> int:
+        return int(self.session_config.intra_op_threads or 1)
+
     def warm_up(self, runs: int = 3) -> None:
         """Run every segment and head on zeros: the first runs of a session are slow (allocation,
         kernel selection) and are discarded; the next ``4 * runs + 3`` seed the deadline guard's
