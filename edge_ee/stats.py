@@ -1,4 +1,9 @@
-"""Run statistics in constant memory: exit histogram, latency percentiles, deadline hits, MACs saved."""
+"""Run statistics in constant memory: exit histogram, latency percentiles, deadline hits, MACs saved.
+
+Energies are above the idle baseline (``energy_mj`` of the telemetry records); the total with idle
+power included is kept as ``energy_total``. With a power sampler, the energy hook replaces the energy
+figures of the summary by the same quantities integrated once the power samples covered each window.
+"""
 
 from __future__ import annotations
 
@@ -61,15 +66,18 @@ class RunStats:
     latency: LatencyHistogram = field(default_factory=LatencyHistogram)
     e2e: LatencyHistogram = field(default_factory=LatencyHistogram)
     exit_latency_sum: list[float] = field(default_factory=list)
+    infer_ms_total: float = 0.0  # engine time only (no preprocessing): comparable with the profile's
     macs_total: int = 0
     budget_frames: int = 0
     deadline_hits: int = 0
     deadline_stops: int = 0
     labelled: int = 0
     correct: int = 0
-    energy_j: float = 0.0
+    energy_j: float = 0.0  # above the idle baseline
     energy_frames: int = 0
     exit_energy_j: list[float] = field(default_factory=list)
+    energy_total_j: float = 0.0  # idle power included
+    energy_total_frames: int = 0
     energy_estimated: bool | None = None
     dropped: int = 0
     telemetry_dropped: int = 0
@@ -83,11 +91,15 @@ class RunStats:
 
     def add(self, exit_index: int, total_ms: float, macs: int, e2e_ms: float | None = None,
             deadline_met: bool | None = None, deadline_stop: bool = False, correct: bool | None = None,
-            energy_j: float | None = None) -> None:
+            energy_j: float | None = None, energy_total_j: float | None = None,
+            infer_ms: float | None = None) -> None:
+        """One inference. ``energy_j``: above the idle baseline; ``energy_total_j``: idle power included;
+        ``infer_ms``: engine time (``total_ms`` minus preprocessing; defaults to ``total_ms``)."""
         self.frames += 1
         self.exits[exit_index] += 1
         self.exit_latency_sum[exit_index] += total_ms
         self.latency.add(total_ms)
+        self.infer_ms_total += total_ms if infer_ms is None else infer_ms
         if e2e_ms is not None:
             self.e2e.add(e2e_ms)
         self.macs_total += macs
@@ -102,6 +114,9 @@ class RunStats:
             self.energy_j += energy_j
             self.energy_frames += 1
             self.exit_energy_j[exit_index] += energy_j
+        if energy_total_j is not None:
+            self.energy_total_j += energy_total_j
+            self.energy_total_frames += 1
 
     def summary(self) -> dict[str, Any]:
         n = self.frames
@@ -117,6 +132,7 @@ class RunStats:
                 "mean": self.latency.mean(), "p50": self.latency.quantile(0.5),
                 "p99": self.latency.quantile(0.99), "max": self.latency.max if n else math.nan,
             },
+            "infer_ms_mean": self.infer_ms_total / n if n else None,
             "e2e_ms": {"p50": self.e2e.quantile(0.5), "p99": self.e2e.quantile(0.99)} if self.e2e.n else None,
             "deadline_hit_rate": self.deadline_hits / self.budget_frames if self.budget_frames else None,
             "deadline_stops": self.deadline_stops,
@@ -126,6 +142,8 @@ class RunStats:
             "accuracy": self.correct / self.labelled if self.labelled else None,
             "labelled": self.labelled,
             "energy_mj_per_inference": 1e3 * self.energy_j / self.energy_frames if self.energy_frames else None,
+            "energy_total_mj_per_inference": 1e3 * self.energy_total_j / self.energy_total_frames
+            if self.energy_total_frames else None,
             "exit_energy_mj": [1e3 * e / c if c else None for e, c in zip(self.exit_energy_j, self.exits)]
             if self.energy_frames else None,
             "energy_estimated": self.energy_estimated,
@@ -159,9 +177,14 @@ def format_summary(s: dict[str, Any], labels: list[str] | None = None) -> str:
                      f"-> {100 * s['macs_saved']:.1f}% saved")
     if s["accuracy"] is not None:
         lines.append(f"accuracy: {100 * s['accuracy']:.2f}% on {s['labelled']} labelled frames")
+    tag = " (estimated)" if s.get("energy_estimated") else ""
+    total = s.get("energy_total_mj_per_inference")
     if s.get("energy_mj_per_inference") is not None:
-        tag = " (estimated)" if s.get("energy_estimated") else ""
-        lines.append(f"energy{tag}: {s['energy_mj_per_inference']:.3f} mJ per inference")
+        incl = f" ({total:.3f} mJ including idle power)" if total is not None else ""
+        lines.append(f"energy{tag}: {s['energy_mj_per_inference']:.3f} mJ per inference above idle{incl}")
+    elif total is not None:
+        lines.append(f"energy{tag}: {total:.3f} mJ per inference including idle power (no idle baseline, "
+                     "so no energy above idle)")
     if s.get("dropped_frames"):
         lines.append(f"dropped frames: {s['dropped_frames']}")
     if s.get("telemetry_dropped"):

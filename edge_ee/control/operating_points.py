@@ -8,6 +8,9 @@ uniform thresholds whose costs are unknown (the controller then works on feedbac
 Costs of manifest points are predicted from their exit fractions and per-stage costs measured on
 this device: answering at exit k in adaptive mode costs every segment and head up to k, so
 ``cost(point) = sum_k fraction_k * cumulative_cost_k``.
+
+Energies are per inference and above the idle baseline (the quantity the energy hook measures as
+``energy_mj`` and an energy budget limits), never totals including idle power.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ class OperatingPoint:
     mean_macs: float | None = None
     exit_fractions: list[float] | None = None
     latency_ms: float | None = None  # predicted / measured mean latency per inference
-    energy_mj: float | None = None  # predicted / measured energy per inference (inference window)
+    energy_mj: float | None = None  # predicted / measured energy per inference above idle (inference window)
     note: str = ""
 
     @property
@@ -63,7 +66,7 @@ class Frontier:
     source: str
     rule: str | None = None
     stage_latency_ms: list[float] | None = None  # cumulative adaptive cost of answering at exit k
-    stage_energy_mj: list[float] | None = None
+    stage_energy_mj: list[float] | None = None  # cumulative, above idle
     meta: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -197,6 +200,8 @@ def ladder(num_exits: int, rule: str, levels: int = 12) -> Frontier:
 
 
 def from_profile(profile: dict[str, Any]) -> Frontier | None:
+    """The frontier of a device profile (``edge-ee profile``): measured latency and energy above idle
+    per point; per-exit adaptive costs from ``exits``. None when the profile has no frontier."""
     raw = profile.get("frontier")
     if not isinstance(raw, list) or not raw:
         return None

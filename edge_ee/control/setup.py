@@ -1,4 +1,9 @@
-"""Wiring for ``edge-ee run``: profile lookup, energy and controller hooks, extra summary lines."""
+"""Wiring for ``edge-ee run``: profile lookup, energy and controller hooks, extra summary lines.
+
+Energies are above the idle baseline throughout (the run's ``energy_mj``, the profile's stage, exit,
+frontier and full-model energies); an energy budget is energy above idle per inference, a power
+budget the average power of the device, idle included.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ from ..budget import Budget
 from ..bundle import Bundle
 from ..engine import Engine
 from ..errors import UsageError
-from ..runner import RunHook
+from ..runner import RunHook, Runner
 
 log = logging.getLogger("edge_ee.control")
 
@@ -22,7 +27,8 @@ def make_run_hooks(bundle: Bundle, engine: Engine, budget: Budget | None, *, mod
                    profile_path: Path | None = None, thresholds_given: bool = False, fps: float | None = None,
                    setpoint: float = 0.9, echo: Callable[[str], None] = print,
                    ) -> tuple[list[RunHook], dict[str, Any] | None]:
-    """Hooks for a run (energy hook first: the controller reads its measurement) and the profile used."""
+    """Hooks for a run (energy hook first: the controller reads its measurement; the profile comparison
+    last: it reads the energy hook's summary figures) and the profile used."""
     from ..profile import find_profile
 
     profile, ppath = find_profile(bundle, profile_path)
@@ -52,15 +58,41 @@ def make_run_hooks(bundle: Bundle, engine: Engine, budget: Budget | None, *, mod
     if wants_energy:
         from .energy_hook import EnergyHook
 
-        full = (profile or {}).get("full_model", {}).get("energy_mj") if profile else None
         prefer = None if power_source is None or power_source.lower() == "auto" else power_source
-        energy = EnergyHook(prefer, baseline_s=power_baseline_s, full_energy_mj=full)
+        energy = EnergyHook(prefer, baseline_s=power_baseline_s)
         hooks.append(energy)
     if budget is not None and controller and mode == "adaptive" and engine.num_stages > 1:
         from .hook import ControllerHook
 
         hooks.append(ControllerHook(budget, profile=profile, setpoint=setpoint, fps=fps, energy_hook=energy))
+    if profile is not None:
+        hooks.append(ProfileSummaryHook(profile, ppath))
     return hooks, profile
+
+
+class ProfileSummaryHook(RunHook):
+    """Adds the run's cost against the full model measured by ``edge-ee profile`` to the summary:
+    ``latency_vs_full_model`` (mean engine time per inference / the profile's full-model latency, both
+    without preprocessing) and, with energy measured, ``energy_vs_full_model`` (energy above idle per
+    inference / the profile's full-model energy above idle), with ``full_model_latency_ms``,
+    ``full_model_energy_mj``, ``full_model_energy_estimated`` and ``profile_path``."""
+
+    def __init__(self, profile: dict[str, Any], path: Path | None = None) -> None:
+        self.profile = profile
+        self.path = path
+
+    def on_stop(self, runner: Runner, summary: dict[str, Any]) -> None:
+        full = self.profile.get("full_model") or {}
+        summary["profile_path"] = None if self.path is None else str(self.path)
+        lat, inf = full.get("latency_ms"), summary.get("infer_ms_mean")
+        if isinstance(lat, (int, float)) and lat > 0 and inf is not None:
+            summary["full_model_latency_ms"] = float(lat)
+            summary["latency_vs_full_model"] = inf / lat
+        en, e = full.get("energy_mj"), summary.get("energy_mj_per_inference")
+        if isinstance(en, (int, float)) and en > 0 and e is not None:
+            summary["full_model_energy_mj"] = float(en)
+            summary["full_model_energy_estimated"] = bool((self.profile.get("power") or {}).get("estimated"))
+            summary["energy_vs_full_model"] = e / en
 
 
 def _f(v: Any, fmt: str = ".3f") -> str:
@@ -68,23 +100,38 @@ def _f(v: Any, fmt: str = ".3f") -> str:
 
 
 def format_extras(s: dict[str, Any]) -> str:
-    """Summary lines for energy per exit, energy vs the full model, power source and controller."""
+    """Summary lines for the power source, average power, energy per exit, latency and energy vs the full
+    model (from the profile) and the controller. Every energy or power figure says "estimated" when
+    it comes from the CPU-utilisation estimate."""
     lines: list[str] = []
     est = " (estimated)" if s.get("energy_estimated") else ""
     pw = s.get("power")
     if pw:
-        tag = "ESTIMATED, not measured" if pw.get("estimated") else "measured"
-        base = f", idle baseline {pw['baseline_w']:.3f} W" if pw.get("baseline_w") is not None else ""
-        lines.append(f"power source: {pw.get('name')} (rail {pw.get('rail')}){base} [{tag}]")
+        from .energy_hook import describe_power
+
+        lines.append(f"power source: {describe_power(pw)}")
         if pw.get("failed_sources"):
             lines.append("power sources that failed during the run: " + "; ".join(pw["failed_sources"]))
+    if s.get("mean_power_w") is not None:
+        b = (s.get("controller") or {}).get("budget") or {}
+        vs = f" (budget {b.get('text')})" if b.get("kind") == "power" else ""
+        lines.append(f"average power{est}: {s['mean_power_w']:.3f} W over the run, idle included{vs}")
     per_exit = s.get("exit_energy_mj")
     if per_exit and any(v is not None for v in per_exit):
-        lines.append(f"energy per exit{est}: " + "  ".join(
+        lines.append(f"energy per exit above idle{est}: " + "  ".join(
             f"exit{k}: {_f(v)} mJ" for k, v in enumerate(per_exit) if v is not None))
+    if s.get("energy_extrapolated_inferences"):
+        lines.append(f"energy of {s['energy_extrapolated_inferences']} inferences not covered by power samples "
+                     "(the last reading was held)")
+    if s.get("latency_vs_full_model") is not None:
+        lines.append(f"latency vs full model: inference mean {_f(s.get('infer_ms_mean'))} ms = "
+                     f"{100 * s['latency_vs_full_model']:.1f}% of {s['full_model_latency_ms']:.3f} ms "
+                     "(full model, measured by `edge-ee profile`)")
     if s.get("energy_vs_full_model") is not None:
-        lines.append(f"energy vs full model{est}: {100 * s['energy_vs_full_model']:.1f}% of "
-                     f"{s['full_model_energy_mj']:.3f} mJ (full model, measured by `edge-ee profile`)")
+        est_full = " (estimated)" if s.get("energy_estimated") or s.get("full_model_energy_estimated") else ""
+        lines.append(f"energy vs full model{est_full}: {_f(s.get('energy_mj_per_inference'))} mJ above idle = "
+                     f"{100 * s['energy_vs_full_model']:.1f}% of {s['full_model_energy_mj']:.3f} mJ "
+                     "(full model, measured by `edge-ee profile`)")
     c = s.get("controller")
     if c:
         b = c["budget"]

@@ -11,9 +11,20 @@ The sampler thread reads the source at its own update rate (never faster than
 
 ``energy_between(t0, t1)`` is E(t1) - E(t0) with E interpolated inside the sample interval (so a
 window shorter than the sampling period still gets the right share), two O(log n) searches and no
-copies. Outside the buffered range, the nearest power is held. A source failing ``max_failures``
-times in a row (e.g. the sensor disappeared: OSError) is replaced by the CPU-utilisation estimate
-with one warning; windows reaching past that moment are flagged ``estimated``.
+copies. Outside the buffered range, the nearest power is held and the window is flagged
+``extrapolated``. A source failing ``max_failures`` times in a row (e.g. the sensor disappeared:
+OSError) is replaced by the CPU-utilisation estimate with one warning; windows reaching past that
+moment are flagged ``estimated``.
+
+*The* energy of an inference or a stage is its energy above the idle baseline (``marginal_j``, the
+integral of power minus the baseline over the window); the total including idle power is kept
+beside it (``energy_j``). The baseline is a piecewise-constant function of time: a fallback source
+brings its own idle power from the moment it takes over.
+
+Right after an inference the newest sample is usually older than the end of its window, so its last
+part holds the newest power (``extrapolated``). :class:`WindowIntegrator` queues windows and
+integrates each one once a sample at or after its end exists (and, at the end, after waiting for
+one): every window is then covered by real samples.
 """
 
 from __future__ import annotations
@@ -22,7 +33,8 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,13 +51,13 @@ class EnergyWindow:
 
     t0: float
     t1: float
-    energy_j: float
-    baseline_w: float | None
-    marginal_j: float | None  # energy_j - baseline_w * (t1 - t0); None without a baseline
+    energy_j: float  # total, idle power included
+    baseline_w: float | None  # idle baseline in force at t1
+    marginal_j: float | None  # above the idle baseline: energy_j - integral of the baseline; None without one
     estimated: bool
     source: str  # source kind, e.g. "jetson", "estimate"
     rail: str
-    extrapolated: bool  # the window reaches past the newest sample: the last power was held
+    extrapolated: bool  # not covered by samples (reaches past the newest or before the oldest): power held
 
     @property
     def mean_power_w(self) -> float:
@@ -53,18 +65,24 @@ class EnergyWindow:
         return self.energy_j / dt if dt > 0 else float("nan")
 
     def to_telemetry(self) -> dict[str, Any]:
-        """JSON-friendly fields for one telemetry record (energies in mJ)."""
+        """JSON-friendly fields for one telemetry record (energies in mJ, rounded to 0.1 uJ):
+        ``energy_mj`` above the idle baseline (None without a baseline), ``energy_total_mj`` with idle
+        power included, ``power_source``, ``power_rail``, ``energy_estimated``, ``energy_extrapolated``."""
         return {
-            "energy_mj": _r(self.energy_j * 1e3),
-            "marginal_energy_mj": None if self.marginal_j is None else _r(self.marginal_j * 1e3),
+            "energy_mj": None if self.marginal_j is None else round_mj(self.marginal_j * 1e3),
+            "energy_total_mj": round_mj(self.energy_j * 1e3),
             "power_source": self.source,
             "power_rail": self.rail,
             "energy_estimated": self.estimated,
+            "energy_extrapolated": self.extrapolated,
         }
 
 
-def _r(x: float) -> float | None:
-    return None if math.isnan(x) else round(x, 4)
+def round_mj(x: float | None, nd: int = 4) -> float | None:
+    """Round for telemetry: None for missing or non-finite values, and never ``-0.0``."""
+    if x is None or not math.isfinite(x):
+        return None
+    return round(x, nd) + 0.0  # + 0.0 turns -0.0 into 0.0
 
 
 def _default_fallback() -> PowerSource:
@@ -100,7 +118,7 @@ class PowerSampler:
         self._unwrap = CounterUnwrapper(source.energy_range_j)
         self._failures = 0
         self.estimated_since: float | None = -math.inf if source.estimated else None
-        self.baseline_w: float | None = None
+        self._baselines: list[tuple[float, float]] = []  # (from time, watts), ascending; the last is in force
         self.failed_sources: list[str] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -110,6 +128,11 @@ class PowerSampler:
     def _period_for(self, src: PowerSource) -> float:
         want = self._requested_period if self._requested_period is not None else src.update_interval_s
         return max(want, src.update_interval_s, self._min_period)
+
+    @property
+    def baseline_w(self) -> float | None:
+        """Idle baseline in force now [W] (None until measured or set)."""
+        return self._baselines[-1][1] if self._baselines else None
 
     @property
     def estimated(self) -> bool:
@@ -172,9 +195,10 @@ class PowerSampler:
             if new.estimated and self.estimated_since is None:
                 self.estimated_since = t
             self.period_s = self._period_for(new)
-            if self.baseline_w is not None:
-                idle = getattr(new, "idle_power_w", None)
-                self.baseline_w = float(idle) if idle is not None else self.baseline_w
+            if self._baselines:  # the measured baseline belongs to the lost sensor: the estimate's own idle
+                idle = getattr(new, "idle_power_w", None)  # power applies from now on
+                if idle is not None:
+                    self._baselines.append((t, float(idle)))
 
     def _append(self, t: float, p: float, e: float, const: bool) -> None:
         i = self._n % self._cap
@@ -274,6 +298,35 @@ class PowerSampler:
         with self._lock:
             return self._t.item((self._n - 1) % self._cap) if self._n else -math.inf
 
+    def _covered(self, t0: float, t1: float) -> bool:
+        """Whether samples exist at or before t0 and at or after t1 in the buffer (caller holds the lock)."""
+        n, cap = self._n, self._cap
+        if n == 0:
+            return False
+        size = min(n, cap)
+        return self._t.item((n - size) % cap) <= t0 and t1 <= self._t.item((n - 1) % cap)
+
+    def baseline_at(self, t: float) -> float | None:
+        """Idle baseline [W] in force at time t (None without a baseline)."""
+        w = None
+        for ts, v in self._baselines:
+            if ts <= t or w is None:
+                w = v
+        return w
+
+    def _baseline_energy(self, t0: float, t1: float) -> float:
+        """Integral of the (piecewise constant) idle baseline over [t0, t1] in J."""
+        b = self._baselines
+        if len(b) == 1:
+            return b[0][1] * (t1 - t0)
+        e = 0.0
+        for i, (ts, w) in enumerate(b):
+            te = b[i + 1][0] if i + 1 < len(b) else math.inf
+            lo, hi = max(t0, ts if i else -math.inf), min(t1, te)
+            if hi > lo:
+                e += w * (hi - lo)
+        return e
+
     def _energy_at(self, x: float) -> float:
         """Cumulative energy at time x (caller holds the lock)."""
         n, cap = self._n, self._cap
@@ -310,11 +363,11 @@ class PowerSampler:
             return self._energy_at(t1) - self._energy_at(t0)
 
     def marginal_energy_between(self, t0: float, t1: float) -> float:
-        """Energy above the idle baseline [J]: energy_between - baseline_w * (t1 - t0). May be slightly
-        negative for windows where the device used less than the baseline (noise)."""
-        if self.baseline_w is None:
+        """Energy above the idle baseline [J]: energy_between minus the baseline integrated over the
+        window. May be slightly negative for windows where the device used less than the baseline (noise)."""
+        if not self._baselines:
             raise RuntimeError("no idle baseline: call measure_baseline() or set_baseline() first")
-        return self.energy_between(t0, t1) - self.baseline_w * (t1 - t0)
+        return self.energy_between(t0, t1) - self._baseline_energy(t0, t1)
 
     def power_at(self, x: float) -> float:
         """Mean power [W] over a tiny window around x (for display)."""
@@ -325,12 +378,12 @@ class PowerSampler:
         """:class:`EnergyWindow` for [t0, t1]: energy, marginal energy, estimated flag, source and rail."""
         with self._lock:
             ej = self._energy_at(t1) - self._energy_at(t0)
-            newest = self._t.item((self._n - 1) % self._cap) if self._n else -math.inf
+            covered = self._covered(t0, t1)
             src = self.source
-        base = self.baseline_w
+        base = self.baseline_at(t1)
+        marginal = None if base is None else ej - self._baseline_energy(t0, t1)
         est = self.estimated_since is not None and t1 > self.estimated_since
-        return EnergyWindow(t0, t1, ej, base, None if base is None else ej - base * (t1 - t0), est,
-                            src.kind, src.rail, t1 > newest)
+        return EnergyWindow(t0, t1, ej, base, marginal, est, src.kind, src.rail, not covered)
 
     def windows(self, boundaries: list[float]) -> list[EnergyWindow]:
         """Consecutive windows [b0, b1], [b1, b2], ... (e.g. the stage boundaries of one inference);
@@ -347,7 +400,8 @@ class PowerSampler:
 
     # ---- baseline ------------------------------------------------------------------------------
     def set_baseline(self, watts: float) -> None:
-        self.baseline_w = float(watts)
+        """Idle baseline [W] for every window (replaces any earlier one)."""
+        self._baselines = [(-math.inf, float(watts))]
 
     def measure_baseline(self, seconds: float = 2.0, sleep: Callable[[float], None] = time.sleep) -> float:
         """Mean power over the next ``seconds`` (keep the device idle meanwhile); becomes the baseline.
@@ -363,5 +417,82 @@ class PowerSampler:
         e = self.energy_between(t0, t1)
         if not math.isfinite(e) or t1 <= t0:
             raise RuntimeError("no power samples during the baseline measurement")
-        self.baseline_w = e / (t1 - t0)
-        return self.baseline_w
+        self.set_baseline(e / (t1 - t0))
+        return e / (t1 - t0)
+
+
+@dataclass
+class EnergySum:
+    """Sum over the windows integrated under one key (energies in J)."""
+
+    n: int = 0
+    seconds: float = 0.0
+    energy_j: float = 0.0  # total, idle power included
+    marginal_j: float = 0.0  # above the idle baseline (NaN once a window had no baseline)
+    extrapolated: int = 0  # windows that were not covered by samples
+    estimated: bool = False
+
+    def add(self, w: EnergyWindow) -> None:
+        self.n += 1
+        self.seconds += w.t1 - w.t0
+        self.energy_j += w.energy_j
+        self.marginal_j += w.marginal_j if w.marginal_j is not None else math.nan
+        self.extrapolated += int(w.extrapolated)
+        self.estimated |= w.estimated
+
+    def mean_mj(self, above_idle: bool = True) -> float | None:
+        """Mean energy per window in mJ (above idle by default); None without windows or a baseline."""
+        v = self.marginal_j if above_idle else self.energy_j
+        return 1e3 * v / self.n if self.n and math.isfinite(v) else None
+
+
+class WindowIntegrator:
+    """Queue time windows now, integrate them once the sampler's samples cover them.
+
+    ``add(key, t0, t1)`` after each measured piece of work (cheap: no integration yet); ``update()``
+    integrates every queued window whose end is at or before the newest sample (call it now and then,
+    e.g. after each inference); ``finish()`` waits for one sample after the last window and integrates
+    the rest. ``sums[key]`` then holds an :class:`EnergySum` per key. A window is only integrated
+    before a sample covers it when more than ``max_pending`` are queued (the sampler stalled) or at
+    ``finish`` after the wait timed out; those count as ``extrapolated``.
+    """
+
+    def __init__(self, sampler: PowerSampler, max_pending: int = 100_000) -> None:
+        self.sampler = sampler
+        self.max_pending = max(1, max_pending)
+        self._pending: deque[tuple[Hashable, float, float]] = deque()
+        self.sums: dict[Hashable, EnergySum] = {}
+
+    def add(self, key: Hashable, t0: float, t1: float) -> None:
+        self._pending.append((key, t0, t1))
+        if len(self._pending) > self.max_pending:
+            self._integrate(*self._pending.popleft())
+
+    def _integrate(self, key: Hashable, t0: float, t1: float) -> None:
+        s = self.sums.get(key)
+        if s is None:
+            s = self.sums[key] = EnergySum()
+        s.add(self.sampler.window(t0, t1))
+
+    def update(self) -> int:
+        """Integrate the queued windows that samples now cover; returns how many are still queued."""
+        newest = self.sampler.newest_time()
+        q = self._pending
+        while q and q[0][2] <= newest:
+            self._integrate(*q.popleft())
+        return len(q)
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def finish(self, timeout: float | None = None) -> dict[Hashable, EnergySum]:
+        """Wait (at most ``timeout`` s, default two sampling periods + 0.5 s) for a sample after the
+        last queued window, then integrate everything left."""
+        if self._pending:
+            t_last = max(t1 for _, _, t1 in self._pending)
+            wait = 2 * self.sampler.period_s + 0.5 if timeout is None else timeout
+            self.sampler.wait_for(t_last, timeout=wait)
+            while self._pending:
+                self._integrate(*self._pending.popleft())
+        return self.sums

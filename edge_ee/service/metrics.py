@@ -3,6 +3,12 @@
 Names follow Prometheus conventions: base units (seconds, joules, watts), counters end in ``_total``.
 prometheus_client is imported only when metrics are asked for (extra ``edge-ee[metrics]``). The
 hook has its own registry and HTTP server (threaded, loopback by default), shut down on close.
+
+Energy and power come from the telemetry record (energy hook): ``edge_ee_energy_per_inference_joules``
+is the energy above the idle baseline (``energy_mj``), ``edge_ee_power_watts`` the mean power during
+the inference with idle power included (``power_w``, else ``energy_total_mj`` / inference time), and
+``edge_ee_power_estimated`` is 1 while those figures come from the CPU-utilisation estimate rather
+than a sensor (0 when measured), so dashboards can label them "estimated".
 """
 
 from __future__ import annotations
@@ -62,9 +68,14 @@ class MetricsHook(RunHook):
                                     "Preprocessing + inference time, by exit taken.", ["exit"],
                                     buckets=LATENCY_BUCKETS, registry=r)
         self.energy = pc.Gauge("edge_ee_energy_per_inference_joules",
-                               "Energy of the last inference (when a power source is available).", registry=r)
-        self.power = pc.Gauge("edge_ee_power_watts", "Mean power during the last inference (record power_w, "
-                              "else energy / inference time).", registry=r)
+                               "Energy above the idle baseline of the last inference (when a power source is "
+                               "available); estimated when edge_ee_power_estimated is 1.", registry=r)
+        self.power = pc.Gauge("edge_ee_power_watts", "Mean power, idle included, during the last inference (record "
+                              "power_w, else total energy / inference time); estimated when "
+                              "edge_ee_power_estimated is 1.", registry=r)
+        self.power_estimated = pc.Gauge("edge_ee_power_estimated",
+                                        "1 when energy and power come from the CPU-utilisation estimate, "
+                                        "0 when measured by a sensor.", registry=r)
         self.operating_point = pc.Gauge("edge_ee_operating_point",
                                         "Budget controller's operating point (index on the frontier).", registry=r)
         self.threshold = pc.Gauge("edge_ee_threshold", "Exit threshold in force.", ["exit"], registry=r)
@@ -107,15 +118,19 @@ class MetricsHook(RunHook):
         self.latency.labels(exit=ex).observe(record["total_ms"] / 1e3)
         if record.get("deadline_met") is False:
             self.deadline_misses.inc()
-        e = record.get("energy_mj")
+        e = record.get("energy_mj")  # above idle
         if isinstance(e, (int, float)):
             self.energy.set(e / 1e3)
         p = record.get("power_w")
-        if not isinstance(p, (int, float)) and isinstance(e, (int, float)):
+        et = record.get("energy_total_mj")  # idle included
+        if not isinstance(p, (int, float)) and isinstance(et, (int, float)):
             window_ms = record.get("infer_ms") or record.get("total_ms")
-            p = e / window_ms if window_ms else None  # mJ / ms = W: mean power over the inference
+            p = et / window_ms if window_ms else None  # mJ / ms = W: mean power over the inference
         if isinstance(p, (int, float)):
             self.power.set(p)
+        est = record.get("energy_estimated")
+        if isinstance(est, bool):
+            self.power_estimated.set(int(est))
         op = record.get("operating_point")
         ctl = record.get("controller")
         if op is None and isinstance(ctl, dict):

@@ -68,13 +68,26 @@ def test_energy_hook_records(bundle: Path, tmp_path: Path) -> None:
     assert len(rec) == 50
     for x in rec:
         assert x["power_source"] == "fake" and x["power_rail"] == "VDD_TEST" and x["energy_estimated"] is False
-        # 3 W over the inference window; marginal = 2 W over it
-        assert x["energy_mj"] == pytest.approx(3.0 * x["infer_ms"], rel=0.05, abs=2e-4)
-        assert x["marginal_energy_mj"] == pytest.approx(2.0 * x["infer_ms"], rel=0.05, abs=2e-4)
+        # 3 W over the inference window, 1 W of it idle: the energy is the 2 W above idle
+        assert x["energy_mj"] == pytest.approx(2.0 * x["infer_ms"], rel=0.05, abs=2e-4)
+        assert x["energy_total_mj"] == pytest.approx(3.0 * x["infer_ms"], rel=0.05, abs=2e-4)
+        assert "marginal_energy_mj" not in x
+        assert isinstance(x["energy_extrapolated"], bool)
+        # the stages add up to the inference's energy
         assert len(x["stage_energy_mj"]) == len(x["segment_ms"])
-    assert s["energy_mj_per_inference"] > 0 and s["energy_estimated"] is False
+        assert sum(x["stage_energy_mj"]) == pytest.approx(x["energy_mj"], abs=1e-4 * len(x["stage_energy_mj"]))
+    assert s["energy_estimated"] is False
+    mean_infer = sum(x["infer_ms"] for x in rec) / len(rec)
+    assert s["energy_mj_per_inference"] == pytest.approx(2.0 * mean_infer, rel=0.05)
+    assert s["energy_total_mj_per_inference"] == pytest.approx(3.0 * mean_infer, rel=0.05)
+    assert s["energy_extrapolated_inferences"] == 0  # the summary waits for samples covering every window
+    per_exit = [v for v in s["exit_energy_mj"] if v is not None]
+    assert per_exit and all(v > 0 for v in per_exit)
+    assert s["mean_power_w"] == pytest.approx(3.0, rel=1e-6)
     assert s["power"]["rail"] == "VDD_TEST"
-    assert "power source: fake INA" in format_extras(s) and "ESTIMATED" not in format_extras(s)
+    text = format_extras(s)
+    assert "power source: fake INA, rail: VDD_TEST, measured, idle baseline 1.000 W" in text
+    assert "ESTIMATED" not in text and "average power: 3.000 W" in text
 
 
 def test_sensor_disappearing_mid_run_falls_back_to_estimate(bundle: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -174,3 +187,20 @@ def test_controller_follows_reloaded_budget(bundle: Path) -> None:
     assert hook.on_reload(runner, {"budget": None}, {"budget"}) == {"budget"}
     assert hook.ctrl is None
     hook.before_infer(runner, None)  # no controller: thresholds are left to the reload
+
+
+def test_idle_device_telemetry_has_no_negative_zero(bundle: Path, tmp_path: Path) -> None:
+    from edge_ee.telemetry import TelemetryWriter
+
+    sampler = PowerSampler(FakePower(1.25), fallback=None)
+    sampler.set_baseline(1.25)  # the device draws exactly its idle power: every energy above idle is ~0
+    hook = EnergyHook(sampler=sampler, announce=False)
+    b = load_bundle(bundle)
+    log = tmp_path / "t.jsonl"
+    tw = TelemetryWriter(log)
+    Runner(Engine(b), open_source("synthetic", b.manifest), RunConfig(max_frames=40, status=False), telemetry=tw,
+           hooks=[hook]).run()
+    tw.close()
+    sampler.stop()
+    text = log.read_text()
+    assert '"stage_energy_mj":[0.0,' in text.replace(" ", "") and "-0.0" not in text

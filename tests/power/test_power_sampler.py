@@ -7,6 +7,7 @@ from collections.abc import Callable
 import pytest
 
 from edge_ee.power import EstimatedSource, PowerSampler, PowerSource
+from edge_ee.power.sampler import WindowIntegrator
 
 
 class FnSource(PowerSource):
@@ -135,9 +136,11 @@ def test_baseline_and_marginal_energy(clock):
     assert s.marginal_energy_between(a, b) == pytest.approx(2.5 * (b - a), rel=1e-9)
     w = s.window(a, b)
     assert w.marginal_j == pytest.approx(2.5 * (b - a)) and w.baseline_w == pytest.approx(1.5)
-    assert w.to_telemetry() == {"energy_mj": pytest.approx(4000 * (b - a), abs=1e-3),
-                                "marginal_energy_mj": pytest.approx(2500 * (b - a), abs=1e-3),
-                                "power_source": "fake", "power_rail": "fake rail", "energy_estimated": False}
+    # the energy is the energy above idle; the total (idle power included) is kept beside it
+    assert w.to_telemetry() == {"energy_mj": pytest.approx(2500 * (b - a), abs=1e-3),
+                                "energy_total_mj": pytest.approx(4000 * (b - a), abs=1e-3),
+                                "power_source": "fake", "power_rail": "fake rail", "energy_estimated": False,
+                                "energy_extrapolated": False}
 
 
 def test_sensor_disappears_mid_run_falls_back_to_estimate(clock, caplog):
@@ -161,6 +164,76 @@ def test_sensor_disappears_mid_run_falls_back_to_estimate(clock, caplog):
     assert after.estimated and after.source == "estimate" and after.energy_j == pytest.approx(10.0)
     assert after.to_telemetry()["energy_estimated"] is True
     assert s.info()["failed_sources"] and "No such device" in s.info()["failed_sources"][0]
+
+    # marginal energy: each part of a window uses the baseline in force then (2 W, then the estimate's 4 W)
+    assert before.marginal_j == pytest.approx(9.0 - 2.0 * 3.0)
+    assert after.marginal_j == pytest.approx(10.0 - 4.0 * 2.0)
+    switch = s.estimated_since
+    assert s.baseline_at(switch - 1) == 2.0 and s.baseline_at(switch + 1) == 4.0
+    across = s.window(switch - 1.0, switch + 1.0)
+    assert across.marginal_j == pytest.approx(across.energy_j - 2.0 - 4.0)
+
+
+def test_round_mj_never_negative_zero():
+    from edge_ee.power.sampler import round_mj
+
+    assert math.copysign(1.0, round_mj(-0.00001)) == 1.0 and round_mj(-0.00001) == 0.0
+    assert round_mj(-0.5) == -0.5 and round_mj(float("nan")) is None and round_mj(None) is None
+
+
+def test_window_not_covered_by_samples_is_flagged_extrapolated(clock):
+    s = PowerSampler(FnSource(lambda t: 2.0, clock), clock=clock)
+    s.set_baseline(0.5)
+    run(s, clock, 1)  # samples 100.0 .. 101.0
+    assert not s.window(100.2, 100.9).extrapolated
+    assert s.window(100.9, 101.05).extrapolated  # past the newest sample
+    assert s.window(99.9, 100.1).extrapolated  # before the oldest
+    assert s.window(100.9, 101.05).to_telemetry()["energy_extrapolated"] is True
+
+
+def test_window_integrator_waits_for_samples_covering_each_window(clock):
+    """A window integrated right after the work holds the last reading; the integrator waits for a
+    sample after the window, so a power step inside it is seen."""
+    level = {"p": 1.0}
+    s = PowerSampler(FnSource(lambda t: level["p"], clock), clock=clock)
+    s.set_baseline(1.0)
+    run(s, clock, 1)  # samples up to 101.0 at 1 W
+    level["p"] = 5.0  # the next sample (101.1) reads 5 W
+    w_early = s.window(101.02, 101.08)  # what a hook computing it at once would get: 1 W held
+    assert w_early.extrapolated and w_early.marginal_j == pytest.approx(0.0, abs=1e-12)
+    integ = WindowIntegrator(s)
+    integ.add("stage0", 101.02, 101.08)
+    assert integ.update() == 1 and not integ.sums  # not covered yet: stays queued
+    clock.advance(0.1)
+    s.sample_once()
+    assert integ.update() == 0
+    got = integ.sums["stage0"]
+    assert got.n == 1 and got.extrapolated == 0 and not got.estimated
+    # linear power between the samples at 101.0 (1 W) and 101.1 (5 W): mean over the window 3 W
+    assert got.energy_j == pytest.approx(3.0 * 0.06, rel=1e-9)
+    assert got.mean_mj() == pytest.approx(1e3 * 2.0 * 0.06, rel=1e-9)
+    assert got.mean_mj(above_idle=False) == pytest.approx(1e3 * 3.0 * 0.06, rel=1e-9)
+
+
+def test_window_integrator_finish_flags_what_no_sample_covers(clock):
+    s = PowerSampler(FnSource(lambda t: 2.0, clock), clock=clock)
+    run(s, clock, 1)
+    integ = WindowIntegrator(s)
+    integ.add(0, 100.5, 100.6)
+    integ.add(0, 101.2, 101.3)  # no sample will come (no thread): integrated with the power held
+    sums = integ.finish(timeout=0)
+    assert sums[0].n == 2 and sums[0].extrapolated == 1 and integ.pending == 0
+    assert sums[0].mean_mj() is None  # no baseline: no energy above idle
+    assert sums[0].mean_mj(above_idle=False) == pytest.approx(200.0, rel=1e-9)
+
+
+def test_window_integrator_bounds_its_queue(clock):
+    s = PowerSampler(FnSource(lambda t: 2.0, clock), clock=clock)
+    run(s, clock, 1)
+    integ = WindowIntegrator(s, max_pending=3)
+    for i in range(5):
+        integ.add("k", 101.5 + i, 101.6 + i)
+    assert integ.pending == 3 and integ.sums["k"].n == 2 and integ.sums["k"].extrapolated == 2
 
 
 def test_default_fallback_is_the_cpu_estimate(clock, caplog):

@@ -61,7 +61,8 @@ def test_metrics_endpoint_in_process(bundle: Path, tmp_path: Path) -> None:
     if tel is not None:
         assert value(text, "edge_ee_telemetry_dropped_total") == 40
     assert re.search(r'^edge_ee_bundle_info\{.*name="test-3stage".*\} 1\.0$', text, re.M)
-    for name in ("edge_ee_energy_per_inference_joules", "edge_ee_power_watts", "edge_ee_operating_point"):
+    for name in ("edge_ee_energy_per_inference_joules", "edge_ee_power_watts", "edge_ee_operating_point",
+                 "edge_ee_power_estimated"):
         assert f"# TYPE {name} gauge" in text
 
 
@@ -71,7 +72,8 @@ def test_energy_power_operating_point_and_deadline_from_records(bundle: Path) ->
 
     class Fake:  # what the power and controller hooks add to each record
         def on_result(self, runner, frame, result, record) -> None:
-            record.update(energy_mj=12.5, power_w=3.25, operating_point=4, deadline_met=False)
+            record.update(energy_mj=12.5, power_w=3.25, operating_point=4, deadline_met=False,
+                          energy_estimated=False)
 
     from edge_ee.runner import RunHook
 
@@ -87,14 +89,15 @@ def test_energy_power_operating_point_and_deadline_from_records(bundle: Path) ->
     assert value(text, "edge_ee_power_watts") == 3.25
     assert value(text, "edge_ee_operating_point") == 4
     assert value(text, "edge_ee_deadline_misses_total") == 5
+    assert value(text, "edge_ee_power_estimated") == 0
 
 
 def test_power_derived_from_energy_when_absent(bundle: Path) -> None:
     from edge_ee.runner import RunHook
 
-    class Energy(RunHook):  # what the energy hook writes: energy only, no power field
+    class Energy(RunHook):  # what the energy hook writes: energies (above idle, total), no power field
         def on_result(self, runner, frame, result, record) -> None:
-            record.update(energy_mj=6.0, infer_ms=2.0)
+            record.update(energy_mj=2.0, energy_total_mj=6.0, infer_ms=2.0, energy_estimated=True)
 
     b = load_bundle(bundle)
     hook = MetricsHook(0, num_exits=3)
@@ -105,7 +108,9 @@ def test_power_derived_from_energy_when_absent(bundle: Path) -> None:
         text = scrape(hook.url)
     finally:
         hook.close()
-    assert value(text, "edge_ee_power_watts") == 3.0  # 6 mJ over 2 ms
+    assert value(text, "edge_ee_power_watts") == 3.0  # 6 mJ in total over 2 ms, idle included
+    assert value(text, "edge_ee_energy_per_inference_joules") == 0.002  # above idle
+    assert value(text, "edge_ee_power_estimated") == 1  # the estimate is marked
 
 
 def test_metrics_port_from_the_command_line(bundle: Path) -> None:
