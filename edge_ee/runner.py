@@ -4,10 +4,15 @@ Extensions (power sampling, the budget controller, metrics, systemd notification
 :class:`RunHook` objects; the loop itself stays small. A stop request (SIGINT/SIGTERM, ``--duration``,
 ``--max-frames``, end of stream) is checked between frames, so the current frame always finishes and
 its telemetry line is complete.
+
+With a latency budget and no hook controlling it (``--no-controller``, or a mode other than adaptive),
+the runner itself warns once when the deadline guard predicts that the first stage alone takes longer
+than the budget: the budget cannot be met (the budget controller gives the same warning when it runs).
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 import time
@@ -21,6 +26,8 @@ from .preprocess import make_preprocessor
 from .sources.base import Frame, Source
 from .stats import RunStats
 from .telemetry import TelemetryWriter
+
+log = logging.getLogger("edge_ee.runner")
 
 
 @dataclass
@@ -75,6 +82,7 @@ class Runner:
                 "use a latency budget (e.g. 20ms), or see `edge-ee doctor` for power sensors",
             )
         self.last_result: Result | None = None
+        self._warned_budget: str | None = None  # the latency budget already warned about as infeasible
         self._tty = hasattr(self.status_stream, "isatty") and self.status_stream.isatty()
 
     def stop(self, reason: str = "stopped") -> None:
@@ -166,7 +174,8 @@ class Runner:
             "budget": cfg.budget.text if cfg.budget else None,
             "deadline_met": met,
             "deadline_stop": r.deadline_stop,
-            "energy_mj": None,
+            "energy_mj": None,  # above the idle baseline (energy hook)
+            "energy_total_mj": None,  # idle power included
             "stage_energy_mj": None,
             "power_source": None,
             "energy_estimated": None,
@@ -179,15 +188,40 @@ class Runner:
         for h in self.hooks:
             h.on_result(self, frame, r, record)
         e = record.get("energy_mj")
+        et = record.get("energy_total_mj")
         self.stats.add(r.exit_index, total_ms, r.macs, e2e_ms=e2e_ms, deadline_met=met,
                        deadline_stop=r.deadline_stop, correct=record.get("correct"),
-                       energy_j=None if e is None else e / 1e3)
+                       energy_j=None if e is None else e / 1e3, energy_total_j=None if et is None else et / 1e3,
+                       infer_ms=r.total_ms)
+        if budget_s is not None and cfg.budget is not None and self._warned_budget != cfg.budget.text:
+            self._check_feasible(budget_s)
         if record.get("energy_estimated") is not None:
             self.stats.energy_estimated = bool(record["energy_estimated"])
         if self.telemetry is not None:
             self.telemetry.write(record)
         self.last_result = r
         return r
+
+    def _check_feasible(self, budget_s: float) -> None:
+        """Warn once per budget when the guard predicts that stage 0 alone (segment + head) exceeds a
+        latency budget that no hook controls (the budget controller warns itself)."""
+        b = self.config.budget
+        if b is None or b.kind != "latency" or any(getattr(h, "handles_budget", None) == "latency"
+                                                   for h in self.hooks):
+            return
+        first_s = self.engine.latency.predict_stage(0)
+        if first_s <= budget_s:
+            return
+        self._warned_budget = b.text
+        mode = self.config.mode
+        then = ("answering from the first exit" if mode == "adaptive"
+                else f"mode {mode} does not stop early, so frames will miss it")
+        log.warning("budget %s cannot be met: the first exit alone takes %.3f ms here; %s",
+                    b.text, first_s * 1e3, then)
+
+    @property
+    def warned_infeasible(self) -> bool:
+        return self._warned_budget is not None
 
     def _status(self, elapsed: float) -> None:
         s = self.stats
