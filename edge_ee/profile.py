@@ -3,12 +3,26 @@
 On the device, one pass per input runs every segment and every head (``Engine.infer_all_exits``):
 
 * latency of each segment and head (warm-up discarded; mean, p50, p95, p99) and its energy from the
-  power sampler (idle baseline subtracted for the marginal figures; "estimated" when no sensor);
+  power sampler: the energy **above the idle baseline** measured at start (``*_energy_mj``), with the
+  total including idle power beside it (``*_energy_total_mj``); "estimated" when no sensor. The time
+  windows are recorded during profiling and integrated once power samples cover them (a final wait
+  for one more sample), so no window is extrapolated from a stale reading;
 * every exit's answer on the calibration data: accuracy against the source's ground truth (e.g.
   ``--source sample``), or without labels the agreement with the final exit (the usual case on a
   device: no labels needed);
 * the accuracy (or agreement) vs latency/energy frontier of threshold vectors for the exit rule in
   force, and the cheapest point within ``--target-drop`` of the final exit.
+
+Profile schema 2 (``edge-ee-profile/2``; schema 1 stored total energies, idle included, and is
+refused with a message to re-create it):
+
+* ``stages[k]``: ``segment_ms``/``head_ms`` percentiles; ``segment_energy_mj``, ``head_energy_mj`` and
+  ``energy_mj`` (segment + head), above idle; ``energy_total_mj`` (segment + head, idle included);
+* ``exits[k]``: accuracy/agreement, ``adaptive_ms`` and ``adaptive_energy_mj`` (every stage up to k,
+  above idle; ``adaptive_energy_total_mj`` idle included), ``exit_at_ms`` and ``exit_at_energy_mj``;
+* ``frontier`` points and ``chosen``: ``latency_ms``, ``energy_mj`` (above idle), quality, exit fractions;
+* ``full_model``: ``latency_ms``, ``latency_p99_ms``, ``energy_mj`` (above idle), ``energy_total_mj``;
+* ``power``: source, rail, ``estimated``, ``baseline_w`` (the idle baseline), ``extrapolated_windows``.
 
 The profile is JSON keyed by device (board, CPU, cores, arch, power mode, onnxruntime version and
 providers) and by the bundle's content hash. ``edge-ee run`` picks a matching profile up (beside the
@@ -40,7 +54,9 @@ from .preprocess import make_preprocessor
 
 log = logging.getLogger("edge_ee.profile")
 
-SCHEMA = "edge-ee-profile/1"
+SCHEMA = "edge-ee-profile/2"
+OLD_SCHEMAS = {"edge-ee-profile/1": "its energies include idle power, and its per-stage energies could come "
+                                    "from a stale power reading"}
 PROFILE_NAME = "profile.json"
 IDENTITY_KEYS = ("board", "cpu", "cores", "machine", "power_mode", "onnxruntime", "providers")
 
@@ -97,6 +113,9 @@ def read_profile(path: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read profile {path}: {e.strerror or e}") from e
     except json.JSONDecodeError as e:
         raise ConfigError(f"profile {path} is not valid JSON: {e}") from e
+    if isinstance(d, dict) and d.get("schema") in OLD_SCHEMAS:
+        raise ConfigError(f"profile {path} has the old schema {d['schema']} ({OLD_SCHEMAS[d['schema']]}); this "
+                          f"edge-ee reads {SCHEMA}", "re-create it with `edge-ee profile`")
     if not isinstance(d, dict) or d.get("schema") != SCHEMA:
         raise ConfigError(f"{path} is not an edge-ee profile (schema {d.get('schema') if isinstance(d, dict) else '?'}"
                           f", expected {SCHEMA})", "re-create it with `edge-ee profile`")
@@ -191,7 +210,8 @@ def frontier_points(scores: list[np.ndarray], correct: np.ndarray | None, agree:
                     levels: int = 16, max_points: int = 30) -> list[OperatingPoint]:
     """Pareto frontier (quality vs predicted latency) over threshold vectors.
 
-    ``scores[k]`` per input for early exit k; ``correct``/``agree``: [exits, N] booleans."""
+    ``scores[k]`` per input for early exit k; ``correct``/``agree``: [exits, N] booleans;
+    ``cum_energy_mj[k]``: energy above idle of answering at exit k (adaptive)."""
     k_early = len(scores)
     n = agree.shape[1]
     never = 0.01 if rule == "entropy" else NEVER.get(rule, 1.01)
@@ -244,6 +264,7 @@ def run_profile(engine: Engine, source: Any, *, frames: int = 500, warmup: int =
                 sampler: Any = None, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Profile ``engine`` on ``source`` (an open Source). ``labels``: auto | source | none."""
     from .power import PowerSampler, discover
+    from .power.sampler import WindowIntegrator
 
     if labels not in ("auto", "source", "none"):
         raise UsageError(f"--labels {labels!r}: use auto, source (ground truth from the source) or none")
@@ -264,15 +285,16 @@ def run_profile(engine: Engine, source: Any, *, frames: int = 500, warmup: int =
                     log.warning("power: no idle baseline (%s)", e)
             elif getattr(sampler.source, "idle_power_w", None) is not None:
                 sampler.set_baseline(float(sampler.source.idle_power_w))
+            else:
+                log.warning("power: no idle baseline (--power-baseline 0 and %s has no idle model): energies "
+                            "above idle are not available, only totals", sampler.source.name)
         ns = engine.num_stages
         logits: list[list[np.ndarray]] = [[] for _ in range(ns)]
         confs: list[list[float | None]] = [[] for _ in range(ns)]
         truths: list[str | None] = []
         seg_t: list[list[float]] = [[] for _ in range(ns)]
         head_t: list[list[float]] = [[] for _ in range(ns)]
-        seg_e: list[list[float]] = [[] for _ in range(ns)]
-        head_e: list[list[float]] = [[] for _ in range(ns)]
-        base = sampler.baseline_w or 0.0
+        windows = WindowIntegrator(sampler)  # integrated once samples cover them, not from a stale reading
         total = frames + warmup
         i = 0
         while i < total:
@@ -287,9 +309,11 @@ def run_profile(engine: Engine, source: Any, *, frames: int = 500, warmup: int =
                     s_, h_ = a.segment_s[k], a.head_s[k]
                     seg_t[k].append(s_)
                     head_t[k].append(h_)
-                    seg_e[k].append(sampler.energy_between(t, t + s_))
-                    head_e[k].append(sampler.energy_between(t + s_, t + s_ + h_) if h_ > 0 else 0.0)
+                    windows.add(("segment", k), t, t + s_)
+                    if h_ > 0:
+                        windows.add(("head", k), t + s_, t + s_ + h_)
                     t += s_ + h_
+                windows.update()
             for k in range(ns):
                 logits[k].append(a.logits[k])
                 confs[k].append(a.confidence[k])
@@ -303,7 +327,7 @@ def run_profile(engine: Engine, source: Any, *, frames: int = 500, warmup: int =
         if n <= warmup:
             raise SourceError(f"only {n} inputs from the source; profiling needs more than the {warmup} warm-up "
                               "inputs", "use a longer source or --warmup 0")
-        sampler.wait_for(sampler.clock(), timeout=2 * sampler.period_s + 0.5)
+        sums = windows.finish()  # waits for a sample after the last window
         estimated = bool(sampler.estimated)
         src_info = sampler.info()
     finally:
@@ -335,12 +359,31 @@ def run_profile(engine: Engine, source: Any, *, frames: int = 500, warmup: int =
     head_ms = [np.array(v) for v in head_t]
     st_lat = np.array([seg_ms[k].mean() + head_ms[k].mean() for k in range(ns)]) * 1e3
     cum_lat = np.cumsum(st_lat)  # adaptive: answering at exit k costs every segment and head up to k
-    seg_ej = [np.array(v) for v in seg_e]
-    head_ej = [np.array(v) for v in head_e]
-    energy_ok = all(np.all(np.isfinite(v)) for v in seg_ej + head_ej)
-    cum_en = np.cumsum([1e3 * (seg_ej[k].mean() + head_ej[k].mean()) for k in range(ns)]) if energy_ok else None
-    st_marg = [1e3 * (seg_ej[k].mean() + head_ej[k].mean() - base * (seg_ms[k].mean() + head_ms[k].mean()))
-               for k in range(ns)] if energy_ok else None
+    # energy per stage part [mJ]: above idle (None without a baseline) and total; a stage without head: 0
+    extrapolated = sum(v.extrapolated for v in sums.values())
+    if extrapolated:
+        log.warning("power: %d of %d time windows were not covered by power samples (the last reading was held)",
+                    extrapolated, sum(v.n for v in sums.values()))
+
+    def part_means(above_idle: bool) -> tuple[np.ndarray, np.ndarray] | None:
+        """Mean energy [mJ] of each segment and each head (0 for a stage without head); None if unknown."""
+        seg: list[float] = []
+        head: list[float] = []
+        for k in range(ns):
+            sv, hv = sums.get(("segment", k)), sums.get(("head", k))
+            a = sv.mean_mj(above_idle) if sv is not None else None
+            b = hv.mean_mj(above_idle) if hv is not None else 0.0
+            if a is None or b is None:
+                return None
+            seg.append(a)
+            head.append(b)
+        return np.array(seg), np.array(head)
+
+    above, total_e = part_means(True), part_means(False)
+    st_e = above[0] + above[1] if above is not None else None
+    st_tot = total_e[0] + total_e[1] if total_e is not None else None
+    cum_en = np.cumsum(st_e) if st_e is not None else None  # the frontier's energies: above idle
+    cum_tot = np.cumsum(st_tot) if st_tot is not None else None
     cum_macs = np.cumsum([s.segment.macs + (s.head.macs if s.head else 0) for s in m.stages]).astype(float)
 
     rule = engine.rules[0]
@@ -356,18 +399,22 @@ def run_profile(engine: Engine, source: Any, *, frames: int = 500, warmup: int =
 
     # full model (mode full): every segment and only the final head
     full_lat = float(sum(seg_ms[k].mean() for k in range(ns)) + head_ms[-1].mean()) * 1e3
-    full_e = (float(sum(seg_ej[k].mean() for k in range(ns)) + head_ej[-1].mean()) * 1e3) if energy_ok else None
+    full_e = float(above[0].sum() + above[1][-1]) if above is not None else None
+    full_tot = float(total_e[0].sum() + total_e[1][-1]) if total_e is not None else None
     full_samples = np.sum(seg_ms, axis=0) + head_ms[-1]
     exits = []
     for k in range(ns):
         exit_at = float(sum(seg_ms[j].mean() for j in range(k + 1)) + head_ms[k].mean()) * 1e3
+        exit_at_e = float(above[0][: k + 1].sum() + above[1][k]) if above is not None else None
         exits.append({
             "exit": k,
             "accuracy": float(correct[k].mean()) if correct is not None else None,
             "agreement": float(agree[k].mean()),
             "adaptive_ms": float(cum_lat[k]),
             "exit_at_ms": exit_at,
+            "exit_at_energy_mj": exit_at_e,
             "adaptive_energy_mj": float(cum_en[k]) if cum_en is not None else None,
+            "adaptive_energy_total_mj": float(cum_tot[k]) if cum_tot is not None else None,
             "adaptive_macs": float(cum_macs[k]),
         })
     stages = []
@@ -375,8 +422,10 @@ def run_profile(engine: Engine, source: Any, *, frames: int = 500, warmup: int =
         stages.append({
             "segment_ms": _pct(seg_ms[k]),
             "head_ms": _pct(head_ms[k]) if m.stages[k].head else None,
-            "energy_mj": float(1e3 * (seg_ej[k].mean() + head_ej[k].mean())) if energy_ok else None,
-            "marginal_energy_mj": st_marg[k] if st_marg is not None else None,
+            "segment_energy_mj": float(above[0][k]) if above is not None else None,
+            "head_energy_mj": float(above[1][k]) if above is not None and m.stages[k].head else None,
+            "energy_mj": float(st_e[k]) if st_e is not None else None,
+            "energy_total_mj": float(st_tot[k]) if st_tot is not None else None,
         })
     ident = device_identity()
     return {
@@ -394,11 +443,14 @@ def run_profile(engine: Engine, source: Any, *, frames: int = 500, warmup: int =
         "full_quality": qual_full,
         "power": {"source": src_info.get("kind"), "name": src_info.get("name"), "rail": src_info.get("rail"),
                   "estimated": estimated, "baseline_w": src_info.get("baseline_w"),
+                  "model": (src_info.get("model") or {}).get("name"), "extrapolated_windows": extrapolated,
                   "failed_sources": src_info.get("failed_sources")},
+        "energy_note": "energies are above the idle baseline (power.baseline_w); keys ending in "
+                       "energy_total_mj include idle power",
         "stages": stages,
         "exits": exits,
         "full_model": {"latency_ms": full_lat, "latency_p99_ms": float(np.percentile(full_samples, 99) * 1e3),
-                       "energy_mj": full_e, "macs": m.full_model_macs(),
+                       "energy_mj": full_e, "energy_total_mj": full_tot, "macs": m.full_model_macs(),
                        "accuracy": float(correct[-1].mean()) if correct is not None else None},
         "frontier": [p.to_dict() for p in pts],
         "chosen": chosen.to_dict() if chosen is not None else None,
@@ -406,25 +458,34 @@ def run_profile(engine: Engine, source: Any, *, frames: int = 500, warmup: int =
 
 
 def format_profile(p: dict[str, Any]) -> str:
-    est = " (ESTIMATED)" if p["power"]["estimated"] else ""
+    from .control.energy_hook import describe_power
+
+    pw = p["power"]
+    est = " (ESTIMATED)" if pw["estimated"] else ""
+    est_c = ", ESTIMATED" if pw["estimated"] else ""
     qm = p["quality_metric"].replace("_", " ")
     lines = [f"profile of {p['bundle']['name']} on {p['device'].get('board') or p['device'].get('cpu')} "
              f"({p['measured_inputs']} inputs measured, {p['warmup_discarded']} warm-up discarded)",
-             f"power: {p['power']['name']}, rail {p['power']['rail']}{est}"]
-    lines.append(f"{'stage':>5} {'seg p50':>8} {'seg p99':>8} {'head p50':>8} {'head p99':>8} {'mJ' + est:>10} "
-                 f"{'exit ' + qm[:8]:>14}")
+             "power: " + describe_power({**pw, "kind": pw.get("source")})]
+    lines.append(f"{'stage':>5} {'seg p50':>8} {'seg p99':>8} {'head p50':>8} {'head p99':>8} {'seg mJ':>8} "
+                 f"{'head mJ':>8} {'exit ' + qm[:8]:>14}   (ms; mJ above idle{est_c})")
     for k, (s, e) in enumerate(zip(p["stages"], p["exits"])):
         h = s["head_ms"] or {}
         q = e["accuracy"] if e["accuracy"] is not None else e["agreement"]
-        en = "-" if s["energy_mj"] is None else f"{s['energy_mj']:.4f}"
         lines.append(f"{k:>5} {s['segment_ms']['p50']:>8.4f} {s['segment_ms']['p99']:>8.4f} "
-                     f"{_f(h.get('p50')):>8} {_f(h.get('p99')):>8} {en:>10} {100 * q:>13.2f}%")
+                     f"{_f(h.get('p50')):>8} {_f(h.get('p99')):>8} {_f(s.get('segment_energy_mj')):>8} "
+                     f"{_f(s.get('head_energy_mj')):>8} {100 * q:>13.2f}%")
     f = p["full_model"]
-    fe = "" if f["energy_mj"] is None else f", {f['energy_mj']:.4f} mJ{est}"
+    fe = "" if f["energy_mj"] is None else f", {f['energy_mj']:.4f} mJ above idle"
+    if f.get("energy_total_mj") is not None:
+        fe += f", {f['energy_total_mj']:.4f} mJ with idle power"
+    fe += est if fe else ""
     lines.append(f"full model: {f['latency_ms']:.4f} ms mean{fe}")
+    if pw.get("extrapolated_windows"):
+        lines.append(f"warning: {pw['extrapolated_windows']} time windows were not covered by power samples")
     c = p["chosen"]
     if c:
-        ce = "" if c.get("energy_mj") is None else f", {c['energy_mj']:.4f} mJ{est}"
+        ce = "" if c.get("energy_mj") is None else f", {c['energy_mj']:.4f} mJ above idle{est}"
         q = c.get("accuracy") if c.get("accuracy") is not None else c.get("agreement", 0.0)
         lines.append(f"chosen ({qm} within {100 * p['target_drop']:.2g} pp of the final exit): thresholds "
                      f"{[round(t, 4) for t in c['thresholds']]} -> {qm} {100 * q:.2f}%, "
@@ -452,7 +513,7 @@ def plot_profile(p: dict[str, Any], path: Path) -> Path:
     has_e = all(pt.get("energy_mj") is not None for pt in front) and front
     fig, axes = plt.subplots(1, 2 if has_e else 1, figsize=(11 if has_e else 6, 4.2), squeeze=False)
     for ax, key, xl in [(axes[0][0], "latency_ms", "mean latency per inference [ms]")] + (
-            [(axes[0][1], "energy_mj", f"energy per inference [mJ]{est}")] if has_e else []):
+            [(axes[0][1], "energy_mj", f"energy per inference above idle [mJ]{est}")] if has_e else []):
         xs = [pt[key] for pt in front]
         ys = [100 * pt[qk] for pt in front]
         ax.plot(xs, ys, "o-", ms=3, label="frontier (threshold vectors)")

@@ -33,7 +33,7 @@ def profiled(bundle: Path, tmp_path: Path) -> tuple[Path, Path, dict]:
 
 def test_profile_schema(profiled: tuple[Path, Path, dict]) -> None:
     bundle, _, p = profiled
-    assert p["schema"] == "edge-ee-profile/1"
+    assert p["schema"] == "edge-ee-profile/2"
     from edge_ee.bundle import load_bundle
 
     assert p["bundle"]["hash"] == load_bundle(bundle).content_hash()
@@ -53,6 +53,16 @@ def test_profile_schema(profiled: tuple[Path, Path, dict]) -> None:
     c = p["chosen"]
     assert len(c["thresholds"]) == 2 and c["agreement"] >= 1.0 - 0.02 - 1e-9
     assert p["full_model"]["latency_ms"] > 0 and p["full_model"]["energy_mj"] is not None
+    # energies above the idle baseline, totals beside them; per stage: segment and head
+    assert p["full_model"]["energy_total_mj"] >= p["full_model"]["energy_mj"]
+    assert p["power"]["baseline_w"] is not None and p["power"]["extrapolated_windows"] == 0
+    for s in p["stages"]:
+        assert {"segment_energy_mj", "head_energy_mj", "energy_mj", "energy_total_mj"} <= set(s)
+        assert s["energy_mj"] == pytest.approx(s["segment_energy_mj"] + s["head_energy_mj"])
+        assert s["energy_total_mj"] >= s["energy_mj"]
+    for e in p["exits"]:
+        assert {"adaptive_energy_mj", "adaptive_energy_total_mj", "exit_at_energy_mj"} <= set(e)
+    assert all(pt["energy_mj"] is not None for pt in p["frontier"])
 
 
 def test_run_uses_matching_profile(profiled: tuple[Path, Path, dict], tmp_path: Path) -> None:
@@ -70,6 +80,33 @@ def test_run_uses_matching_profile(profiled: tuple[Path, Path, dict], tmp_path: 
     s = json.loads((tmp_path / "s.json").read_text())
     assert s["controller"]["frontier_source"] == "profile"
     assert "controller: budget 50ms" in r.stdout
+
+
+def test_profile_with_the_old_schema_is_refused_clearly(profiled: tuple[Path, Path, dict], tmp_path: Path) -> None:
+    bundle, state, p = profiled
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps(dict(p, schema="edge-ee-profile/1")))
+    r = ee("run", "--model", bundle, "--source", "synthetic", "-n", "5", "-q", "--profile", old, state=state)
+    assert r.returncode == ExitCode.CONFIG and "Traceback" not in r.stderr
+    assert "old schema edge-ee-profile/1" in r.stderr and "idle power" in r.stderr and "edge-ee profile" in r.stderr
+    (bundle / "profile.json").write_text(old.read_text())  # found automatically: ignored, the run goes on
+    r = ee("run", "--model", bundle, "--source", "synthetic", "-n", "5", "-q", state=state)
+    assert r.returncode == 0, r.stderr
+    assert "ignoring profile" in r.stderr and "old schema" in r.stderr and "using profile" not in r.stderr
+
+
+def test_run_summary_compares_with_the_profiled_full_model(profiled: tuple[Path, Path, dict], tmp_path: Path) -> None:
+    bundle, state, p = profiled
+    r = ee("run", "--model", bundle, "--source", "synthetic", "-n", "60", "-q", "--power-source", "estimate",
+           "--power-baseline", "0", "--summary-json", tmp_path / "s.json", state=state)
+    assert r.returncode == 0, r.stderr
+    s = json.loads((tmp_path / "s.json").read_text())
+    assert s["full_model_latency_ms"] == pytest.approx(p["full_model"]["latency_ms"])
+    assert s["latency_vs_full_model"] == pytest.approx(s["infer_ms_mean"] / p["full_model"]["latency_ms"])
+    assert "latency vs full model: inference mean" in r.stdout and "measured by `edge-ee profile`" in r.stdout
+    if s.get("energy_vs_full_model") is not None:  # the estimate's energy above idle can be 0 on an idle CPU
+        assert "energy vs full model (estimated)" in r.stdout
+    assert "ESTIMATED (CPU-utilisation model" in r.stdout and "((" not in r.stdout
 
 
 def test_profile_for_other_bundle_or_device_is_ignored(profiled: tuple[Path, Path, dict], tmp_path: Path) -> None:
