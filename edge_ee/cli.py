@@ -212,8 +212,8 @@ def run(
                                         "mic[:DEVICE] | wav:FILE | - (raw PCM on stdin)")] = "",
     model: ModelOpt = None,
     budget: Annotated[str | None, typer.Option(
-        help="Budget: latency per inference (20ms, 500us, 0.1s), energy per inference (50mJ) or average "
-             "power (2.5W).")] = None,
+        help="Budget: latency per inference (20ms, 500us, 0.1s), energy above idle per inference (50mJ) or "
+             "average power, idle included (2.5W).")] = None,
     max_frames: Annotated[int | None, typer.Option("--max-frames", "-n", min=1, help="Stop after N frames.")] = None,
     duration: Annotated[float | None, typer.Option(min=0.0, help="Stop after S seconds.")] = None,
     log: Annotated[Path | None, typer.Option("--log", help="Append one JSON line per inference to FILE.jsonl.")] = None,
@@ -259,7 +259,7 @@ def run(
                                "tegrastats, pi5, hwmon[:NAME], rapl, estimate[:PRESET|idle=W,core=W], or none "
                                "(no energy measurement).")] = "auto",
     power_baseline: Annotated[float, typer.Option(min=0.0, help="Seconds of idle power measured at start "
-                                                                "(the baseline subtracted for marginal energy).")
+                                                                "(subtracted: energy is reported above idle).")
                               ] = 1.0,
     profile: Annotated[Path | None, typer.Option(
         "--profile", help="Device profile from `edge-ee profile` (default: a matching one beside the bundle or "
@@ -444,7 +444,6 @@ def profile(
                        f"{len(src.labels)} labels of {labels} ran out: are they for this source?", err=True)
     finally:
         src.close()
-    prof.setdefault("device", {})["threads"] = nthreads  # recorded; the profile key itself is profile.py's
     if label_file is not None:
         prof["labels_file"] = str(label_file.path)
     path = write_profile(prof, out or default_out(bundle))

@@ -58,14 +58,16 @@ SCHEMA = "edge-ee-profile/2"
 OLD_SCHEMAS = {"edge-ee-profile/1": "its energies include idle power, and its per-stage energies could come "
                                     "from a stale power reading"}
 PROFILE_NAME = "profile.json"
-IDENTITY_KEYS = ("board", "cpu", "cores", "machine", "power_mode", "onnxruntime", "providers")
+IDENTITY_KEYS = ("board", "cpu", "cores", "machine", "power_mode", "onnxruntime", "providers", "threads")
 
 
 # ---- identity and storage --------------------------------------------------------------------------
-def device_identity() -> dict[str, Any]:
+def device_identity(engine: Any = None) -> dict[str, Any]:
+    """The identity a profile is keyed on; with ``engine``, its providers in use and intra-op threads."""
     from .device import device_identity as ident
+    from .device import engine_session_facts
 
-    d = ident()
+    d = ident(*engine_session_facts(engine)) if engine is not None else ident()
     return {k: d.get(k) for k in IDENTITY_KEYS}
 
 
@@ -142,9 +144,10 @@ def mismatch(profile: dict[str, Any], bundle: Bundle, identity: dict[str, Any] |
 
 
 def find_profile(bundle: Bundle, explicit: Path | None = None, warn: Callable[[str], None] | None = None,
-                 ) -> tuple[dict[str, Any] | None, Path | None]:
-    """The matching profile for ``bundle`` on this device, or (None, None). An explicit path that cannot
-    be read raises ConfigError; a profile for another bundle/device is ignored with a warning."""
+                 engine: Any = None) -> tuple[dict[str, Any] | None, Path | None]:
+    """The matching profile for ``bundle`` on this device (and ``engine``'s providers and threads, when
+    given), or (None, None). An explicit path that cannot be read raises ConfigError; a profile for
+    another bundle/device is ignored with a warning."""
     if warn is None:
         def warn(msg: str) -> None:
             log.warning("%s", msg)
@@ -159,7 +162,7 @@ def find_profile(bundle: Bundle, explicit: Path | None = None, warn: Callable[[s
             warn(f"ignoring profile: {e}")
             continue
         if ident is None:
-            ident = device_identity()
+            ident = device_identity(engine)
         why = mismatch(prof, bundle, ident)
         if why:
             warn(f"ignoring profile {p}: " + "; ".join(why) + ". Re-run `edge-ee profile` on this device.")
@@ -427,7 +430,7 @@ def run_profile(engine: Engine, source: Any, *, frames: int = 500, warmup: int =
             "energy_mj": float(st_e[k]) if st_e is not None else None,
             "energy_total_mj": float(st_tot[k]) if st_tot is not None else None,
         })
-    ident = device_identity()
+    ident = device_identity(engine)
     return {
         "schema": SCHEMA,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

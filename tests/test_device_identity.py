@@ -63,3 +63,17 @@ def test_doctor_names_an_unknown_cpu(empty_root: Path, monkeypatch: pytest.Monke
     cpu_line = next(x for x in text.splitlines() if x.strip().startswith("cpu "))
     assert "None" not in cpu_line
     assert "unknown (no model name in /proc/cpuinfo)" in cpu_line
+
+
+def test_profile_keyed_on_the_engines_threads(bundle: Path, empty_root: Path) -> None:
+    """A profile measured with 2 intra-op threads does not match a run with 1 (latencies differ)."""
+    from edge_ee import profile
+    from edge_ee.bundle import load_bundle
+
+    two = Engine(bundle, session=SessionConfig(intra_op_threads=2), warmup=0)
+    one = Engine(bundle, session=SessionConfig(intra_op_threads=1), warmup=0)
+    made = {"bundle": {"hash": load_bundle(bundle).content_hash()}, "device": profile.device_identity(two)}
+    assert made["device"]["threads"] == 2
+    assert profile.mismatch(made, load_bundle(bundle), profile.device_identity(two)) == []
+    why = profile.mismatch(made, load_bundle(bundle), profile.device_identity(one))
+    assert len(why) == 1 and "threads: 2 here 1" in why[0]

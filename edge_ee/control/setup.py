@@ -31,7 +31,7 @@ def make_run_hooks(bundle: Bundle, engine: Engine, budget: Budget | None, *, mod
     last: it reads the energy hook's summary figures) and the profile used."""
     from ..profile import find_profile
 
-    profile, ppath = find_profile(bundle, profile_path)
+    profile, ppath = find_profile(bundle, profile_path, engine=engine)
     if profile is not None:
         chosen = profile.get("chosen") or {}
         th = chosen.get("thresholds")

@@ -58,7 +58,7 @@ class ReloadHook(RunHook):
             return None
         if "profile" not in new:
             return None
-        prof, path = find_profile(engine.bundle, new["profile"])  # an unreadable explicit profile raises
+        prof, path = find_profile(engine.bundle, new["profile"], engine=engine)  # an unreadable explicit profile raises
         if prof is None:
             return None
         th = (prof.get("chosen") or {}).get("thresholds")
