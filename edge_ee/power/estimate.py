@@ -1,14 +1,19 @@
 """Estimated power from CPU utilisation (psutil) and a device power model. Always ``estimated=True``.
 
 P = idle_w + core_active_w * busy_cores, where busy_cores is the number of fully busy cores over the
-last interval (from ``/proc/stat`` deltas via ``psutil.cpu_times``). The presets are rough
-whole-board figures (≈); set your own with ``parse_power_model("idle=2.7,core=0.9")``.
+last interval. By default (scope ``process``) the busy cores are *this process's* (its CPU time, all
+threads, over wall time: ``psutil.Process().cpu_times()``), so the energy above idle is what this
+workload adds and other processes on the machine do not leak into it; scope ``system`` counts every
+process (``/proc/stat`` deltas via ``psutil.cpu_times``), closer to what a board sensor would see. The
+presets are rough whole-board figures (≈); set your own with
+``parse_power_model("idle=2.7,core=0.9")`` (append ``,scope=system`` for system-wide utilisation).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +28,7 @@ class DevicePowerModel:
     name: str
     idle_w: float  # whole board at idle
     core_active_w: float  # extra per fully busy core
+    scope: str = "process"  # whose CPU time counts: "process" (this one) or "system" (all)
 
     def power(self, busy_cores: float) -> float:
         return self.idle_w + self.core_active_w * max(0.0, busy_cores)
@@ -52,7 +58,8 @@ def preset_for_board(board: str | None) -> DevicePowerModel:
 
 
 def parse_power_model(spec: str) -> DevicePowerModel:
-    """A preset name (``pi5``) or ``idle=W,core=W`` (optionally starting with a preset to override)."""
+    """A preset name (``pi5``) or ``idle=W,core=W`` (optionally starting with a preset to override),
+    optionally with ``scope=process|system``."""
     spec = spec.strip()
     if spec in PRESETS:
         return PRESETS[spec]
@@ -65,12 +72,26 @@ def parse_power_model(spec: str) -> DevicePowerModel:
         base, name = PRESETS[parts[0]], parts[0] + "+custom"
         parts = parts[1:]
     vals = {"idle": base.idle_w, "core": base.core_active_w}
+    scope = base.scope
     for p in parts:
+        sc = re.fullmatch(r"scope\s*=\s*(process|system)", p)
+        if sc:
+            scope = sc.group(1)
+            continue
         m = re.fullmatch(r"(idle|core)\s*=\s*([0-9.]+)\s*[wW]?", p)
         if not m:
-            raise ValueError(f"bad power model item {p!r}: expected idle=W or core=W")
+            raise ValueError(f"bad power model item {p!r}: expected idle=W, core=W or scope=process|system")
         vals[m.group(1)] = float(m.group(2))
-    return DevicePowerModel(name, vals["idle"], vals["core"])
+    return DevicePowerModel(name, vals["idle"], vals["core"], scope)
+
+
+def _process_times() -> tuple[float, float]:
+    """(CPU seconds used by this process, all threads; monotonic wall seconds)."""
+    t = _PROC.cpu_times()
+    return t.user + t.system, time.monotonic()
+
+
+_PROC = psutil.Process()
 
 
 def _busy_total(t: Any) -> tuple[float, float]:
@@ -82,45 +103,68 @@ def _busy_total(t: Any) -> tuple[float, float]:
 
 
 class EstimatedSource(PowerSource):
+    """A cumulative energy counter [J] built from CPU time: ``idle_w * wall + core_active_w * busy
+    core-seconds``. As a counter (like RAPL), the sampler turns it into the mean power of each sample
+    interval, the right reading for a utilisation average (it belongs to the whole interval, not to
+    the instant it was read)."""
+
     kind = "estimate"
-    unit = "W (model: idle + per-core active x busy cores)"
+    quantity = "energy"
+    unit = "J (model: idle + per-core active x busy core-seconds)"
     estimated = True
-    update_interval_s = 0.1  # /proc/stat ticks are 10 ms: shorter intervals are noise
+    update_interval_s = 0.1  # CPU-time accounting ticks are ~10 ms: shorter intervals are noise
 
     def __init__(self, model: DevicePowerModel | None = None,
-                 cpu_times: Callable[[], Any] = psutil.cpu_times, ncpu: int | None = None) -> None:
+                 cpu_times: Callable[[], Any] = psutil.cpu_times, ncpu: int | None = None,
+                 process_times: Callable[[], tuple[float, float]] = _process_times) -> None:
         if model is None:
             from ..device import board_model  # local import: device imports power
 
             model = preset_for_board(board_model())
         self.model = model
-        self.name = f"estimate from CPU utilisation (model {model.name})"
+        whose = "this process's" if model.scope == "process" else "system"
+        self.name = f"estimate from {whose} CPU utilisation (model {model.name})"
         self.rail = f"whole board (estimated, model {model.name})"
         self.path = None
-        self._cpu_times = cpu_times
         self._ncpu = ncpu or psutil.cpu_count() or os.cpu_count() or 1
-        self._last = _busy_total(cpu_times())
-        self._last_w = model.idle_w
+        if model.scope == "process":
+            self._times: Callable[[], tuple[float, float]] = process_times
+        else:
+            def system_times() -> tuple[float, float]:
+                busy, total = _busy_total(cpu_times())
+                return busy, total / self._ncpu  # /proc/stat's total counts every CPU's time
+
+            self._times = system_times
+        self._origin = self._times()
+        self._last = self._origin
+        self._last_cores = 0.0
         self.idle_power_w = model.idle_w
 
+    def read(self) -> float:
+        """Cumulative energy [J] since this source was opened."""
+        busy, wall = self._times()
+        return (self.model.idle_w * (wall - self._origin[1])
+                + self.model.core_active_w * max(0.0, busy - self._origin[0]))
+
     def busy_cores(self) -> float | None:
-        busy, total = _busy_total(self._cpu_times())
-        db, dt = busy - self._last[0], total - self._last[1]
+        """Fully busy cores (0..ncpu) since the previous call, or None if no time passed."""
+        busy, wall = self._times()
+        db, dt = busy - self._last[0], wall - self._last[1]
         if dt <= 0:
             return None
-        self._last = (busy, total)
-        return max(0.0, min(1.0, db / dt)) * self._ncpu
+        self._last = (busy, wall)
+        self._last_cores = max(0.0, min(float(self._ncpu), db / dt))
+        return self._last_cores
 
-    def read(self) -> float:
+    def power(self) -> float:
+        """Mean power [W] since the previous call (the model applied to :meth:`busy_cores`)."""
         b = self.busy_cores()
-        if b is not None:
-            self._last_w = self.model.power(b)
-        return self._last_w
+        return self.model.power(self._last_cores if b is None else b)
 
     def describe(self) -> dict[str, Any]:
         d = super().describe()
         d["model"] = {"name": self.model.name, "idle_w": self.model.idle_w,
-                      "core_active_w": self.model.core_active_w}
+                      "core_active_w": self.model.core_active_w, "scope": self.model.scope}
         return d
 
 

@@ -22,15 +22,37 @@ class FakeTimes:
         return Times(self.busy, 0, 0, self.idle, 0, 0, 0, 0, 0, 0)
 
 
-def test_estimate_from_cpu_utilisation():
+def test_estimate_from_system_cpu_utilisation():
     ft = FakeTimes()
-    src = EstimatedSource(PRESETS["pi5"], cpu_times=ft, ncpu=4)
+    src = EstimatedSource(parse_power_model("pi5,scope=system"), cpu_times=ft, ncpu=4)
     assert src.estimated and src.kind == "estimate" and "estimated" in src.rail
+    assert src.quantity == "energy" and src.read() == pytest.approx(0.0)
     ft.advance(1.0, busy_cores=2.0)
-    assert src.read() == pytest.approx(2.7 + 2 * 1.1)
+    assert src.power() == pytest.approx(2.7 + 2 * 1.1)
+    assert src.read() == pytest.approx(2.7 + 2 * 1.1)  # joules after 1 s
     ft.advance(1.0, busy_cores=0.0)
-    assert src.read() == pytest.approx(2.7)
-    assert src.read() == pytest.approx(2.7)  # no time passed: last value
+    assert src.power() == pytest.approx(2.7)
+    assert src.power() == pytest.approx(2.7)  # no time passed: last value
+    assert src.read() == pytest.approx(2 * 2.7 + 2 * 1.1)
+
+
+def test_estimate_from_this_process_only():
+    """Default scope: only this process's CPU time counts, so other load on the machine does not leak in."""
+    clock = {"cpu": 0.0, "wall": 0.0}
+    system = FakeTimes()
+    src = EstimatedSource(PRESETS["pi5"], cpu_times=system, ncpu=4,
+                          process_times=lambda: (clock["cpu"], clock["wall"]))
+    assert PRESETS["pi5"].scope == "process" and "this process" in src.name
+    system.advance(1.0, busy_cores=3.0)  # another process keeps 3 cores busy
+    clock["wall"] += 1.0
+    clock["cpu"] += 0.5  # we used half a core
+    assert src.power() == pytest.approx(2.7 + 0.5 * 1.1)
+    clock["wall"] += 1.0
+    clock["cpu"] += 2.0  # two threads busy
+    assert src.power() == pytest.approx(2.7 + 2 * 1.1)
+    assert src.power() == pytest.approx(2.7 + 2 * 1.1)  # no time passed: last value
+    assert src.read() == pytest.approx(2 * 2.7 + 2.5 * 1.1)  # cumulative joules
+    assert src.describe()["model"]["scope"] == "process"
 
 
 def test_power_model_parsing():
@@ -43,6 +65,10 @@ def test_power_model_parsing():
         parse_power_model("pi9")
     with pytest.raises(ValueError, match="idle=W"):
         parse_power_model("idle=3,cores=2")
+    assert parse_power_model("pi4,scope=system").scope == "system"
+    assert parse_power_model("idle=2,core=1").scope == "process"
+    with pytest.raises(ValueError, match="scope=process"):
+        parse_power_model("pi4,scope=board")
 
 
 def test_presets_by_board():
