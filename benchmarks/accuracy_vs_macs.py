@@ -1,6 +1,6 @@
 """Accuracy versus MACs of the shipped early-exit bundles, measured with the runtime Engine.
 
-    python benchmarks/accuracy_vs_macs.py                 # both default bundles, full test sets
+    python benchmarks/accuracy_vs_macs.py                 # default bundles (+ benchmark bundle), full test sets
     python benchmarks/accuracy_vs_macs.py --limit 500     # quick look
 
 Fashion-MNIST: the 10k t10k images (never used for training or calibration). Keyword spotting:
@@ -293,6 +293,9 @@ def write_section(doc: Path, body: str) -> None:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--fm-bundle", default=str(ROOT / "edge_ee/bundles/fashion_mnist"))
+    wide = ROOT / "benchmarks/bundles/fashion_mnist_wide"
+    p.add_argument("--fm-wide-bundle", default=str(wide) if wide.is_dir() else None,
+                   help="also this Fashion-MNIST bundle (default: the benchmark bundle, if built)")
     p.add_argument("--kws-bundle", default=str(ROOT / "edge_ee/bundles/kws"))
     p.add_argument("--kws-extra", nargs="*", default=None, help="more KWS bundles (other seeds)")
     p.add_argument("--fm-data", default="/usr/share/datasets/fashion-mnist")
@@ -306,17 +309,22 @@ def main() -> int:
     out: list[str] = []
     results: list[tuple[str, dict[str, Any]]] = []
     raw: dict[str, Any] = {}
-    fm = Path(a.fm_bundle)
-    if (fm / "manifest.json").is_file():
+    fm_bundles = [(Path(a.fm_bundle), "Fashion-MNIST", "ResNet-8")]
+    if a.fm_wide_bundle:
+        fm_bundles.append((Path(a.fm_wide_bundle), "Fashion-MNIST wide",
+                           "ResNet-8 at 4x width, the budget-control benchmark bundle"))
+    for fm, key, arch in fm_bundles:
+        if not (fm / "manifest.json").is_file():
+            continue
         eng = Engine(str(fm))
         x, y = fashion_test(Path(a.fm_data), eng.manifest.input.preprocess, a.limit)
         r = evaluate(fm, x, y)
-        raw["fashion_mnist"] = r
-        results.append(("Fashion-MNIST", r))
+        raw[key.lower().replace(" ", "_").replace("-", "_")] = r
+        results.append((key, r))
         prod = eng.manifest.producer
-        out += ["### Fashion-MNIST (ResNet-8)", "",
+        out += [f"### Fashion-MNIST ({arch})", "",
                 f"Built by `{prod.get('command', '?')}` (seed {prod.get('seed')}). Test set: t10k.", ""]
-        out += table("Fashion-MNIST test set", fm, r)
+        out += table(f"{key} test set", fm, r)
     kws_bundles = [Path(a.kws_bundle)]
     extra = a.kws_extra
     if extra is None:
