@@ -1,14 +1,20 @@
 """Deadline guard: predicts the next stage's latency from what was measured so far.
 
-Each segment and head keeps an exponentially weighted mean and mean absolute deviation of its
-measured latency; the prediction is ``mean + k * deviation`` (a cheap high quantile, O(1) per
-update). Before running stage k+1 the engine continues only if
+Each segment and head keeps a robust exponentially weighted mean of its measured latency (the load
+level) and a running high quantile (p99 of its last 256 measurements): the prediction. Before
+running stage k+1 the engine continues only if
 ``elapsed + predicted(segment k+1 + head k+1) + margin <= deadline``.
 
 A stage the guard keeps skipping is never measured again, so its statistics would go stale (a
 stage measured slow under a load spike would be skipped for ever). Stage 0 runs on every frame, so
 its latency is a live load indicator: a deeper stage's prediction is scaled by the ratio of the
-stage-0 latency now to the stage-0 latency when that stage was last measured.
+stage-0 latency now to the stage-0 latency when that stage was last measured, and the guard
+*probes*: after ``probe_after`` consecutive skips, one input runs the stage if its own last mean fits
+(not its high quantile, not scaled by the load), and the stage's statistics restart from that
+measurement. Without the
+probe, a stage measured during the spike at the onset of a load (slow, while the stage-0 level
+still lagged behind) stays over-predicted for seconds; a probe costs at most one input in
+``probe_after`` a risk of missing its deadline.
 """
 
 from __future__ import annotations
@@ -18,43 +24,83 @@ from dataclasses import dataclass, field
 
 @dataclass
 class LatencyStat:
+    """Latency of one segment or head: a robust EWMA mean and deviation (the load level, O(1) per
+    update) and a running high quantile (the prediction): the ``quantile`` of the last ``window``
+    measurements, recomputed every ``every`` updates and at once when a measurement exceeds it. A
+    window quantile is calibrated for the heavy-tailed latencies of a loaded CPU, where mean + k x
+    deviation over-predicts, and it forgets a past load once it leaves the window."""
+
     alpha: float = 0.1
-    k: float = 3.0
+    quantile: float = 0.99
+    window: int = 256
+    every: int = 16
     mean: float = 0.0
     dev: float = 0.0
+    q: float = 0.0
     n: int = 0
+    recent: list[float] = field(default_factory=list)  # ring buffer of the last ``window`` measurements
+    _pos: int = 0
+    _since: int = 0
+
+    def _requantile(self) -> None:
+        xs = sorted(self.recent)
+        self.q = xs[min(len(xs) - 1, int(self.quantile * len(xs)))]
+        self._since = 0
+
+    def _push(self, x: float) -> None:
+        if len(self.recent) < self.window:
+            self.recent.append(x)
+        else:
+            self.recent[self._pos] = x
+            self._pos = (self._pos + 1) % self.window
 
     def update(self, x: float) -> None:
         if self.n == 0:
             self.mean, self.dev = x, 0.25 * x
         else:
             d = x - self.mean
-            # robust: one scheduler hiccup must not inflate the prediction for many frames,
-            # while a sustained load step still moves the mean within tens of frames
+            # robust: one scheduler hiccup must not inflate the mean for many frames,
+            # while a sustained load step still moves it within tens of frames
             bound = max(4.0 * self.dev, 0.1 * self.mean)
             d = max(-bound, min(bound, d))
             self.mean += self.alpha * d
             self.dev += self.alpha * (abs(d) - self.dev)
         self.n += 1
+        self._push(x)
+        self._since += 1
+        if x > self.q or self._since >= self.every:
+            self._requantile()
+
+    def restart(self) -> None:
+        """Forget the history: the next measurement starts afresh (for a stage unmeasured for long)."""
+        self.n = 0
+        self.q = 0.0
+        self.recent, self._pos, self._since = [], 0, 0
 
     def relax(self, factor: float = 0.99) -> None:
-        """Shrink the spread of a stage the guard skipped: a stage that is never run is never measured,
-        so without this one slow measurement would keep it skipped for ever. After ~100 skips its
-        prediction is back near its mean and it is tried again (and measured)."""
-        self.dev *= factor
+        """Pull the prediction of a stage the guard skipped towards its mean: a stage that is never run
+        is never measured, so without this one slow spell would keep it skipped for ever. After ~100
+        skips its prediction is back near its mean and it is tried again (and measured)."""
+        if self.q > self.mean:
+            self.q = self.mean + factor * (self.q - self.mean)
 
     def predict(self) -> float:
-        return self.mean + self.k * self.dev if self.n else 0.0
+        """The running high quantile (never below the mean); 0 before any measurement."""
+        return max(self.q, self.mean) if self.n else 0.0
 
     def seed(self, samples: list[float]) -> None:
         """Start from a batch of warm measurements: median and (normal-consistent) median absolute
-        deviation, both insensitive to the odd slow run."""
+        deviation for the load level, the batch itself for the quantile."""
         xs = sorted(samples)
         med = xs[len(xs) // 2]
         mad = sorted(abs(x - med) for x in xs)[len(xs) // 2]
         self.mean = med
         self.dev = max(1.4826 * mad, 0.02 * med)
         self.n = len(xs)
+        self.recent, self._pos = [], 0
+        for x in samples[-self.window:]:
+            self._push(x)
+        self._requantile()
 
 
 @dataclass
@@ -68,6 +114,9 @@ class LatencyModel:
     heads: list[LatencyStat] = field(default_factory=list)
 
     load_ref: list[float] = field(default_factory=list)  # stage-0 level when stage k was last measured
+    probe_after: int = 200  # consecutive skips of a stage before one input probes it
+    skips: list[int] = field(default_factory=list)
+    probes: int = 0
 
     def __post_init__(self) -> None:
         if not self.segments:
@@ -75,6 +124,8 @@ class LatencyModel:
             self.heads = [LatencyStat() for _ in range(self.num_stages)]
         if not self.load_ref:
             self.load_ref = [0.0] * self.num_stages
+        if not self.skips:
+            self.skips = [0] * self.num_stages
 
     def load_level(self) -> float:
         """Smoothed latency of stage 0 (segment + head): it runs on every frame."""
@@ -103,12 +154,25 @@ class LatencyModel:
         return p
 
     def fits(self, k: int, elapsed_s: float, deadline_s: float) -> bool:
-        """Whether stage ``k`` (segment + head) is predicted to finish before the deadline."""
-        ok = elapsed_s + self.predict_stage(k) + self.margin_s + self.margin_frac * deadline_s <= deadline_s
-        if not ok:
-            self.segments[k].relax()
-            self.heads[k].relax()
-        return ok
+        """Whether stage ``k`` (segment + head) is predicted to finish before the deadline (or, after
+        ``probe_after`` consecutive skips, whether its mean fits: a probe that re-measures it)."""
+        margin = self.margin_s + self.margin_frac * deadline_s
+        if elapsed_s + self.predict_stage(k) + margin <= deadline_s:
+            self.skips[k] = 0
+            return True
+        self.segments[k].relax()
+        self.heads[k].relax()
+        self.skips[k] += 1
+        # the probe's condition is the stage's own last mean, not scaled by the load: that scaling is what
+        # over-predicts a stage measured at the onset of a load (it already was slow, stage 0 not yet)
+        own_mean = self.segments[k].mean + self.heads[k].mean
+        if self.skips[k] >= self.probe_after and elapsed_s + own_mean + margin <= deadline_s:
+            self.skips[k] = 0
+            self.probes += 1
+            self.segments[k].restart()
+            self.heads[k].restart()
+            return True
+        return False
 
     def snapshot(self) -> dict[str, list[float]]:
         return {
