@@ -163,7 +163,14 @@ def test_prediction_is_a_calibrated_high_quantile_on_heavy_tails() -> None:
         tail = rng.random(n) < 0.05  # 5% of runs preempted: 1.3x .. 3x slower
         return scale * np.where(tail, base * rng.uniform(1.3, 3.0, n), base)
 
-    s = LatencyStat()
+    d = LatencyStat()  # the guard's default: p95, exceeded ~5% of the time
+    d.seed(list(draw(20)))
+    over = 0
+    for x in draw(20000):
+        over += x > d.predict()
+        d.update(float(x))
+    assert d.quantile == 0.95 and 0.02 < over / 20000 < 0.08
+    s = LatencyStat(quantile=0.99)
     s.seed(list(draw(20)))
     exceed = 0
     for x in draw(20000):

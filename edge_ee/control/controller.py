@@ -104,9 +104,12 @@ class IndexController:
         c0, c1 = c[i - 1], c[i]
         return i - 1 + ((want - c0) / (c1 - c0) if c1 > c0 else 0.0)
 
-    def update(self, y: float, index_in_force: int | None = None) -> int:
+    def update(self, y: float, index_in_force: int | None = None, limit_error: float | None = None) -> int:
         """Feed the measured cost of the frame just processed (with ``index_in_force``, default the
-        current index); returns the index to use next. Non-finite measurements are ignored."""
+        current index); returns the index to use next. Non-finite measurements are ignored.
+
+        ``limit_error``: a second normalised error (positive = slack) from another limit on the same
+        operating point, e.g. a deadline-miss rate; the loop acts on the more constraining of the two."""
         if y is None or not math.isfinite(y) or y < 0:
             return self.index
         cfg = self.cfg
@@ -125,6 +128,8 @@ class IndexController:
             base = self.u0
             kp, ki = cfg.kp * self.n * 0.5, cfg.ki * self.n
         e = (self.target - self.y_f) / self.target
+        if limit_error is not None and math.isfinite(limit_error):
+            e = min(e, limit_error)
         e = max(-2.0, min(2.0, e))  # one wild frame must not throw the position across the frontier
         self.error = e
         top = self.n - 1

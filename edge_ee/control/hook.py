@@ -1,7 +1,11 @@
 """Run hook: the budget controller sets the engine's thresholds frame by frame.
 
 * latency budget (``20ms``): the controller tracks a mean latency of ``setpoint x budget``
-  (default 0.9) while the engine's deadline guard protects every single frame;
+  (default 0.9) and keeps the deadline-miss rate at ``target_miss`` (default 0.5%), whichever is
+  more constraining, while the engine's deadline guard stops every frame before a stage that is
+  predicted not to fit. The guard handles predictable overruns; the misses it cannot predict
+  (a stage preempted by another process) are random, so only fewer inputs going deep lowers them:
+  that is the thresholds' job. The miss rate is an EWMA over ~100 frames;
 * energy budget (``50mJ``): energy **above the idle baseline** per inference (``energy_mj`` from
   the energy hook, the same quantity as the profile's frontier energies), so the budget is what
   inference adds to the device's idle consumption;
@@ -70,12 +74,15 @@ def build_frontier(engine: Engine, profile: dict[str, Any] | None = None) -> Fro
 
 class ControllerHook(RunHook):
     def __init__(self, budget: Budget, profile: dict[str, Any] | None = None, setpoint: float = 0.9,
-                 fps: float | None = None, energy_hook: Any = None, config: ControllerConfig | None = None,
+                 target_miss: float = 0.005, fps: float | None = None, energy_hook: Any = None,
+                 config: ControllerConfig | None = None,
                  frontier: Frontier | None = None, stage_latency_s: list[float] | None = None) -> None:
         self.budget = budget
         self.handles_budget = budget.kind
         self.profile = profile
         self.setpoint = setpoint if budget.kind == "latency" else 1.0
+        self.target_miss = target_miss
+        self.miss_rate = 0.0  # EWMA of deadline misses (latency budgets)
         self.fps = fps
         self.energy_hook = energy_hook
         self.cfg = config
@@ -237,8 +244,12 @@ class ControllerHook(RunHook):
                 c.set_target(t)
         y = self._measure(record, result)
         k = self._in_force
+        limit = None
+        if self.budget.kind == "latency" and record.get("deadline_met") is not None:
+            self.miss_rate += 0.01 * ((0.0 if record["deadline_met"] else 1.0) - self.miss_rate)
+            limit = (self.target_miss - self.miss_rate) / self.target_miss
         if y is not None:
-            c.update(y, k)
+            c.update(y, k, limit)
             if c.index == 0 and c.saturated == "low" and c.y_f is not None and c.y_f > self._limit(c):
                 self._low_streak += 1
                 if self._low_streak >= 50:
@@ -270,4 +281,6 @@ class ControllerHook(RunHook):
             "target_unit": unit,
             "slowdown": c.slowdown,
             "infeasible_warning": self._warned_infeasible,
+            "miss_rate": self.miss_rate if self.budget.kind == "latency" else None,
+            "target_miss": self.target_miss if self.budget.kind == "latency" else None,
         }

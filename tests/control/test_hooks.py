@@ -144,6 +144,9 @@ def test_latency_budget_records_controller_state(bundle: Path, tmp_path: Path) -
     assert rec[-1]["operating_point"] == s["controller"]["points"] - 1
     thr = ctrl.frontier.points[rec[-1]["operating_point"]].thresholds
     assert rec[-1]["thresholds"] == thr
+    misses = sum(not x["deadline_met"] for x in rec)
+    assert s["controller"]["target_miss"] == 0.005
+    assert (s["controller"]["miss_rate"] == 0.0) == (misses == 0)  # the EWMA of the records' misses
 
 
 def test_infeasible_latency_budget_warns_once(bundle: Path, caplog: pytest.LogCaptureFixture) -> None:
