@@ -38,6 +38,13 @@ class ControllerConfig:
     max_slowdown: float = 50.0
 
 
+def miss_rate_error(miss_rate: float, target: float, gain: float = 0.05) -> float:
+    """Normalised error for a deadline-miss-rate limit (positive = slack), for ``limit_error``. The
+    gain is low: a miss rate is a slow statistic of rare events, and a full-gain error would throw the
+    point from one end of the frontier to the other at every single miss."""
+    return gain * max(-2.0, min(1.0, (target - miss_rate) / target))
+
+
 class IndexController:
     """PI controller on a position along ``n`` operating points (0 = cheapest)."""
 

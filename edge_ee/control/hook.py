@@ -40,7 +40,7 @@ from ..engine import Engine, Result
 from ..errors import UsageError
 from ..runner import RunHook, Runner
 from ..sources.base import Frame
-from .controller import ControllerConfig, IndexController
+from .controller import ControllerConfig, IndexController, miss_rate_error
 from .operating_points import Frontier, from_manifest, from_profile, ladder
 
 log = logging.getLogger("edge_ee.control")
@@ -247,7 +247,7 @@ class ControllerHook(RunHook):
         limit = None
         if self.budget.kind == "latency" and record.get("deadline_met") is not None:
             self.miss_rate += 0.01 * ((0.0 if record["deadline_met"] else 1.0) - self.miss_rate)
-            limit = (self.target_miss - self.miss_rate) / self.target_miss
+            limit = miss_rate_error(self.miss_rate, self.target_miss)
         if y is not None:
             c.update(y, k, limit)
             if c.index == 0 and c.saturated == "low" and c.y_f is not None and c.y_f > self._limit(c):
