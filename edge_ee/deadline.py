@@ -23,6 +23,7 @@ while inputs ask for that stage.
 
 from __future__ import annotations
 
+from bisect import bisect_left, insort
 from dataclasses import dataclass, field
 
 
@@ -30,33 +31,31 @@ from dataclasses import dataclass, field
 class LatencyStat:
     """Latency of one segment or head: a robust EWMA mean and deviation (the load level, O(1) per
     update) and a running high quantile (the prediction): the ``quantile`` of the last ``window``
-    measurements, recomputed every ``every`` updates and at once when a measurement exceeds it. A
+    measurements, kept exact with a sorted copy of the window (a C-level insert and delete per update). A
     window quantile is calibrated for the heavy-tailed latencies of a loaded CPU, where mean + k x
     deviation over-predicts, and it forgets a past load once it leaves the window."""
 
     alpha: float = 0.1
     quantile: float = 0.95
     window: int = 256
-    every: int = 16
     mean: float = 0.0
     dev: float = 0.0
     q: float = 0.0
     n: int = 0
     recent: list[float] = field(default_factory=list)  # ring buffer of the last ``window`` measurements
+    ordered: list[float] = field(default_factory=list)  # the same values, sorted (O(window) memmove per update)
     _pos: int = 0
-    _since: int = 0
-
-    def _requantile(self) -> None:
-        xs = sorted(self.recent)
-        self.q = xs[min(len(xs) - 1, int(self.quantile * len(xs)))]
-        self._since = 0
 
     def _push(self, x: float) -> None:
         if len(self.recent) < self.window:
             self.recent.append(x)
         else:
+            old = self.recent[self._pos]
+            del self.ordered[bisect_left(self.ordered, old)]
             self.recent[self._pos] = x
             self._pos = (self._pos + 1) % self.window
+        insort(self.ordered, x)
+        self.q = self.ordered[min(len(self.ordered) - 1, int(self.quantile * len(self.ordered)))]
 
     def update(self, x: float) -> None:
         if self.n == 0:
@@ -71,15 +70,17 @@ class LatencyStat:
             self.dev += self.alpha * (abs(d) - self.dev)
         self.n += 1
         self._push(x)
-        self._since += 1
-        if x > self.q or self._since >= self.every:
-            self._requantile()
+
+    def set_quantile(self, quantile: float) -> None:
+        self.quantile = quantile
+        if self.ordered:
+            self.q = self.ordered[min(len(self.ordered) - 1, int(quantile * len(self.ordered)))]
 
     def restart(self) -> None:
         """Forget the history: the next measurement starts afresh (for a stage unmeasured for long)."""
         self.n = 0
         self.q = 0.0
-        self.recent, self._pos, self._since = [], 0, 0
+        self.recent, self.ordered, self._pos = [], [], 0
 
     def relax(self, factor: float = 0.99) -> None:
         """Pull the prediction of a stage the guard skipped towards its mean: a stage that is never run
@@ -101,10 +102,9 @@ class LatencyStat:
         self.mean = med
         self.dev = max(1.4826 * mad, 0.02 * med)
         self.n = len(xs)
-        self.recent, self._pos = [], 0
+        self.recent, self.ordered, self._pos = [], [], 0
         for x in samples[-self.window:]:
             self._push(x)
-        self._requantile()
 
 
 @dataclass
