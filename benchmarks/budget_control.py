@@ -4,10 +4,9 @@ For each configuration (the controller, then static operating points from an on-
 with and without the deadline guard) the loop runs ``--seconds`` on labelled Fashion-MNIST test
 images; half-way a CPU hog (a busy-loop subprocess, bounded in time) starts on the other core.
 Reported per configuration: fraction of frames within the latency budget, p99 latency, accuracy;
-for the controller also the re-settle time after the load step: the first time after the step
-from which, for 0.5 s, the controller is settled (the 50-frame rolling mean latency within 10% of
-the setpoint, or the operating point pinned at an end of the frontier because even that end
-cannot reach the setpoint: nothing left to move). The size of the load step is measured on the
+for the controller also the re-settle time after the load step: the time until its operating
+point (averaged over 50 frames) enters, and stays for 0.5 s, a band of +-10% of the frontier around
+its new steady state (the mean over the run's last 2 s). The size of the load step is measured on the
 full model (plain latency without and with the hog) in the same run.
 
 The budget defaults to the middle between the second-to-last exit's latency and the full model's
@@ -73,7 +72,6 @@ class Trace(RunHook):
         self.ok: list[bool] = []
         self.op: list[int] = []
         self.exit: list[int] = []
-        self.pinned: list[bool] = []  # controller saturated at an end of the frontier, pushing outwards
 
     def on_result(self, runner: Any, frame: Frame, result: Any, record: dict[str, Any]) -> None:
         self.t.append(time.perf_counter())
@@ -81,8 +79,6 @@ class Trace(RunHook):
         self.ok.append(bool(record.get("correct")))
         self.op.append(record.get("operating_point", -1))
         self.exit.append(result.exit_index)
-        c = self.controller.ctrl if self.controller is not None else None
-        self.pinned.append(bool(c is not None and c.saturated))
 
 
 def load_data(bundle_labels: list[str], n: int) -> tuple[np.ndarray, list[str]]:
@@ -154,13 +150,17 @@ def rolling(ms: np.ndarray, win: int = 50) -> np.ndarray:
     return out
 
 
-def resettle(tr: Trace, t_step: float, setpoint_ms: float, hold_s: float = 0.5, win: int = 50) -> float | None:
+def resettle(tr: Trace, t_step: float, n_points: int, hold_s: float = 0.5, win: int = 50) -> float | None:
+    """Seconds after the step until the controller's operating point (50-frame rolling mean) enters,
+    and stays for ``hold_s``, a band of +-10% of the frontier (at least 1 point) around its new steady
+    state (the mean over the last 2 s of the run)."""
     t = np.array(tr.t)
-    ms = np.array(tr.ms)
-    if len(ms) < win or not t_step:
+    op = np.array(tr.op, dtype=float)
+    if len(op) < win or not t_step or t[-1] - t_step < 2.5:
         return None
-    roll = rolling(ms, win)
-    ok = (np.abs(roll - setpoint_ms) <= 0.1 * setpoint_ms) | np.array(tr.pinned, dtype=bool)
+    roll = rolling(op, win)
+    final = float(op[t >= t[-1] - 2.0].mean())
+    ok = np.abs(roll - final) <= max(1.0, 0.1 * n_points)
     after = np.where(t >= t_step)[0]
     for i in after:
         j = np.where(t >= t[i] + hold_s)[0]
@@ -246,7 +246,7 @@ def main() -> None:
     m = metrics(tr, budget_ms)
     t = np.array(tr.t)
     before, after = t < t_step, t >= t_step
-    m.update(name="controller + guard", resettle_s=resettle(tr, t_step, setpoint_ms),
+    m.update(name="controller + guard", resettle_s=resettle(tr, t_step, len(hook.frontier)),
              ops=f"{min(tr.op)}..{max(tr.op)} of {len(hook.frontier)}",
              op_before=float(np.mean(np.array(tr.op)[before])) if before.any() else None,
              op_after=float(np.mean(np.array(tr.op)[after])) if after.any() else None,
@@ -367,7 +367,8 @@ def report(bundle: Any, prof: dict, rows: list[dict], best: dict | None, best_gu
         f"with {a.threads} intra-op thread(s), a busy-loop CPU hog on core {a.hog_core} from half-way ({pin}). "
         f"Exits on this machine (profile, adaptive): {exits_ms} ms; "
         f"full model {prof['full_model']['latency_ms']:.3f} ms. Budget {ctx['budget']} (default: between the "
-        f"second-to-last exit and the full model), controller setpoint {ctx['setpoint_ms']:.3f} ms (mean). "
+        f"second-to-last exit and the full model); the controller aims at a mean of {ctx['setpoint_ms']:.3f} ms "
+        "and a deadline-miss rate of 0.5%, whichever binds. "
         f"Load step: the full model's median latency goes from {ctx['idle_ms']:.3f} ms to {ctx['loaded_ms']:.3f} ms "
         f"(x{ctx['loaded_ms'] / ctx['idle_ms']:.2f}) when the hog starts. Machine shared with other work"
         + (f" (a training run was active: {ctx['training']} processes)" if ctx["training"] not in ("", "0") else "")
@@ -386,7 +387,8 @@ def report(bundle: Any, prof: dict, rows: list[dict], best: dict | None, best_gu
         f"{c['op_after']:.1f} after it (accuracy {100 * c['acc_before']:.2f}% / {100 * c['acc_after']:.2f}%); "
         "re-settled after the load step in "
         + (f"{rs:.3f} s" if rs is not None else "(not within the run)")
-        + " (rolling mean back within 10% of the setpoint, or pinned at an end of the frontier, for 0.5 s).",
+        + " (its operating point, averaged over 50 frames, within +-10% of the frontier of its new steady "
+        "state, the mean of the last 2 s, and staying there for 0.5 s).",
         "",
         "Best static setting (no guard) whose p99 meets the controller's p99 or the budget: "
         + (f"{best['name']} (p99 {best['p99']:.4f} ms), accuracy {100 * best['accuracy']:.2f}% vs the controller's "
@@ -398,6 +400,18 @@ def report(bundle: Any, prof: dict, rows: list[dict], best: dict | None, best_gu
            if best_guarded else "none."),
         "",
         f"![controller trace]({img_ref})",
+        "",
+        "How to read it: *static point i* runs fixed thresholds (point i of the profiled frontier, 0 = cheapest); "
+        "without the guard it answers wherever its thresholds say, however late; *+ guard* adds the per-frame "
+        "deadline guard. The target of issue 4 compares the controller with the best static setting whose p99 "
+        "meets the budget. The load step makes onnxruntime's second thread share its core with the hog, so a "
+        "stage now and then waits for a scheduler slice (the scattered slow frames after the step): a delay the "
+        "guard cannot predict per input. The controller keeps those misses at its 0.5% target by sending fewer "
+        "inputs deep, and the guard stops the ones predicted not to fit. With the budget this close to a stage's "
+        "loaded cost, guarded inputs that could have made it are stopped at the first exit, while a static "
+        "setting that sends only unconfident inputs to stage 1 gambles on the deadline and mostly wins: which of "
+        "the two is more accurate changes from run to run here (re-run to see), and the misses come in bursts, "
+        "so the operating point keeps moving after the step instead of settling.",
     ]
     if energy is not None:
         e = energy
