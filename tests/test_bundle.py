@@ -117,3 +117,18 @@ def test_label_count_mismatch(bundle: Path) -> None:
     edit_manifest(bundle, lambda d: d.update(labels=["a", "b"]))
     with pytest.raises(BundleError, match="10 logits for 2 labels"):
         Engine(str(bundle))
+
+
+@pytest.mark.parametrize("path", ["edge_ee/bundles/fashion_mnist", "edge_ee/bundles/kws",
+                                  "benchmarks/bundles/fashion_mnist_wide"])
+def test_committed_bundles_verify_and_answer(path: str) -> None:
+    """Every bundle in the repository (shipped and benchmark) passes its checksums, chains, and
+    answers from its first exit and its final classifier."""
+    import numpy as np
+
+    root = Path(__file__).resolve().parents[1]
+    e = Engine(load_bundle(root / path), warmup=0)
+    x = np.zeros(e.input_shape, e.input_dtype)
+    assert e.infer(x, mode="exit_at", exit_at=0).exit_index == 0
+    full = e.infer(x, mode="full")
+    assert full.exit_index == e.num_stages - 1 and full.label in e.manifest.labels
