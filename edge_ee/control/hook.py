@@ -5,7 +5,7 @@
   more constraining, while the engine's deadline guard stops every frame before a stage that is
   predicted not to fit. The guard handles predictable overruns; the misses it cannot predict
   (a stage preempted by another process) are random, so only fewer inputs going deep lowers them:
-  that is the thresholds' job. The miss rate is an EWMA over ~100 frames;
+  that is the thresholds' job. The miss rate is an EWMA over ~300 frames;
 * energy budget (``50mJ``): energy **above the idle baseline** per inference (``energy_mj`` from
   the energy hook, the same quantity as the profile's frontier energies), so the budget is what
   inference adds to the device's idle consumption;
@@ -246,7 +246,7 @@ class ControllerHook(RunHook):
         k = self._in_force
         limit = None
         if self.budget.kind == "latency" and record.get("deadline_met") is not None:
-            self.miss_rate += 0.01 * ((0.0 if record["deadline_met"] else 1.0) - self.miss_rate)
+            self.miss_rate += 0.003 * ((0.0 if record["deadline_met"] else 1.0) - self.miss_rate)
             limit = miss_rate_error(self.miss_rate, self.target_miss)
         if y is not None:
             c.update(y, k, limit)

@@ -97,7 +97,7 @@ def test_miss_rate_limit_moves_the_point_down_and_back() -> None:
         i = c.index
         loaded = t < 8000
         missed = loaded and rng.random() < 0.02 * i / (N - 1)  # 0% at point 0 .. 2% at the top
-        miss_f += 0.01 * (float(missed) - miss_f)  # the hook's EWMA
+        miss_f += 0.003 * (float(missed) - miss_f)  # the hook's EWMA
         c.update(plant(i, 1.0, rng), i, miss_rate_error(miss_f, target_miss))
         idx.append(i)
         misses.append(missed)
