@@ -210,6 +210,8 @@ def main() -> None:
     ap.add_argument("--hog-core", type=int, default=1, help="core for the CPU hog (-1: not pinned)")
     ap.add_argument("--bench-core", type=int, default=None,
                     help="pin the benchmark to this core (-1: not pinned; default 0 with --threads 1, else -1)")
+    ap.add_argument("--repeat", type=int, default=1, help="repeat the side-by-side comparison N times (same "
+                    "profile and budget) and summarise them; the first run's table and trace are shown")
     ap.add_argument("--no-energy", action="store_true", help="skip the energy-budget run")
     ap.add_argument("--img", default=str(ROOT / "docs/img/budget_control.png"))
     ap.add_argument("--write", action="store_true", help="write docs/benchmarks.md (budget-control section) "
@@ -238,10 +240,33 @@ def main() -> None:
           f"{hi:.4f} ms -> budget {budget}", file=sys.stderr)
     idle_ms, loaded_ms = load_step_size(engine, x, 1.5, hog_core)
     print(f"load step: full model {idle_ms:.3f} ms -> {loaded_ms:.3f} ms under the hog", file=sys.stderr)
-    rows: list[dict[str, Any]] = []
     src = ArraySource(x, truths)
+    front = from_profile(prof)
+    assert front is not None
+    runs = []
+    for r in range(a.repeat):
+        if a.repeat > 1:
+            print(f"run {r + 1} of {a.repeat}", file=sys.stderr)
+        runs.append(compare(engine, src, a.seconds, a.statics, budget, budget_ms, prof, front, hog_core))
+    rows, best, best_guarded, ctrl_trace, t_step, setpoint_ms = runs[0]
+    energy = energy_run(engine, src, a.seconds, prof, front, hog_core) if not a.no_energy else None
+    training = subprocess.run(["pgrep", "-fc", "edge_ee_export"], capture_output=True, text=True).stdout.strip()
+    ctx = {"budget": budget, "budget_ms": budget_ms, "setpoint_ms": setpoint_ms, "idle_ms": idle_ms,
+           "loaded_ms": loaded_ms, "training": training, "img": a.img, "runs": runs}
+    text = report(bundle, prof, rows, best, best_guarded, a, ctx, energy)
+    print(text)
+    if a.write:
+        plot(ctrl_trace, t_step, budget_ms, setpoint_ms, Path(a.img), bundle.manifest.name)
+        write_section(ROOT / "docs/benchmarks.md", "budget-control", text)
+
+
+def compare(engine: Engine, src: Source, seconds: float, statics: int, budget: str, budget_ms: float, prof: dict,
+            front: Any, hog_core: int | None) -> tuple[list[dict[str, Any]], dict | None, dict | None, Trace, float,
+                                                       float]:
+    """One side-by-side run: the controller + guard, then static points with and without the guard."""
+    rows: list[dict[str, Any]] = []
     hook = ControllerHook(parse_budget(budget), profile=prof)
-    tr, t_step = run_config(engine, src, a.seconds, budget, [hook], hog_core, controller=hook)
+    tr, t_step = run_config(engine, src, seconds, budget, [hook], hog_core, controller=hook)
     setpoint_ms = hook.ctrl.target * 1e3 if hook.ctrl else budget_ms
     m = metrics(tr, budget_ms)
     t = np.array(tr.t)
@@ -254,32 +279,22 @@ def main() -> None:
              acc_after=float(np.mean(np.array(tr.ok)[after])) if after.any() else None)
     rows.append(m)
     ctrl_trace = tr
-    front = from_profile(prof)
-    assert front is not None
-    energy = energy_run(engine, src, a.seconds, prof, front, hog_core) if not a.no_energy else None
-    picks = sorted({int(round(v)) for v in np.linspace(0, len(front) - 1, a.statics)})
+    picks = sorted({int(round(v)) for v in np.linspace(0, len(front) - 1, statics)})
     for i in picks:
         engine.set_thresholds(front.points[i].thresholds)
         for guard in (False, True):
-            tr, _ = run_config(engine, src, a.seconds, budget if guard else None, [], hog_core)
+            tr, _ = run_config(engine, src, seconds, budget if guard else None, [], hog_core)
             m = metrics(tr, budget_ms)
             m.update(name=f"static point {i}" + (" + guard" if guard else ""), guard=guard,
                      thresholds=[round(t, 3) for t in front.points[i].thresholds])
             rows.append(m)
     ctrl = rows[0]
-    statics = [r for r in rows[1:] if not r["guard"]]
-    meeting = [r for r in statics if r["p99"] <= max(ctrl["p99"], budget_ms)]
+    statics_ = [r for r in rows[1:] if not r["guard"]]
+    meeting = [r for r in statics_ if r["p99"] <= max(ctrl["p99"], budget_ms)]
     best = max(meeting, key=lambda r: r["accuracy"]) if meeting else None
     guarded = [r for r in rows[1:] if r["guard"] and r["within"] >= 0.99]
     best_guarded = max(guarded, key=lambda r: r["accuracy"]) if guarded else None
-    training = subprocess.run(["pgrep", "-fc", "edge_ee_export"], capture_output=True, text=True).stdout.strip()
-    ctx = {"budget": budget, "budget_ms": budget_ms, "setpoint_ms": setpoint_ms, "idle_ms": idle_ms,
-           "loaded_ms": loaded_ms, "training": training, "img": a.img}
-    text = report(bundle, prof, rows, best, best_guarded, a, ctx, energy)
-    print(text)
-    if a.write:
-        plot(ctrl_trace, t_step, budget_ms, setpoint_ms, Path(a.img), bundle.manifest.name)
-        write_section(ROOT / "docs/benchmarks.md", "budget-control", text)
+    return rows, best, best_guarded, ctrl_trace, t_step, setpoint_ms
 
 
 def plot(tr: Trace, t_step: float, budget_ms: float, setpoint_ms: float, out: Path, name: str) -> None:
@@ -398,6 +413,26 @@ def report(bundle: Any, prof: dict, rows: list[dict], best: dict | None, best_gu
         + (f"{best_guarded['name']}, accuracy {100 * best_guarded['accuracy']:.2f}% "
            f"({100 * (c['accuracy'] - best_guarded['accuracy']):+.2f} pp for the controller)."
            if best_guarded else "none."),
+    ]
+    runs = ctx.get("runs") or []
+    if len(runs) > 1:
+        lines += [
+            "",
+            f"**{len(runs)} repeats** of the whole comparison (same profile and budget; the table above is the "
+            "first):",
+            "",
+            "| run | controller within budget | controller accuracy | vs best static meeting its p99 | "
+            "vs best static + guard | re-settle |",
+            "|---|---|---|---|---|---|",
+        ]
+        for j, (rw, bst, bg, *_rest) in enumerate(runs, 1):
+            c0 = rw[0]
+            d1 = f"{100 * (c0['accuracy'] - bst['accuracy']):+.2f} pp ({bst['name']})" if bst else "n/a"
+            d2 = f"{100 * (c0['accuracy'] - bg['accuracy']):+.2f} pp ({bg['name']})" if bg else "n/a"
+            rs = c0.get("resettle_s")
+            lines.append(f"| {j} | {100 * c0['within']:.2f}% | {100 * c0['accuracy']:.2f}% | {d1} | {d2} | "
+                         + (f"{rs:.2f} s" if rs is not None else "not within the run") + " |")
+    lines += [
         "",
         f"![controller trace]({img_ref})",
         "",
@@ -409,9 +444,9 @@ def report(bundle: Any, prof: dict, rows: list[dict], best: dict | None, best_gu
         "guard cannot predict per input. The controller keeps those misses at its 0.5% target by sending fewer "
         "inputs deep, and the guard stops the ones predicted not to fit. With the budget this close to a stage's "
         "loaded cost, guarded inputs that could have made it are stopped at the first exit, while a static "
-        "setting that sends only unconfident inputs to stage 1 gambles on the deadline and mostly wins: which of "
-        "the two is more accurate changes from run to run here (re-run to see), and the misses come in bursts, "
-        "so the operating point keeps moving after the step instead of settling.",
+        "setting that sends only unconfident inputs to stage 1 gambles on the deadline. Which of the two is more "
+        "accurate varies between runs (see the repeats, `--repeat N`); the misses come in bursts, and the "
+        "operating point moves with them.",
     ]
     if energy is not None:
         e = energy
