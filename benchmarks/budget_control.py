@@ -328,12 +328,13 @@ def plot(tr: Trace, t_step: float, budget_ms: float, setpoint_ms: float, out: Pa
 
 def energy_run(engine: Engine, src: Source, seconds: float, prof: dict, front: Any,
                hog_core: int | None) -> dict[str, Any] | None:
-    """The energy controller on the same load step: budget between the second-to-last exit's energy
-    and the full model's (profile, above idle); energy from the estimate (this process's CPU time)."""
+    """The energy controller on the same load step: budget half-way between the frontier's cheapest and
+    most accurate points' predicted energy per inference (profile, above idle), so it binds; energy from
+    the estimate (this process's CPU time)."""
     from edge_ee.control.energy_hook import EnergyHook
 
-    lo, hi = prof["exits"][-2].get("adaptive_energy_mj"), prof["full_model"].get("energy_mj")
-    if lo is None or hi is None or not hi > 0:
+    lo, hi = front.points[0].energy_mj, front.points[-1].energy_mj
+    if lo is None or hi is None or not hi > lo:
         return None
     budget_mj = round((lo + hi) / 2, 4)
     from edge_ee.power import EstimatedSource, PowerSampler
@@ -453,7 +454,8 @@ def report(bundle: Any, prof: dict, rows: list[dict], best: dict | None, best_gu
         lines += [
             "",
             f"**Energy budget** (same load step, {a.seconds:g} s): `--budget {e['budget_mj']}mJ` above idle, "
-            f"between the second-to-last exit ({e['lo']:.4f} mJ) and the full model ({e['hi']:.4f} mJ) as profiled. "
+            f"half-way between the frontier's cheapest ({e['lo']:.4f} mJ) and most accurate ({e['hi']:.4f} mJ) "
+            "points as profiled. "
             "Energy is ESTIMATED here (no power sensor on this machine: idle + per-core power x this process's "
             "CPU time), so this checks the control loop, not the joules.",
             "",
