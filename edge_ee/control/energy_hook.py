@@ -126,13 +126,12 @@ class EnergyHook(RunHook):
             t += (seg + (h or 0.0)) * 1e-3
             bounds.append(min(t, t1))
         bounds[-1] = t1  # the engine's work between stages goes to the last stage run
-        w = s.window(t0, t1)
+        w, stages = s.split_window(bounds)
         self.last = w
         record.update(w.to_telemetry())
         if w.marginal_j is not None:
-            stages = [v.marginal_j or 0.0 for v in s.windows(bounds)]
-            record["stage_energy_mj"] = [round_mj(1e3 * v) for v in stages]
-            record["energy_mj"] = round_mj(1e3 * math.fsum(stages))
+            record["stage_energy_mj"] = [round_mj(1e3 * (v or 0.0)) for v in stages]
+            record["energy_mj"] = round_mj(1e3 * w.marginal_j)
         if self._integ is not None:
             self._integ.add(result.exit_index, t0, t1)
             self._integ.update()

@@ -385,10 +385,25 @@ class PowerSampler:
         est = self.estimated_since is not None and t1 > self.estimated_since
         return EnergyWindow(t0, t1, ej, base, marginal, est, src.kind, src.rail, not covered)
 
-    def windows(self, boundaries: list[float]) -> list[EnergyWindow]:
-        """Consecutive windows [b0, b1], [b1, b2], ... (e.g. the stage boundaries of one inference);
-        their energies add up exactly to the energy of [b0, bn]."""
-        return [self.window(a, b) for a, b in zip(boundaries, boundaries[1:])]
+    def split_window(self, boundaries: list[float]) -> tuple[EnergyWindow, list[float | None]]:
+        """The window [b0, bn] and the energy above idle [J] of each piece [b_i, b_i+1] (None without a
+        baseline), in one pass: each boundary's cumulative energy is computed once, under one lock (the
+        per-inference path: one inference and its stages)."""
+        with self._lock:
+            es = [self._energy_at(b) for b in boundaries]
+            covered = self._covered(boundaries[0], boundaries[-1])
+            src = self.source
+        t0, t1 = boundaries[0], boundaries[-1]
+        base = self.baseline_at(t1)
+        ej = es[-1] - es[0]
+        if base is None:
+            marginal, pieces = None, [None] * (len(boundaries) - 1)
+        else:
+            pieces = [(es[i + 1] - es[i]) - self._baseline_energy(boundaries[i], boundaries[i + 1])
+                      for i in range(len(boundaries) - 1)]
+            marginal = math.fsum(pieces)  # type: ignore[arg-type]
+        est = self.estimated_since is not None and t1 > self.estimated_since
+        return EnergyWindow(t0, t1, ej, base, marginal, est, src.kind, src.rail, not covered), pieces
 
     def samples(self, last: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Copies of the buffered (times, powers), oldest first (for plots and tests)."""

@@ -69,8 +69,13 @@ def test_linear_power_short_windows_interpolated_exactly(clock):
     ts = [102.01, 102.013, 102.04, 102.3]
     parts = sum(s.energy_between(x, y) for x, y in zip(ts, ts[1:]))
     assert parts == pytest.approx(s.energy_between(ts[0], ts[-1]), rel=1e-12)
-    ws = s.windows(ts)
-    assert len(ws) == 3 and sum(w.energy_j for w in ws) == pytest.approx(parts, rel=1e-12)
+    w, pieces = s.split_window(ts)  # no baseline: no energy above idle
+    assert w.energy_j == pytest.approx(parts, rel=1e-12) and w.marginal_j is None and pieces == [None] * 3
+    s.set_baseline(1.5)
+    w, pieces = s.split_window(ts)
+    assert len(pieces) == 3 and w.marginal_j == pytest.approx(sum(pieces), rel=1e-12)  # type: ignore[arg-type]
+    for (x, y), piece in zip(zip(ts, ts[1:]), pieces):
+        assert piece == pytest.approx(s.marginal_energy_between(x, y), rel=1e-9)
 
 
 def test_ring_buffer_wraps_and_stays_searchable(clock):
