@@ -294,12 +294,9 @@ def run(
     if modes[mode] == "exit_at" and not 0 <= exit_at < engine.num_stages:  # type: ignore[operator]
         raise UsageError(f"--exit-at {exit_at}: this bundle has exits 0..{engine.num_stages - 1}")
     from .control.setup import format_extras, make_run_hooks
-    from .device import engine_session_facts, session_in_use
     from .service.attach import attach_service_hooks
 
     with contextlib.ExitStack() as cleanup:  # closes whatever was opened, in reverse order, on any exit
-        # a profile matches only if made with the same execution providers and intra-op threads
-        cleanup.enter_context(session_in_use(*engine_session_facts(engine)))
         src = open_source(source, bundle.manifest, stream_opts)
         cleanup.callback(src.close)
         check_source_fits(src, bundle.manifest)
@@ -385,7 +382,6 @@ def profile(
     as_json: JsonOpt = False,
 ) -> None:
     """Measure per-stage latency and energy on this device, build the accuracy/cost frontier, choose thresholds."""
-    from .device import engine_session_facts, session_in_use
     from .profile import default_out, format_profile, plot_profile, run_profile, write_profile
     from .sources import open_source
     from .sources.labelled import LabelFile, LabelledSource, peek, read_label_file
@@ -422,7 +418,6 @@ def profile(
                        f"({warmup} warm-up + {len(label_file) - warmup} measured inputs instead of "
                        f"{warmup} + {frames})", err=True)
     engine = Engine(bundle, session=_session_config(providers, threads), rule=rule)
-    providers_used, nthreads = engine_session_facts(engine)
     src = open_source(source, bundle.manifest, {})
     try:
         if label_file is not None:
@@ -435,10 +430,9 @@ def profile(
                     "use a labelled source (--source sample, images:DIR with one folder per class), or "
                     "--labels FILE (one class label per line, in frame order), or --labels auto / none")
         typer.echo(f"edge-ee: profiling {bundle.manifest.name} on {src.description}", err=True)
-        with session_in_use(providers_used, nthreads):
-            prof = run_profile(engine, src, frames=frames, warmup=warmup, labels=label_mode, target_drop=drop,
-                               power_prefer=power_source, baseline_s=power_baseline,
-                               progress=lambda m: typer.echo(f"edge-ee: {m}", err=True))
+        prof = run_profile(engine, src, frames=frames, warmup=warmup, labels=label_mode, target_drop=drop,
+                           power_prefer=power_source, baseline_s=power_baseline,
+                           progress=lambda m: typer.echo(f"edge-ee: {m}", err=True))
         if isinstance(src, LabelledSource) and src.source_ended:
             typer.echo(f"edge-ee: note: the source ended after {src.delivered} inputs, before the "
                        f"{len(src.labels)} labels of {labels} ran out: are they for this source?", err=True)

@@ -8,14 +8,13 @@ import unless asked for its version.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import platform
 import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .power import sysfs
@@ -161,12 +160,6 @@ def temperatures() -> dict[str, float]:
     return out
 
 
-# The onnxruntime providers and intra-op threads of the sessions this process runs (set by the CLI once
-# the engine is built), so that device_identity() called without arguments (edge_ee.profile) keys a
-# profile on what is actually used, not on what the onnxruntime build could use.
-_session_in_use: tuple[list[str], int] | None = None
-
-
 def engine_session_facts(engine: Any) -> tuple[list[str], int]:
     """(providers actually used by ``engine``'s onnxruntime sessions, in order; intra-op threads)."""
     used: list[str] = list(getattr(engine, "providers", None) or [])
@@ -178,21 +171,7 @@ def engine_session_facts(engine: Any) -> tuple[list[str], int]:
     return used, int(getattr(cfg, "intra_op_threads", 1) or 1)
 
 
-@contextlib.contextmanager
-def session_in_use(providers: Sequence[str], threads: int) -> Iterator[None]:
-    """While active, :func:`device_identity` without arguments reports these providers and threads."""
-    global _session_in_use
-    old = _session_in_use
-    _session_in_use = (list(providers), int(threads))
-    try:
-        yield
-    finally:
-        _session_in_use = old
-
-
 def _default_session() -> tuple[list[str], int]:
-    if _session_in_use is not None:
-        return _session_in_use
     try:
         from .sessions import SessionConfig, resolve_providers  # what a default Engine uses
 
@@ -206,8 +185,8 @@ def device_identity(providers: Sequence[str] | None = None, threads: int | None 
     """Stable facts that key a profile: board, CPU, cores, arch, power mode, Python, onnxruntime, and the
     execution providers actually used with the intra-op thread count.
 
-    ``providers``/``threads`` default to those set by :func:`session_in_use` (the CLI does, from the
-    engine it built), else to a default :class:`~edge_ee.sessions.SessionConfig` (CPU, 1 thread).
+    ``providers``/``threads`` default to a default :class:`~edge_ee.sessions.SessionConfig` (CPU, 1
+    thread); :func:`engine_session_facts` gives them for a built engine (``edge_ee.profile`` does).
     The providers the onnxruntime build merely offers are ``providers_available``.
     """
     ort = _probe(onnxruntime_info)

@@ -28,25 +28,18 @@ def test_default_identity_is_the_default_session_not_the_available_providers(emp
     assert "CPUExecutionProvider" in ident["providers_available"]
 
 
-def test_explicit_and_session_in_use_providers_and_threads(empty_root: Path) -> None:
+def test_explicit_providers_and_threads(empty_root: Path) -> None:
     ident = device.device_identity(providers=["CUDAExecutionProvider", "CPUExecutionProvider"], threads=4)
     assert ident["providers"] == ["CUDAExecutionProvider", "CPUExecutionProvider"] and ident["threads"] == 4
-    with device.session_in_use(["TensorrtExecutionProvider", "CPUExecutionProvider"], 2):
-        inner = device.device_identity()  # what edge_ee.profile calls, without arguments
-        assert inner["providers"] == ["TensorrtExecutionProvider", "CPUExecutionProvider"]
-        assert inner["threads"] == 2
-        assert device.device_identity(threads=3)["threads"] == 3  # explicit wins
-    assert device.device_identity()["threads"] == 1  # restored on exit
+    assert device.device_identity(threads=3)["threads"] == 3
+    assert device.device_identity()["threads"] == 1  # the default session again
 
 
 def test_profile_keys_differ_by_providers_in_use(empty_root: Path) -> None:
     from edge_ee import profile
 
-    with device.session_in_use(["CPUExecutionProvider"], 1):
-        cpu = profile.device_identity()
-    with device.session_in_use(["CUDAExecutionProvider", "CPUExecutionProvider"], 1):
-        cuda = profile.device_identity()
-    assert cpu["providers"] == ["CPUExecutionProvider"]
+    cpu = device.device_identity(providers=["CPUExecutionProvider"], threads=1)
+    cuda = device.device_identity(providers=["CUDAExecutionProvider", "CPUExecutionProvider"], threads=1)
     assert profile.device_key(cpu) != profile.device_key(cuda)
 
 
