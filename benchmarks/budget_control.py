@@ -65,8 +65,7 @@ class ArraySource(Source):
 
 
 class Trace(RunHook):
-    def __init__(self, controller: ControllerHook | None = None) -> None:
-        self.controller = controller
+    def __init__(self) -> None:
         self.t: list[float] = []
         self.ms: list[float] = []
         self.ok: list[bool] = []
@@ -109,8 +108,8 @@ def hog(seconds: float, core: int | None) -> subprocess.Popen:
 
 
 def run_config(engine: Engine, src: Source, seconds: float, budget: str | None, hooks: list[RunHook],
-               hog_core: int | None, controller: ControllerHook | None = None) -> tuple[Trace, float]:
-    tr = Trace(controller)
+               hog_core: int | None) -> tuple[Trace, float]:
+    tr = Trace()
     cfg = RunConfig(budget=parse_budget(budget) if budget else None, duration_s=seconds, status=False)
     r = Runner(engine, src, cfg, hooks=[*hooks, tr])
     # start the hog half-way: a timer thread
@@ -266,7 +265,7 @@ def compare(engine: Engine, src: Source, seconds: float, statics: int, budget: s
     """One side-by-side run: the controller + guard, then static points with and without the guard."""
     rows: list[dict[str, Any]] = []
     hook = ControllerHook(parse_budget(budget), profile=prof)
-    tr, t_step = run_config(engine, src, seconds, budget, [hook], hog_core, controller=hook)
+    tr, t_step = run_config(engine, src, seconds, budget, [hook], hog_core)
     setpoint_ms = hook.ctrl.target * 1e3 if hook.ctrl else budget_ms
     m = metrics(tr, budget_ms)
     t = np.array(tr.t)
@@ -352,7 +351,7 @@ def energy_run(engine: Engine, src: Source, seconds: float, prof: dict, front: A
 
     engine.set_thresholds(front.points[-1].thresholds)
     tr_hooks: list[RunHook] = [eh, hook, Energies()]
-    tr, t_step = run_config(engine, src, seconds, None, tr_hooks, hog_core, controller=hook)
+    tr, t_step = run_config(engine, src, seconds, None, tr_hooks, hog_core)
     sampler.stop()
     e = np.array(energies)
     t = np.array(tr.t)
