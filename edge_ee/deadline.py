@@ -1,13 +1,19 @@
-"""Deadline guard: predicts the next stage's latency from what was measured so far.
+"""Deadline guard: decides before each stage whether it may run, from what was measured so far.
 
 Each segment and head keeps a robust exponentially weighted mean of its measured latency (the load
-level) and a running high quantile (p95 of its last 256 measurements): the prediction. The guard is
-for predictable overruns: a stage that typically does not fit. A rare long run (the stage preempted
-by another process) cannot be predicted per input; a higher quantile would only let those rare runs
-decide for every input. The budget controller keeps the resulting miss rate at its target by sending
-fewer inputs deep (``edge_ee.control.hook``). Before
-running stage k+1 the engine continues only if
-``elapsed + predicted(segment k+1 + head k+1) + margin <= deadline``.
+level) and its last 256 measurements, kept sorted. Two modes:
+
+* **strict** (default; ``edge-ee run --budget 20ms --no-controller``): stage k+1 runs only if
+  ``elapsed + p95(segment k+1 + head k+1) + margin <= deadline``. It stops the predictable overruns;
+  a rare long run (the stage preempted by another process) cannot be predicted per input.
+* **risk-priced** (``enable_risk``, switched on by the latency controller): the miss probability p of
+  the stage is the fraction of its recent runs longer than the time left. p = 0: it runs. Otherwise
+  it runs only if p <= 50% and ``price x p <= w``, where w = 1 - the top softmax probability of the
+  answer so far (the chance that going deeper corrects it). Unconfident inputs take the risk of a
+  late answer, confident ones do not, and a stage that misses more often is taken by fewer inputs.
+  ``observe`` adapts the price after every frame (up on a miss, down on a met deadline) so that the
+  miss rate meets its target (0.5%): this is the loop that holds a latency budget's miss rate, and it
+  lets a stage that usually fits run where the strict p95 rule would skip it for every input.
 
 A stage the guard keeps skipping is never measured again, so its statistics would go stale (a
 stage measured slow under a load spike would be skipped for ever). Stage 0 runs on every frame, so
@@ -23,7 +29,9 @@ while inputs ask for that stage.
 
 from __future__ import annotations
 
-from bisect import bisect_left, insort
+import math
+from bisect import bisect_left, bisect_right, insort
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -118,6 +126,13 @@ class LatencyModel:
     heads: list[LatencyStat] = field(default_factory=list)
 
     load_ref: list[float] = field(default_factory=list)  # stage-0 level when stage k was last measured
+    # risk-priced mode (``enable_risk``): None = strict guard on the running p95
+    risk_price: float | None = None
+    risk_target: float = 0.005  # deadline-miss rate the price is adapted to
+    risk_gain: float = 0.1  # log-price step per miss (and per 1/target met deadlines, back)
+    max_risk: float = 0.5  # never start a stage more likely to miss than not
+    min_price: float = 0.01
+    max_price: float = 1e4
     probe_after: int = 1000  # consecutive skips of a stage before one input probes it
     skips: list[int] = field(default_factory=list)
     probes: int = 0
@@ -150,18 +165,61 @@ class LatencyModel:
         self.heads[k].update(seconds)
         self.load_ref[k] = self.load_level()
 
-    def predict_stage(self, k: int) -> float:
-        p = self.segments[k].predict() + self.heads[k].predict()
+    def _scale(self, k: int) -> float:
         ref = self.load_ref[k]
         if k > 0 and ref > 0.0:
-            p *= max(0.25, min(4.0, self.load_level() / ref))  # bounded: stage 0 is short and noisy
-        return p
+            return max(0.25, min(4.0, self.load_level() / ref))  # bounded: stage 0 is short and noisy
+        return 1.0
 
-    def fits(self, k: int, elapsed_s: float, deadline_s: float) -> bool:
-        """Whether stage ``k`` (segment + head) is predicted to finish before the deadline (or, after
-        ``probe_after`` consecutive skips, a probe that re-measures it)."""
+    def miss_prob(self, k: int, remaining_s: float) -> float:
+        """Probability that stage ``k`` (segment + head) takes longer than ``remaining_s``: the fraction of
+        the segment's last ``window`` measurements (scaled to the current load level) above the remaining
+        time minus the head's mean (heads are small; their spread is neglected). 0 before any measurement."""
+        seg, head = self.segments[k], self.heads[k]
+        if not seg.ordered:
+            return 0.0
+        r = remaining_s / self._scale(k) - (head.mean if head.n else 0.0)
+        if r <= 0.0:
+            return 1.0
+        n = len(seg.ordered)
+        return (n - bisect_right(seg.ordered, r)) / n
+
+    def enable_risk(self, target_miss: float = 0.005, price: float = 10.0) -> None:
+        """Switch to risk-priced decisions: a stage whose estimated miss probability ``p`` is not zero runs
+        only if ``price * p <= w``, where ``w`` is the probability that the answer so far is wrong (1 - its
+        top softmax probability): inputs whose answer is most likely to improve take the risk of a late
+        answer, confident ones do not. ``observe`` adapts the price so that the deadline-miss rate meets
+        ``target_miss``. Without it (the default) the guard is strict: the running p95 must fit."""
+        self.risk_target = target_miss
+        self.risk_price = price
+
+    def disable_risk(self) -> None:
+        self.risk_price = None
+
+    def observe(self, deadline_met: bool) -> None:
+        """Feed back whether the frame just answered met its deadline (risk-priced mode only): a miss
+        multiplies the price by exp(gain x (1 - target)), a met deadline by exp(-gain x target), so the
+        price settles where the miss rate is the target (multiplicative: the price spans decades)."""
+        if self.risk_price is None:
+            return
+        step = self.risk_gain * ((0.0 if deadline_met else 1.0) - self.risk_target)
+        self.risk_price = min(self.max_price, max(self.min_price, self.risk_price * math.exp(step)))
+
+    def predict_stage(self, k: int) -> float:
+        return (self.segments[k].predict() + self.heads[k].predict()) * self._scale(k)
+
+    def fits(self, k: int, elapsed_s: float, deadline_s: float, wrong: Callable[[], float] | None = None) -> bool:
+        """Whether stage ``k`` (segment + head) may run: predicted to finish before the deadline (strict
+        mode), or worth its risk of missing it (risk-priced mode; ``wrong`` gives the probability that
+        the answer so far is wrong), or, after ``probe_after`` consecutive skips, a probe that re-measures it."""
         margin = self.margin_s + self.margin_frac * deadline_s
-        if elapsed_s + self.predict_stage(k) + margin <= deadline_s:
+        remaining = deadline_s - elapsed_s - margin
+        if self.risk_price is None:
+            ok = self.predict_stage(k) <= remaining
+        else:
+            p = self.miss_prob(k, remaining)
+            ok = p == 0.0 or (p <= self.max_risk and wrong is not None and self.risk_price * p <= wrong())
+        if ok:
             self.skips[k] = 0
             return True
         self.segments[k].relax()

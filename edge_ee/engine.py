@@ -199,7 +199,8 @@ class Engine:
         lat = self.latency
         try:
             for k in range(stop_at + 1):
-                if deadline_s is not None and best is not None and not lat.fits(k, _now() - t0, deadline_s):
+                if deadline_s is not None and best is not None and not lat.fits(
+                        k, _now() - t0, deadline_s, lambda b=best: self._wrong_prob(b)):
                     deadline_stop = True
                     break
                 inp, outs = self._seg_io[k]
@@ -260,6 +261,11 @@ class Engine:
             thresholds=self.thresholds,
             t_start=t0,
         )
+
+    def _wrong_prob(self, best: tuple) -> float:
+        """1 - top softmax probability of the answer so far (the deadline guard's risk weight)."""
+        head = self.heads[best[0]]
+        return 1.0 - float(softmax(best[1], head.temperature if head else 1.0).max())
 
     def infer_all_exits(self, x: np.ndarray) -> AllExits:
         """Run every segment and every head once (for profiling and calibration): each exit's logits,

@@ -38,13 +38,6 @@ class ControllerConfig:
     max_slowdown: float = 50.0
 
 
-def miss_rate_error(miss_rate: float, target: float, gain: float = 0.05) -> float:
-    """Normalised error for a deadline-miss-rate limit (positive = slack), for ``limit_error``. The
-    gain is low: a miss rate is a slow statistic of rare events, and a full-gain error would throw the
-    point from one end of the frontier to the other at every single miss."""
-    return gain * max(-2.0, min(1.0, (target - miss_rate) / target))
-
-
 class IndexController:
     """PI controller on a position along ``n`` operating points (0 = cheapest)."""
 
@@ -111,12 +104,9 @@ class IndexController:
         c0, c1 = c[i - 1], c[i]
         return i - 1 + ((want - c0) / (c1 - c0) if c1 > c0 else 0.0)
 
-    def update(self, y: float, index_in_force: int | None = None, limit_error: float | None = None) -> int:
+    def update(self, y: float, index_in_force: int | None = None) -> int:
         """Feed the measured cost of the frame just processed (with ``index_in_force``, default the
-        current index); returns the index to use next. Non-finite measurements are ignored.
-
-        ``limit_error``: a second normalised error (positive = slack) from another limit on the same
-        operating point, e.g. a deadline-miss rate; the loop acts on the more constraining of the two."""
+        current index); returns the index to use next. Non-finite measurements are ignored."""
         if y is None or not math.isfinite(y) or y < 0:
             return self.index
         cfg = self.cfg
@@ -135,8 +125,6 @@ class IndexController:
             base = self.u0
             kp, ki = cfg.kp * self.n * 0.5, cfg.ki * self.n
         e = (self.target - self.y_f) / self.target
-        if limit_error is not None and math.isfinite(limit_error):
-            e = min(e, limit_error)
         e = max(-2.0, min(2.0, e))  # one wild frame must not throw the position across the frontier
         self.error = e
         top = self.n - 1

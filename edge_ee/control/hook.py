@@ -1,11 +1,13 @@
 """Run hook: the budget controller sets the engine's thresholds frame by frame.
 
 * latency budget (``20ms``): the controller tracks a mean latency of ``setpoint x budget``
-  (default 0.9) and keeps the deadline-miss rate at ``target_miss`` (default 0.5%), whichever is
-  more constraining, while the engine's deadline guard stops every frame before a stage that is
-  predicted not to fit. The guard handles predictable overruns; the misses it cannot predict
-  (a stage preempted by another process) are random, so only fewer inputs going deep lowers them:
-  that is the thresholds' job. The miss rate is an EWMA over ~300 frames;
+  (default 0.9) with the thresholds, and switches the engine's deadline guard to risk-priced
+  decisions (``edge_ee.deadline``): before each stage the guard weighs the stage's miss probability
+  against the chance that the answer so far is wrong, at a price this hook adapts after every frame
+  so that the deadline-miss rate meets ``target_miss`` (default 0.5%). Misses the guard cannot
+  predict per input (a stage preempted by another process) are random; the price decides how many,
+  and which (the least confident), inputs take that risk. The hook also keeps an EWMA of the miss
+  rate (~300 frames) for the summary;
 * energy budget (``50mJ``): energy **above the idle baseline** per inference (``energy_mj`` from
   the energy hook, the same quantity as the profile's frontier energies), so the budget is what
   inference adds to the device's idle consumption;
@@ -22,7 +24,8 @@ for latency against the budget itself (the controller aims at ``setpoint x budge
 between the two still meets every deadline), for energy and power 5% above the target.
 
 Telemetry gains ``operating_point`` (index along the frontier), ``controller_error`` (normalised,
-positive = slack) and ``controller_target``; the thresholds in force are already in ``thresholds``.
+positive = slack), ``controller_target`` and, for latency, ``risk_price`` (the guard's price of a
+miss); the thresholds in force are already in ``thresholds``.
 The summary gains a ``controller`` section.
 """
 
@@ -40,7 +43,7 @@ from ..engine import Engine, Result
 from ..errors import UsageError
 from ..runner import RunHook, Runner
 from ..sources.base import Frame
-from .controller import ControllerConfig, IndexController, miss_rate_error
+from .controller import ControllerConfig, IndexController
 from .operating_points import Frontier, from_manifest, from_profile, ladder
 
 log = logging.getLogger("edge_ee.control")
@@ -168,6 +171,8 @@ class ControllerHook(RunHook):
         elif kind != "latency":
             start = float(len(f) // 2)  # scale unknown until measured: start mid-way
         self.ctrl = IndexController(len(f), target if math.isfinite(target) else 1.0, costs, start, self.cfg)
+        if kind == "latency":
+            engine.latency.enable_risk(self.target_miss)
         if kind == "power" and not math.isfinite(target):
             self.ctrl.target = 1.0  # replaced as soon as the frame rate is measured
         self._apply(engine)
@@ -190,6 +195,7 @@ class ControllerHook(RunHook):
         new = parse_budget(settings.get("budget"))
         if new is None:
             self.ctrl = None
+            runner.engine.latency.disable_risk()
             self.handles_budget = None
             return {"budget"}
         if new.kind != self.budget.kind:
@@ -244,12 +250,14 @@ class ControllerHook(RunHook):
                 c.set_target(t)
         y = self._measure(record, result)
         k = self._in_force
-        limit = None
+        lat = runner.engine.latency
         if self.budget.kind == "latency" and record.get("deadline_met") is not None:
             self.miss_rate += 0.003 * ((0.0 if record["deadline_met"] else 1.0) - self.miss_rate)
-            limit = miss_rate_error(self.miss_rate, self.target_miss)
+            lat.observe(record["deadline_met"])
+            if lat.risk_price is not None:
+                record["risk_price"] = round(lat.risk_price, 4)
         if y is not None:
-            c.update(y, k, limit)
+            c.update(y, k)
             if c.index == 0 and c.saturated == "low" and c.y_f is not None and c.y_f > self._limit(c):
                 self._low_streak += 1
                 if self._low_streak >= 50:
@@ -263,6 +271,8 @@ class ControllerHook(RunHook):
             self.index_hist.append(k)
 
     def on_stop(self, runner: Runner, summary: dict[str, Any]) -> None:
+        price = runner.engine.latency.risk_price
+        runner.engine.latency.disable_risk()  # the engine may serve another run: strict guard again
         c, f = self.ctrl, self.frontier
         if c is None or f is None:
             return
@@ -283,4 +293,5 @@ class ControllerHook(RunHook):
             "infeasible_warning": self._warned_infeasible,
             "miss_rate": self.miss_rate if self.budget.kind == "latency" else None,
             "target_miss": self.target_miss if self.budget.kind == "latency" else None,
+            "risk_price": price,
         }

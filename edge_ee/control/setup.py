@@ -138,6 +138,8 @@ def format_extras(s: dict[str, Any]) -> str:
         lines.append(f"controller: budget {b['text']} ({b['kind']}), target {c['target']:.4g} {c['target_unit']}, "
                      f"frontier from {c['frontier_source']} ({c['points']} points), final point {c['final_index']} "
                      f"thresholds {[round(t, 4) for t in c['final_thresholds']]}, {c['moves']} moves, "
-                     f"slowdown x{c['slowdown']:.2f}" + ("  [budget infeasible: see warning]"
-                                                        if c.get("infeasible_warning") else ""))
+                     f"slowdown x{c['slowdown']:.2f}"
+                     + (f", deadline misses {100 * c['miss_rate']:.2f}% (EWMA, target {100 * c['target_miss']:.1f}%),"
+                        f" guard's risk price {c['risk_price']:.3g}" if c.get("risk_price") is not None else "")
+                     + ("  [budget infeasible: see warning]" if c.get("infeasible_warning") else ""))
     return "\n".join(lines)

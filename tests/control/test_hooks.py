@@ -147,6 +147,10 @@ def test_latency_budget_records_controller_state(bundle: Path, tmp_path: Path) -
     misses = sum(not x["deadline_met"] for x in rec)
     assert s["controller"]["target_miss"] == 0.005
     assert (s["controller"]["miss_rate"] == 0.0) == (misses == 0)  # the EWMA of the records' misses
+    # the guard's risk price rides on every record while the controller runs, and is switched off after
+    assert all(x["risk_price"] > 0 for x in rec)
+    assert s["controller"]["risk_price"] == pytest.approx(rec[-1]["risk_price"], rel=1e-3)
+    assert e.latency.risk_price is None
 
 
 def test_infeasible_latency_budget_warns_once(bundle: Path, caplog: pytest.LogCaptureFixture) -> None:

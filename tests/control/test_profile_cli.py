@@ -79,7 +79,7 @@ def test_run_uses_matching_profile(profiled: tuple[Path, Path, dict], tmp_path: 
     assert r.returncode == 0, r.stderr
     s = json.loads((tmp_path / "s.json").read_text())
     assert s["controller"]["frontier_source"] == "profile"
-    assert "controller: budget 50ms" in r.stdout
+    assert "controller: budget 50ms" in r.stdout and "risk price" in r.stdout
 
 
 def test_profile_with_the_old_schema_is_refused_clearly(profiled: tuple[Path, Path, dict], tmp_path: Path) -> None:

@@ -1,0 +1,121 @@
+"""Risk-priced deadline guard: a stage that may miss the deadline runs only for inputs whose answer is
+likely enough to improve, and the price of a miss adapts so that the miss rate meets its target."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_ee.deadline import LatencyModel
+from edge_ee.engine import Engine
+
+
+def _model(stage1: list[float], head1: float = 0.0) -> LatencyModel:
+    m = LatencyModel(2)
+    m.seed([[1e-3] * 20, stage1], [[0.0] * 20, [head1] * 20])
+    return m
+
+
+def test_miss_probability_is_the_window_fraction_above_the_remaining_time() -> None:
+    m = _model([1e-3] * 90 + [3e-3] * 10)  # 10% of stage-1 runs preempted
+    assert m.miss_prob(1, 2e-3) == pytest.approx(0.10)
+    assert m.miss_prob(1, 5e-3) == 0.0
+    assert m.miss_prob(1, 0.5e-3) == 1.0
+    assert m.miss_prob(1, -1.0) == 1.0  # no time left at all
+    h = _model([1e-3] * 90 + [3e-3] * 10, head1=1.5e-3)  # the head's mean comes off the remaining time
+    assert h.miss_prob(1, 2e-3) == 1.0 and h.miss_prob(1, 3.5e-3) == pytest.approx(0.10)
+    for _ in range(300):  # stage 0 (the load indicator) twice as slow: stage 1 scaled with it
+        m.update_segment(0, 2e-3)
+    assert m.miss_prob(1, 1.8e-3) == 1.0 and m.miss_prob(1, 5e-3) == pytest.approx(0.10)
+    assert LatencyModel(2).miss_prob(1, 1e-3) == 0.0  # never measured: optimistic, as the strict guard
+
+
+def test_risk_is_taken_by_unconfident_inputs_only() -> None:
+    m = _model([1e-3] * 90 + [3e-3] * 10)
+    elapsed = 0.0
+    deadline = (2e-3 + m.margin_s) / (1 - m.margin_frac)  # 2 ms left after the margin
+    assert not m.fits(1, elapsed, deadline)  # strict: the p95 (3 ms) does not fit
+    m.enable_risk(target_miss=0.005, price=2.0)  # p = 0.1: worth it when P(wrong) >= 0.2
+    assert m.fits(1, elapsed, deadline, lambda: 0.5)
+    assert not m.fits(1, elapsed, deadline, lambda: 0.1)
+    assert not m.fits(1, elapsed, deadline)  # no confidence to weigh: no risk
+
+    def never() -> float:
+        raise AssertionError("the answer's confidence is only needed when the stage may miss")
+
+    assert m.fits(1, elapsed, 1.0, never)  # certain to fit
+    m.risk_price = m.min_price
+    assert not m.fits(1, elapsed, 0.9e-3, lambda: 0.9)  # more likely to miss than not: never
+    m.disable_risk()
+    assert not m.fits(1, elapsed, deadline, lambda: 0.9)
+
+
+def test_price_settles_where_the_miss_rate_meets_its_target_and_follows_the_load() -> None:
+    """Closed loop on a simulated stage: while loaded, 5% of its runs are preempted and miss the
+    deadline. The price rises until only the least confident inputs (~10%) take the risk, so the miss
+    rate settles at the 0.5% target rather than 5%; once the load is gone the window refills with fast
+    runs, the miss probability drops to 0 and every input that asks for the stage gets it."""
+    rng = np.random.default_rng(0)
+    m = _model([1e-3] * 20)
+    m.enable_risk(target_miss=0.005, price=10.0)
+    deadline = 3e-3
+    went, missed, wrongs = [], [], []
+    for t in range(60000):
+        loaded = t < 40000
+        w = float(rng.uniform(0.0, 0.9))
+        go = m.fits(1, 0.0, deadline, lambda w=w: w)
+        miss = False
+        if go:
+            x = 5e-3 if loaded and rng.random() < 0.05 else 1e-3
+            m.update_segment(1, x)
+            miss = x > deadline
+        m.observe(not miss)
+        went.append(go)
+        missed.append(miss)
+        wrongs.append(w)
+    g, ms, w_ = np.array(went), np.array(missed), np.array(wrongs)
+    steady = slice(10000, 40000)
+    assert 0.003 < ms[steady].mean() < 0.008  # the target, not the stage's 5%
+    assert 0.03 < g[steady].mean() < 0.3
+    assert w_[steady][g[steady]].mean() > w_[steady][~g[steady]].mean() + 0.3  # the unconfident ones went
+    assert g[50000:].mean() > 0.99 and not ms[40000:].any()  # load gone: every input runs the stage
+    assert m.min_price <= m.risk_price <= m.max_price
+
+
+def test_unpredictable_misses_drive_the_price_to_its_cap() -> None:
+    """Misses that no decision could avoid (stage 0 alone overruns) saturate the price at its cap:
+    the guard is then stricter than the p95 rule (a stage runs only if no recent run would miss)."""
+    m = _model([1e-3] * 20)
+    m.enable_risk()
+    for _ in range(2000):
+        m.observe(False)
+    assert m.risk_price == m.max_price
+    for _ in range(10):
+        m.observe(True)
+    assert m.risk_price < m.max_price
+
+
+def test_engine_weighs_the_answer_so_far(bundle: Path) -> None:
+    e = Engine(str(bundle))
+    e.set_thresholds([math.inf, math.inf])  # no exit fires: only the guard stops early
+    x = np.random.default_rng(0).random(e.input_shape, dtype=np.float32)
+    lat = e.latency
+    seen: list[float] = []
+    orig = lat.fits
+
+    def spy(k, elapsed, deadline, wrong=None):  # type: ignore[no-untyped-def]
+        if wrong is not None:
+            seen.append(wrong())
+        return orig(k, elapsed, deadline, wrong)
+
+    lat.fits = spy  # type: ignore[method-assign]
+    lat.enable_risk(price=lat.min_price)
+    r = e.infer(x, deadline_s=10.0)
+    assert r.exit_index == 2 and seen and all(0.0 <= v < 1.0 for v in seen)
+    # every recent run of stage 1 was slower than the time left: skipped whatever the price
+    lat.segments[1].seed([5.0] * 20)
+    r = e.infer(x, deadline_s=1.0)
+    assert r.exit_index == 0 and r.deadline_stop
