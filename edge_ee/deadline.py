@@ -11,9 +11,10 @@ level) and its last 256 measurements, kept sorted. Two modes:
   it runs only if p <= 50% and ``price x p <= w``, where w = 1 - the top softmax probability of the
   answer so far (the chance that going deeper corrects it). Unconfident inputs take the risk of a
   late answer, confident ones do not, and a stage that misses more often is taken by fewer inputs.
-  ``observe`` adapts the price after every frame (up on a miss, down on a met deadline) so that the
-  miss rate meets its target (0.5%): this is the loop that holds a latency budget's miss rate, and it
-  lets a stage that usually fits run where the strict p95 rule would skip it for every input.
+  ``observe`` adapts the price after every frame that weighed a risk (up on a miss, down on a met
+  deadline) so that those frames miss at the target rate (0.5%): this is the loop that holds a
+  latency budget's miss rate, and it lets a stage that usually fits run where the strict p95 rule
+  would skip it for every input.
 
 A stage the guard keeps skipping is never measured again, so its statistics would go stale (a
 stage measured slow under a load spike would be skipped for ever). Stage 0 runs on every frame, so
@@ -133,6 +134,7 @@ class LatencyModel:
     max_risk: float = 0.5  # never start a stage more likely to miss than not
     min_price: float = 0.01
     max_price: float = 1e4
+    _weighed: bool = False  # a risk was weighed (0 < p <= max_risk) since the last ``observe``
     probe_after: int = 1000  # consecutive skips of a stage before one input probes it
     skips: list[int] = field(default_factory=list)
     probes: int = 0
@@ -199,8 +201,18 @@ class LatencyModel:
     def observe(self, deadline_met: bool) -> None:
         """Feed back whether the frame just answered met its deadline (risk-priced mode only): a miss
         multiplies the price by exp(gain x (1 - target)), a met deadline by exp(-gain x target), so the
-        price settles where the miss rate is the target (multiplicative: the price spans decades)."""
+        price settles where the miss rate of the frames that weighed a risk is the target
+        (multiplicative: the price spans decades).
+
+        Anti-windup: only frames that weighed a risk (a stage with 0 < p <= max_risk) move the price.
+        The others (every stage certain to fit, or certain not to) do not depend on it: letting their met
+        deadlines lower it would leave it at its floor after a calm spell, so the next load step would
+        start with a burst of misses; letting their misses (stage 0 alone preempted) raise it would
+        ratchet it up for nothing."""
         if self.risk_price is None:
+            return
+        weighed, self._weighed = self._weighed, False
+        if not weighed:
             return
         step = self.risk_gain * ((0.0 if deadline_met else 1.0) - self.risk_target)
         self.risk_price = min(self.max_price, max(self.min_price, self.risk_price * math.exp(step)))
@@ -218,7 +230,10 @@ class LatencyModel:
             ok = self.predict_stage(k) <= remaining
         else:
             p = self.miss_prob(k, remaining)
-            ok = p == 0.0 or (p <= self.max_risk and wrong is not None and self.risk_price * p <= wrong())
+            ok = p == 0.0
+            if not ok and p <= self.max_risk and wrong is not None:
+                self._weighed = True
+                ok = self.risk_price * p <= wrong()
         if ok:
             self.skips[k] = 0
             return True

@@ -85,17 +85,37 @@ def test_price_settles_where_the_miss_rate_meets_its_target_and_follows_the_load
     assert m.min_price <= m.risk_price <= m.max_price
 
 
-def test_unpredictable_misses_drive_the_price_to_its_cap() -> None:
-    """Misses that no decision could avoid (stage 0 alone overruns) saturate the price at its cap:
-    the guard is then stricter than the p95 rule (a stage runs only if no recent run would miss)."""
-    m = _model([1e-3] * 20)
-    m.enable_risk()
-    for _ in range(2000):
+def test_price_holds_while_no_risk_is_weighed() -> None:
+    """Anti-windup: frames whose stages are certain to fit (or certain not to) leave the price alone;
+    otherwise a long calm spell would leave it at its floor and the next load step would start with a
+    burst of misses."""
+    m = _model([1e-3] * 90 + [3e-3] * 10)
+    m.enable_risk(price=5.0)
+    for _ in range(5000):
+        assert m.fits(1, 0.0, 10e-3, lambda: 0.5)  # certain to fit
+        m.observe(True)
+    assert m.risk_price == 5.0
+    deadline = (2e-3 + m.margin_s) / (1 - m.margin_frac)  # p = 0.1: a risk is weighed, and it pays
+    for _ in range(100):
+        m.fits(1, 0.0, deadline, lambda: 0.5)
+        m.observe(True)
+    assert m.risk_price < 5.0
+
+
+def test_only_frames_that_weighed_a_risk_move_the_price() -> None:
+    """A miss no decision could have avoided (stage 0 alone overran, nothing was weighed) leaves the
+    price alone; misses of frames that took or declined a risk drive it up to its cap."""
+    m = _model([1e-3] * 90 + [3e-3] * 10)
+    m.enable_risk(price=5.0)
+    for _ in range(100):
+        m.observe(False)
+    assert m.risk_price == 5.0
+    deadline = (2e-3 + m.margin_s) / (1 - m.margin_frac)
+    for _ in range(200):  # ~80 misses take the price from 5 to its cap
+        m.fits(1, 0.0, deadline, lambda: 0.5)
         m.observe(False)
     assert m.risk_price == m.max_price
-    for _ in range(10):
-        m.observe(True)
-    assert m.risk_price < m.max_price
+    assert not m.fits(1, 0.0, deadline, lambda: 0.9)  # at the cap: p = 0.1 is never worth it
 
 
 def test_engine_weighs_the_answer_so_far(bundle: Path) -> None:
