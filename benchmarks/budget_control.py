@@ -176,6 +176,24 @@ def resettle(tr: Trace, t_step: float, n_points: int, hold_s: float = 0.5, win: 
     return None
 
 
+def price_settle(tr: Trace, t_step: float, hold_s: float = 0.5, win: int = 50) -> float | None:
+    """Seconds after the step until the guard's risk price (50-frame rolling mean of its log) enters, and
+    stays for ``hold_s``, a band of a factor 2 around its new level (the median over the last 2 s)."""
+    t = np.array(tr.t)
+    lp = np.log2(np.array(tr.price, dtype=float))
+    if not t_step or len(lp) < win or not np.isfinite(lp).all() or t[-1] - t_step < 2.5:
+        return None
+    roll = rolling(lp, win)
+    ok = np.abs(roll - float(np.median(lp[t >= t[-1] - 2.0]))) <= 1.0
+    for i in np.where(t >= t_step)[0]:
+        j = np.where(t >= t[i] + hold_s)[0]
+        if not len(j):
+            return None
+        if ok[i:j[0] + 1].all():
+            return float(t[i] - t_step)
+    return None
+
+
 def within_after_step(tr: Trace, t_step: float, budget_ms: float, seconds: float) -> float | None:
     """Fraction of frames within budget in the first ``seconds`` after the load step (the transient)."""
     t, ms = np.array(tr.t), np.array(tr.ms)
@@ -294,7 +312,7 @@ def compare(engine: Engine, src: Source, seconds: float, statics: int, budget: s
              op_after=float(np.mean(np.array(tr.op)[after])) if after.any() else None,
              acc_before=float(np.mean(np.array(tr.ok)[before])) if before.any() else None,
              acc_after=float(np.mean(np.array(tr.ok)[after])) if after.any() else None,
-             within_1s=within_after_step(tr, t_step, budget_ms, 1.0),
+             within_1s=within_after_step(tr, t_step, budget_ms, 1.0), price_settle_s=price_settle(tr, t_step),
              price_before=float(np.nanmedian(np.array(tr.price)[before])) if before.any() else None,
              price_after=float(np.nanmedian(np.array(tr.price)[after])) if after.any() else None)
     rows.append(m)
@@ -453,7 +471,9 @@ def report(bundle: Any, prof: dict, rows: list[dict], best: dict | None, best_gu
         + (f"{100 * c['within_1s']:.2f}% of frames within budget in the first second after the step; "
            if c.get("within_1s") is not None else "")
         + (f"the guard's risk price (median) {c['price_before']:.3g} before the step and {c['price_after']:.3g} "
-           "after it." if c.get("price_before") is not None else ""),
+           "after it, " + (f"settled within a factor 2 of its new level in {c['price_settle_s']:.2f} s"
+                           if c.get("price_settle_s") is not None else "not settled within a factor 2 in the run")
+           + " (50-frame mean of its log, staying 0.5 s)." if c.get("price_before") is not None else ""),
         "",
         "Best static setting (no guard) whose p99 meets the controller's p99 or the budget: "
         + (f"{best['name']} (p99 {best['p99']:.4f} ms), accuracy {100 * best['accuracy']:.2f}% vs the controller's "
@@ -472,18 +492,19 @@ def report(bundle: Any, prof: dict, rows: list[dict], best: dict | None, best_gu
             "first):",
             "",
             "| run | controller within budget | first 1 s after the step | controller accuracy | "
-            "vs best static meeting its p99 | vs best static + guard | re-settle |",
-            "|---|---|---|---|---|---|---|",
+            "vs best static meeting its p99 | vs best static + guard | re-settle (point) | price settled |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for j, (rw, bst, bg, *_rest) in enumerate(runs, 1):
             c0 = rw[0]
             d1 = f"{100 * (c0['accuracy'] - bst['accuracy']):+.2f} pp ({bst['name']})" if bst else "n/a"
             d2 = f"{100 * (c0['accuracy'] - bg['accuracy']):+.2f} pp ({bg['name']})" if bg else "n/a"
-            rs = c0.get("resettle_s")
+            rs, ps = c0.get("resettle_s"), c0.get("price_settle_s")
             w1 = c0.get("within_1s")
             lines.append(f"| {j} | {100 * c0['within']:.2f}% | " + (f"{100 * w1:.2f}%" if w1 is not None else "n/a")
                          + f" | {100 * c0['accuracy']:.2f}% | {d1} | {d2} | "
-                         + (f"{rs:.2f} s" if rs is not None else "not within the run") + " |")
+                         + (f"{rs:.2f} s" if rs is not None else "not within the run") + " | "
+                         + (f"{ps:.2f} s" if ps is not None else "not within the run") + " |")
     lines += [
         "",
         f"![controller trace]({img_ref})",

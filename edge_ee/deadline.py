@@ -11,6 +11,9 @@ level) and its last 256 measurements, kept sorted. Two modes:
   it runs only if p <= 50% and ``price x p <= w``, where w = 1 - the top softmax probability of the
   answer so far (the chance that going deeper corrects it). Unconfident inputs take the risk of a
   late answer, confident ones do not, and a stage that misses more often is taken by fewer inputs.
+  Put as the rule above: the stage runs if ``elapsed + q(segment + head) + margin <= deadline`` for a
+  running quantile q of the recent runs, at a level chosen per input, ``1 - min(0.5, w / price)``:
+  from the recent maximum (a confident answer, a high price) down to the median.
   ``observe`` adapts the price after every frame that weighed a risk (up on a miss, down on a met
   deadline) so that those frames miss at the target rate (0.5%): this is the loop that holds a
   latency budget's miss rate, and it lets a stage that usually fits run where the strict p95 rule
