@@ -78,6 +78,9 @@ class MetricsHook(RunHook):
                                         "0 when measured by a sensor.", registry=r)
         self.operating_point = pc.Gauge("edge_ee_operating_point",
                                         "Budget controller's operating point (index on the frontier).", registry=r)
+        self.risk_price = pc.Gauge("edge_ee_guard_risk_price",
+                                   "Deadline guard's price of a miss under a latency budget with the controller "
+                                   "(higher: fewer inputs risk a stage that may miss).", registry=r)
         self.threshold = pc.Gauge("edge_ee_threshold", "Exit threshold in force.", ["exit"], registry=r)
         self.last_time = pc.Gauge("edge_ee_last_inference_timestamp_seconds",
                                   "Unix time of the last inference (alert when it stops moving).", registry=r)
@@ -137,6 +140,9 @@ class MetricsHook(RunHook):
             op = ctl.get("operating_point")
         if isinstance(op, (int, float)) and not isinstance(op, bool):
             self.operating_point.set(op)
+        rp = record.get("risk_price")
+        if isinstance(rp, (int, float)) and not isinstance(rp, bool):
+            self.risk_price.set(rp)
         for k, t in enumerate(record.get("thresholds") or ()):
             if isinstance(t, (int, float)):
                 self.threshold.labels(exit=str(k)).set(t)

@@ -73,7 +73,7 @@ def test_energy_power_operating_point_and_deadline_from_records(bundle: Path) ->
     class Fake:  # what the power and controller hooks add to each record
         def on_result(self, runner, frame, result, record) -> None:
             record.update(energy_mj=12.5, power_w=3.25, operating_point=4, deadline_met=False,
-                          energy_estimated=False)
+                          energy_estimated=False, risk_price=7.5)
 
     from edge_ee.runner import RunHook
 
@@ -88,6 +88,7 @@ def test_energy_power_operating_point_and_deadline_from_records(bundle: Path) ->
     assert value(text, "edge_ee_energy_per_inference_joules") == 0.0125
     assert value(text, "edge_ee_power_watts") == 3.25
     assert value(text, "edge_ee_operating_point") == 4
+    assert value(text, "edge_ee_guard_risk_price") == 7.5
     assert value(text, "edge_ee_deadline_misses_total") == 5
     assert value(text, "edge_ee_power_estimated") == 0
 
