@@ -11,10 +11,11 @@ The sampler thread reads the source at its own update rate (never faster than
 
 ``energy_between(t0, t1)`` is E(t1) - E(t0) with E interpolated inside the sample interval (so a
 window shorter than the sampling period still gets the right share), two O(log n) searches and no
-copies. Outside the buffered range, the nearest power is held and the window is flagged
-``extrapolated``. A source failing ``max_failures`` times in a row (e.g. the sensor disappeared:
-OSError) is replaced by the CPU-utilisation estimate with one warning; windows reaching past that
-moment are flagged ``estimated``.
+copies; no search past the newest sample or inside the newest sample interval (the per-inference
+cases: the newest, previous and oldest samples are also kept as plain floats). Outside the buffered
+range, the nearest power is held and the window is flagged ``extrapolated``. A source failing
+``max_failures`` times in a row (e.g. the sensor disappeared: OSError) is replaced by the
+CPU-utilisation estimate with one warning; windows reaching past that moment are flagged ``estimated``.
 
 *The* energy of an inference or a stage is its energy above the idle baseline (``marginal_j``, the
 integral of power minus the baseline over the window); the total including idle power is kept
@@ -44,8 +45,10 @@ from .base import CounterUnwrapper, PowerSource
 
 log = logging.getLogger("edge_ee.power")
 
+_object_setattr = object.__setattr__
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, init=False)
 class EnergyWindow:
     """Energy over [t0, t1] and where it came from."""
 
@@ -58,6 +61,14 @@ class EnergyWindow:
     source: str  # source kind, e.g. "jetson", "estimate"
     rail: str
     extrapolated: bool  # not covered by samples (reaches past the newest or before the oldest): power held
+
+    def __init__(self, t0: float, t1: float, energy_j: float, baseline_w: float | None, marginal_j: float | None,
+                 estimated: bool, source: str, rail: str, extrapolated: bool) -> None:
+        # the dataclass's own __init__, in one attribute write instead of its nine object.__setattr__ calls
+        # (one window per inference)
+        _object_setattr(self, "__dict__", {
+            "t0": t0, "t1": t1, "energy_j": energy_j, "baseline_w": baseline_w, "marginal_j": marginal_j,
+            "estimated": estimated, "source": source, "rail": rail, "extrapolated": extrapolated})
 
     @property
     def mean_power_w(self) -> float:
@@ -79,7 +90,22 @@ class EnergyWindow:
 
 
 def round_mj(x: float | None, nd: int = 4) -> float | None:
-    """Round for telemetry: None for missing or non-finite values, and never ``-0.0``."""
+    """Round for telemetry: None for missing or non-finite values, and never ``-0.0``.
+
+    A float with ``nd == 4`` (every telemetry value; 3+ per inference) mostly skips ``round(x, 4)``'s
+    decimal conversion (~3x slower) with the same result, bit for bit: ``round(x, 4)`` is the double
+    nearest to N / 10^4, N = x * 10^4 (exact) rounded to an integer. y = x * 1e4 is off by at most
+    |y| * 2^-53 < 1.2e-5 for |y| < 1e11, so with c = round(y) and y - c (exact) within 0.4999 of 0, the
+    exact x * 10^4 is within 0.5 of c as well: N = c, and c / 1e4 (a correctly rounded division of exact
+    operands) is that nearest double; c = 0 gives 0.0, never -0.0. Near a half-way point, and for NaN,
+    infinities and huge values, ``round`` itself decides."""
+    if nd == 4 and type(x) is float:
+        y = x * 1e4
+        if -1e11 < y < 1e11:
+            c = round(y)
+            d = y - c
+            if -0.4999 < d < 0.4999:
+                return c / 1e4
     if x is None or not math.isfinite(x):
         return None
     return round(x, nd) + 0.0  # + 0.0 turns -0.0 into 0.0
@@ -112,6 +138,11 @@ class PowerSampler:
         self._e = np.zeros(self._cap)
         self._const = np.zeros(self._cap, dtype=bool)  # segment ending at this sample: constant power
         self._n = 0
+        # The newest sample (t, P, E, const), the one before it and the oldest buffered one as plain floats,
+        # kept by _append under the lock: the per-inference queries read them instead of the arrays.
+        self._tn, self._pn, self._en, self._cn = -math.inf, math.nan, math.nan, False
+        self._tq, self._pq, self._eq = math.inf, math.nan, math.nan
+        self._to, self._po, self._eo = math.inf, math.nan, math.nan
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._prev_energy: tuple[float, float] | None = None
@@ -201,12 +232,20 @@ class PowerSampler:
                     self._baselines.append((t, float(idle)))
 
     def _append(self, t: float, p: float, e: float, const: bool) -> None:
-        i = self._n % self._cap
+        n, cap = self._n, self._cap
+        i = n % cap
         self._t[i] = t
         self._p[i] = p
         self._e[i] = e
         self._const[i] = const
-        self._n += 1
+        self._n = n = n + 1
+        # the cached copies hold exactly what the arrays hold (float64 -> float is exact)
+        self._tq, self._pq, self._eq = self._tn, self._pn, self._en
+        self._tn, self._pn, self._en = self._t.item(i), self._p.item(i), self._e.item(i)
+        self._cn = bool(const)
+        if n == 1 or n > cap:  # the oldest sample: the first one, or the next slot once the ring wrapped
+            j = 0 if n == 1 else n % cap
+            self._to, self._po, self._eo = self._t.item(j), self._p.item(j), self._e.item(j)
 
     def _ingest(self, src: PowerSource, t: float, v: float) -> None:
         with self._cond:
@@ -290,21 +329,16 @@ class PowerSampler:
         if not self.running:
             return self.newest_time() >= t
         with self._cond:
-            return self._cond.wait_for(lambda: self._n > 0 and self._t.item((self._n - 1) % self._cap) >= t,
-                                       timeout)
+            return self._cond.wait_for(lambda: self._n > 0 and self._tn >= t, timeout)
 
     # ---- queries -------------------------------------------------------------------------------
     def newest_time(self) -> float:
-        with self._lock:
-            return self._t.item((self._n - 1) % self._cap) if self._n else -math.inf
+        """Time of the newest sample (-inf before the first); one attribute read, no lock needed."""
+        return self._tn
 
     def _covered(self, t0: float, t1: float) -> bool:
         """Whether samples exist at or before t0 and at or after t1 in the buffer (caller holds the lock)."""
-        n, cap = self._n, self._cap
-        if n == 0:
-            return False
-        size = min(n, cap)
-        return self._t.item((n - size) % cap) <= t0 and t1 <= self._t.item((n - 1) % cap)
+        return self._n > 0 and self._to <= t0 and t1 <= self._tn
 
     def baseline_at(self, t: float) -> float | None:
         """Idle baseline [W] in force at time t (None without a baseline)."""
@@ -328,7 +362,33 @@ class PowerSampler:
         return e
 
     def _energy_at(self, x: float) -> float:
-        """Cumulative energy at time x (caller holds the lock)."""
+        """Cumulative energy at time x (caller holds the lock).
+
+        Fast paths on the cached newest/previous/oldest samples for x at or after the newest sample (a
+        window just measured: the newest power held), at or before the oldest, and inside the newest
+        sample interval (a window the integrator integrates once a sample covers it); anything else is
+        searched (:meth:`_energy_at_searched`). Every path computes exactly what the search computes."""
+        if self._n == 0:
+            return math.nan
+        tn = self._tn
+        if x >= tn:
+            return self._en + self._pn * (x - tn)
+        to = self._to
+        if x <= to:
+            return self._eo - self._po * (to - x)
+        t0 = self._tq
+        if x >= t0:  # t0 <= x < tn: the newest interval (k = newest, km = the one before)
+            dx = x - t0
+            if self._cn:
+                return self._eq + self._pn * dx
+            p0 = self._pq
+            px = p0 + (self._pn - p0) * (dx / (tn - t0))
+            return self._eq + dx * (p0 + px) / 2
+        return self._energy_at_searched(x)
+
+    def _energy_at_searched(self, x: float) -> float:
+        """Cumulative energy at time x from the arrays, with a binary search (caller holds the lock); the
+        general path of :meth:`_energy_at`."""
         n, cap = self._n, self._cap
         size = min(n, cap)
         if size == 0:
@@ -376,6 +436,13 @@ class PowerSampler:
 
     def window(self, t0: float, t1: float) -> EnergyWindow:
         """:class:`EnergyWindow` for [t0, t1]: energy, marginal energy, estimated flag, source and rail."""
+        ej, base, marginal, est, src, covered = self._window_values(t0, t1)
+        return EnergyWindow(t0, t1, ej, base, marginal, est, src.kind, src.rail, not covered)
+
+    def _window_values(self, t0: float, t1: float) -> tuple[float, float | None, float | None, bool, PowerSource,
+                                                             bool]:
+        """(energy_j, baseline_w, marginal_j, estimated, source, covered) of [t0, t1]: what :meth:`window`
+        reports, without building the :class:`EnergyWindow` (the integrator's per-window path)."""
         with self._lock:
             ej = self._energy_at(t1) - self._energy_at(t0)
             covered = self._covered(t0, t1)
@@ -383,25 +450,39 @@ class PowerSampler:
         base = self.baseline_at(t1)
         marginal = None if base is None else ej - self._baseline_energy(t0, t1)
         est = self.estimated_since is not None and t1 > self.estimated_since
-        return EnergyWindow(t0, t1, ej, base, marginal, est, src.kind, src.rail, not covered)
+        return ej, base, marginal, est, src, covered
 
     def split_window(self, boundaries: list[float]) -> tuple[EnergyWindow, list[float | None]]:
         """The window [b0, bn] and the energy above idle [J] of each piece [b_i, b_i+1] (None without a
         baseline), in one pass: each boundary's cumulative energy is computed once, under one lock (the
         per-inference path: one inference and its stages)."""
-        with self._lock:
-            es = [self._energy_at(b) for b in boundaries]
-            covered = self._covered(boundaries[0], boundaries[-1])
-            src = self.source
         t0, t1 = boundaries[0], boundaries[-1]
-        base = self.baseline_at(t1)
+        two = len(boundaries) == 2  # one stage ran: the usual case
+        with self._lock:
+            tn = self._tn
+            if two and self._n and t0 >= tn and t1 >= tn:  # just measured: the newest power held (_energy_at)
+                es = [self._en + self._pn * (t0 - tn), self._en + self._pn * (t1 - tn)]
+            else:
+                energy_at = self._energy_at
+                es = [energy_at(b) for b in boundaries]
+            covered = self._n > 0 and self._to <= t0 and t1 <= tn  # _covered(t0, t1)
+            src = self.source
         ej = es[-1] - es[0]
-        if base is None:
-            marginal, pieces = None, [None] * (len(boundaries) - 1)
+        bl = self._baselines
+        if len(bl) == 1:  # one baseline (the usual case): baseline_at and _baseline_energy inline
+            base = bl[0][1]
+            pieces: list[float | None] = (
+                [ej - base * (t1 - t0)] if two else
+                [(es[i + 1] - es[i]) - base * (boundaries[i + 1] - boundaries[i]) for i in range(len(es) - 1)])
+            marginal: float | None = math.fsum(pieces)  # type: ignore[arg-type]
         else:
-            pieces = [(es[i + 1] - es[i]) - self._baseline_energy(boundaries[i], boundaries[i + 1])
-                      for i in range(len(boundaries) - 1)]
-            marginal = math.fsum(pieces)  # type: ignore[arg-type]
+            base = self.baseline_at(t1)
+            if base is None:
+                marginal, pieces = None, [None] * (len(boundaries) - 1)
+            else:
+                pieces = [(es[i + 1] - es[i]) - self._baseline_energy(boundaries[i], boundaries[i + 1])
+                          for i in range(len(boundaries) - 1)]
+                marginal = math.fsum(pieces)  # type: ignore[arg-type]
         est = self.estimated_since is not None and t1 > self.estimated_since
         return EnergyWindow(t0, t1, ej, base, marginal, est, src.kind, src.rail, not covered), pieces
 
@@ -448,12 +529,16 @@ class EnergySum:
     estimated: bool = False
 
     def add(self, w: EnergyWindow) -> None:
+        self._add(w.t1 - w.t0, w.energy_j, w.marginal_j, w.extrapolated, w.estimated)
+
+    def _add(self, seconds: float, energy_j: float, marginal_j: float | None, extrapolated: bool,
+             estimated: bool) -> None:
         self.n += 1
-        self.seconds += w.t1 - w.t0
-        self.energy_j += w.energy_j
-        self.marginal_j += w.marginal_j if w.marginal_j is not None else math.nan
-        self.extrapolated += int(w.extrapolated)
-        self.estimated |= w.estimated
+        self.seconds += seconds
+        self.energy_j += energy_j
+        self.marginal_j += marginal_j if marginal_j is not None else math.nan
+        self.extrapolated += int(extrapolated)
+        self.estimated |= estimated
 
     def mean_mj(self, above_idle: bool = True) -> float | None:
         """Mean energy per window in mJ (above idle by default); None without windows or a baseline."""
@@ -487,15 +572,45 @@ class WindowIntegrator:
         s = self.sums.get(key)
         if s is None:
             s = self.sums[key] = EnergySum()
-        s.add(self.sampler.window(t0, t1))
+        ej, _, marginal, est, _, covered = self.sampler._window_values(t0, t1)  # = sampler.window(t0, t1)
+        s._add(t1 - t0, ej, marginal, not covered, est)
 
     def update(self) -> int:
         """Integrate the queued windows that samples now cover; returns how many are still queued."""
-        newest = self.sampler.newest_time()
         q = self._pending
-        while q and q[0][2] <= newest:
-            self._integrate(*q.popleft())
+        if q:
+            newest = self.sampler._tn  # newest_time()
+            if q[0][2] <= newest:
+                ready = []
+                while q and q[0][2] <= newest:
+                    ready.append(q.popleft())
+                self._integrate_all(ready)
         return len(q)
+
+    def _integrate_all(self, windows: list[tuple[Hashable, float, float]]) -> None:
+        """``_integrate`` each window in order, with the energies of all of them taken under one lock (each
+        sample covers about (sampling period / inference time) windows, integrated together)."""
+        smp = self.sampler
+        with smp._lock:
+            energy_at = smp._energy_at
+            n, t_old, t_new = smp._n, smp._to, smp._tn
+            vals = [(energy_at(t1) - energy_at(t0), n > 0 and t_old <= t0 and t1 <= t_new)  # _covered(t0, t1)
+                    for _, t0, t1 in windows]
+        sums = self.sums
+        bl = smp._baselines
+        one = bl[0][1] if len(bl) == 1 else None  # one baseline: baseline_at, _baseline_energy inline
+        since = smp.estimated_since
+        for (key, t0, t1), (ej, covered) in zip(windows, vals):  # as _window_values, then _integrate
+            if one is not None:
+                marginal: float | None = ej - one * (t1 - t0)
+            else:
+                base = smp.baseline_at(t1)
+                marginal = None if base is None else ej - smp._baseline_energy(t0, t1)
+            est = since is not None and t1 > since
+            s = sums.get(key)
+            if s is None:
+                s = sums[key] = EnergySum()
+            s._add(t1 - t0, ej, marginal, not covered, est)
 
     @property
     def pending(self) -> int:
