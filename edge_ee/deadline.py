@@ -135,6 +135,7 @@ class LatencyModel:
     risk_target: float = 0.005  # deadline-miss rate the price is adapted to
     risk_gain: float = 0.1  # log-price step per miss (and per 1/target met deadlines, back)
     max_risk: float = 0.5  # never start a stage more likely to miss than not
+    min_evidence: int = 32  # a shorter history counts its unmeasured runs as fitting (``miss_prob``)
     min_price: float = 0.01
     max_price: float = 1e4
     _weighed: bool = False  # a risk was weighed (0 < p <= max_risk) since the last ``observe``
@@ -178,16 +179,25 @@ class LatencyModel:
 
     def miss_prob(self, k: int, remaining_s: float) -> float:
         """Probability that stage ``k`` (segment + head) takes longer than ``remaining_s``: the fraction of
-        the segment's last ``window`` measurements (scaled to the current load level) above the remaining
-        time minus the head's mean (heads are small; their spread is neglected). 0 before any measurement."""
+        the segment's last ``window`` measurements above the remaining time minus the head's mean (heads
+        are small; their spread is neglected). 0 before any measurement.
+
+        Unlike the strict prediction, the runs are not rescaled by the stage-0 load ratio: under load the
+        stage-0 level is too noisy for it (a 60 us stage swings by 2x), and a stage rescaled by a lucky
+        low reference looked hopeless, was skipped and so never re-measured. A stale history is left to
+        the misses (they raise the price while new runs refresh the window) and to the probe.
+
+        A short history (a stage just restarted by a probe) counts as at least ``min_evidence`` runs, the
+        unmeasured ones as fitting: one slow run among three must not read as a 33% miss risk, which
+        would stop every input from running the stage and so from ever measuring it again."""
         seg, head = self.segments[k], self.heads[k]
         if not seg.ordered:
             return 0.0
-        r = remaining_s / self._scale(k) - (head.mean if head.n else 0.0)
+        r = remaining_s - (head.mean if head.n else 0.0)
         if r <= 0.0:
             return 1.0
         n = len(seg.ordered)
-        return (n - bisect_right(seg.ordered, r)) / n
+        return (n - bisect_right(seg.ordered, r)) / max(n, self.min_evidence)
 
     def enable_risk(self, target_miss: float = 0.005, price: float = 10.0) -> None:
         """Switch to risk-priced decisions: a stage whose estimated miss probability ``p`` is not zero runs
@@ -234,7 +244,9 @@ class LatencyModel:
         else:
             p = self.miss_prob(k, remaining)
             ok = p == 0.0
-            if not ok and p <= self.max_risk and wrong is not None:
+            # a stage whose typical run (load level) does not fit is not a risk but a certain miss
+            typical = self.segments[k].mean + self.heads[k].mean
+            if not ok and p <= self.max_risk and typical <= remaining and wrong is not None:
                 self._weighed = True
                 ok = self.risk_price * p <= wrong()
         if ok:
