@@ -19,16 +19,16 @@ level) and its last 256 measurements, kept sorted. Two modes:
   latency budget's miss rate, and it lets a stage that usually fits run where the strict p95 rule
   would skip it for every input.
 
-A stage the guard keeps skipping is never measured again, so its statistics would go stale (a
-stage measured slow under a load spike would be skipped for ever). Stage 0 runs on every frame, so
-its latency is a live load indicator: a deeper stage's prediction is scaled by the ratio of the
-stage-0 latency now to the stage-0 latency when that stage was last measured, and the guard
+A stage the guard keeps skipping is never measured again, so its statistics would go stale (a stage
+measured slow under a load spike would be skipped for ever). Stage 0 runs on every frame, so its
+latency is a live load indicator: in strict mode a deeper stage's prediction is scaled by the ratio
+of the stage-0 latency now to the stage-0 latency when that stage was last measured, and the guard
 *probes*: after ``probe_after`` (1000) consecutive skips, one input runs the stage whatever its
 prediction, and the stage's statistics restart from that measurement. Without the probe, a stage
-measured during the spike at the onset of a load (slow, while the stage-0 level still lagged
-behind) stays over-predicted for seconds; no condition on its old statistics can tell, since they
-are what is stale. A probe risks one input in ``probe_after`` missing its deadline (0.1%), and only
-while inputs ask for that stage.
+measured during the spike at the onset of a load (slow, while the stage-0 level still lagged behind)
+stays over-predicted for seconds; no condition on its old statistics can tell, since they are what
+is stale. A probe risks one input in ``probe_after`` missing its deadline (0.1%), and only while
+inputs ask for that stage.
 """
 
 from __future__ import annotations
