@@ -155,6 +155,17 @@ def rolling(ms: np.ndarray, win: int = 50) -> np.ndarray:
     return out
 
 
+def settle_time(t: np.ndarray, ok: np.ndarray, t_step: float, hold_s: float = 0.5) -> float | None:
+    """Seconds after ``t_step`` until ``ok`` holds and keeps holding for ``hold_s`` (None: never in the run)."""
+    for i in np.where(t >= t_step)[0]:
+        j = np.where(t >= t[i] + hold_s)[0]
+        if not len(j):
+            return None
+        if ok[i:j[0] + 1].all():
+            return float(t[i] - t_step)
+    return None
+
+
 def resettle(tr: Trace, t_step: float, n_points: int, hold_s: float = 0.5, win: int = 50) -> float | None:
     """Seconds after the step until the controller's operating point (50-frame rolling mean) enters,
     and stays for ``hold_s``, a band of +-10% of the frontier (at least 1 point) around its new steady
@@ -163,17 +174,8 @@ def resettle(tr: Trace, t_step: float, n_points: int, hold_s: float = 0.5, win: 
     op = np.array(tr.op, dtype=float)
     if len(op) < win or not t_step or t[-1] - t_step < 2.5:
         return None
-    roll = rolling(op, win)
     final = float(op[t >= t[-1] - 2.0].mean())
-    ok = np.abs(roll - final) <= max(1.0, 0.1 * n_points)
-    after = np.where(t >= t_step)[0]
-    for i in after:
-        j = np.where(t >= t[i] + hold_s)[0]
-        if not len(j):
-            return None
-        if ok[i:j[0] + 1].all():
-            return float(t[i] - t_step)
-    return None
+    return settle_time(t, np.abs(rolling(op, win) - final) <= max(1.0, 0.1 * n_points), t_step, hold_s)
 
 
 def price_settle(tr: Trace, t_step: float, hold_s: float = 0.5, win: int = 50) -> float | None:
@@ -183,15 +185,8 @@ def price_settle(tr: Trace, t_step: float, hold_s: float = 0.5, win: int = 50) -
     lp = np.log2(np.array(tr.price, dtype=float))
     if not t_step or len(lp) < win or not np.isfinite(lp).all() or t[-1] - t_step < 2.5:
         return None
-    roll = rolling(lp, win)
-    ok = np.abs(roll - float(np.median(lp[t >= t[-1] - 2.0]))) <= 1.0
-    for i in np.where(t >= t_step)[0]:
-        j = np.where(t >= t[i] + hold_s)[0]
-        if not len(j):
-            return None
-        if ok[i:j[0] + 1].all():
-            return float(t[i] - t_step)
-    return None
+    final = float(np.median(lp[t >= t[-1] - 2.0]))
+    return settle_time(t, np.abs(rolling(lp, win) - final) <= 1.0, t_step, hold_s)
 
 
 def within_after_step(tr: Trace, t_step: float, budget_ms: float, seconds: float) -> float | None:
