@@ -6,16 +6,16 @@ level) and its last 256 measurements, kept sorted. Two modes:
 * **strict** (default; ``edge-ee run --budget 20ms --no-controller``): stage k+1 runs only if
   ``elapsed + p95(segment k+1 + head k+1) + margin <= deadline``. It stops the predictable overruns;
   a rare long run (the stage preempted by another process) cannot be predicted per input.
-* **risk-priced** (``enable_risk``, switched on by the latency controller): the miss probability p of
-  the stage is the fraction of its recent runs longer than the time left. p = 0: it runs. Otherwise
-  it runs only if p <= 50% and ``price x p <= w``, where w = 1 - the top softmax probability of the
-  answer so far (the chance that going deeper corrects it). Unconfident inputs take the risk of a
-  late answer, confident ones do not, and a stage that misses more often is taken by fewer inputs.
-  Put as the rule above: the stage runs if ``elapsed + q(segment + head) + margin <= deadline`` for a
-  running quantile q of the recent runs, at a level chosen per input, ``1 - min(0.5, w / price)``:
-  from the recent maximum (a confident answer, a high price) down to the median.
-  ``observe`` adapts the price after every frame that weighed a risk (up on a miss, down on a met
-  deadline) so that those frames miss at the target rate (0.5%): this is the loop that holds a
+* **risk-priced** (``enable_risk``, switched on by the latency controller): the miss probability p
+  of the stage is the fraction of its recent whole runs (segment + head) longer than the time left.
+  p = 0: it runs. Otherwise it runs only if p <= 50% and ``price x p <= w``, where w = 1 - the top
+  softmax probability of the answer so far (the chance that going deeper corrects it). Unconfident
+  inputs take the risk of a late answer, confident ones do not, and a stage that misses more often
+  is taken by fewer inputs. Put as the rule above: the stage runs if ``elapsed + q(segment + head) +
+  margin <= deadline`` for a running quantile q of the recent runs, at a level chosen per input, ``1
+  - min(0.5, w / price)``: from the recent maximum (a confident answer, a high price) down to the
+  median. ``observe`` adapts the price after every frame that weighed a risk (up on a miss, down on
+  a met deadline) so that those frames miss at the target rate (0.5%): this is the loop that holds a
   latency budget's miss rate, and it lets a stage that usually fits run where the strict p95 rule
   would skip it for every input.
 
@@ -128,6 +128,8 @@ class LatencyModel:
     margin_frac: float = 0.02  # plus this fraction of the deadline
     segments: list[LatencyStat] = field(default_factory=list)
     heads: list[LatencyStat] = field(default_factory=list)
+    stages: list[LatencyStat] = field(default_factory=list)  # segment + head of the same run (risk mode)
+    _last_seg: list[float] = field(default_factory=list)
 
     load_ref: list[float] = field(default_factory=list)  # stage-0 level when stage k was last measured
     # risk-priced mode (``enable_risk``): None = strict guard on the running p95
@@ -147,6 +149,9 @@ class LatencyModel:
         if not self.segments:
             self.segments = [LatencyStat() for _ in range(self.num_stages)]
             self.heads = [LatencyStat() for _ in range(self.num_stages)]
+        if not self.stages:
+            self.stages = [LatencyStat() for _ in range(self.num_stages)]
+            self._last_seg = [0.0] * self.num_stages
         if not self.load_ref:
             self.load_ref = [0.0] * self.num_stages
         if not self.skips:
@@ -158,17 +163,24 @@ class LatencyModel:
 
     def update_segment(self, k: int, seconds: float) -> None:
         self.segments[k].update(seconds)
+        self._last_seg[k] = seconds
         self.load_ref[k] = self.load_level()
+
+    def update_stage(self, k: int, seconds: float) -> None:
+        """A whole run of stage k (segment + head, or the final segment without a head)."""
+        self.stages[k].update(seconds)
 
     def seed(self, segment_s: list[list[float]], head_s: list[list[float]]) -> None:
         """Seed every stage from warm-up runs (``segment_s[k]`` = samples of stage k)."""
         for k in range(self.num_stages):
             self.segments[k].seed(segment_s[k])
             self.heads[k].seed(head_s[k])
+            self.stages[k].seed([a + b for a, b in zip(segment_s[k], head_s[k])])
         self.load_ref = [self.load_level()] * self.num_stages
 
     def update_head(self, k: int, seconds: float) -> None:
         self.heads[k].update(seconds)
+        self.stages[k].update(self._last_seg[k] + seconds)
         self.load_ref[k] = self.load_level()
 
     def _scale(self, k: int) -> float:
@@ -179,8 +191,8 @@ class LatencyModel:
 
     def miss_prob(self, k: int, remaining_s: float) -> float:
         """Probability that stage ``k`` (segment + head) takes longer than ``remaining_s``: the fraction of
-        the segment's last ``window`` measurements above the remaining time minus the head's mean (heads
-        are small; their spread is neglected). 0 before any measurement.
+        its last ``window`` whole runs (segment + head of the same run: under load the head's tail
+        matters when the time left is thin) above the remaining time. 0 before any measurement.
 
         Unlike the strict prediction, the runs are not rescaled by the stage-0 load ratio: under load the
         stage-0 level is too noisy for it (a 60 us stage swings by 2x), and a stage rescaled by a lucky
@@ -190,14 +202,13 @@ class LatencyModel:
         A short history (a stage just restarted by a probe) counts as at least ``min_evidence`` runs, the
         unmeasured ones as fitting: one slow run among three must not read as a 33% miss risk, which
         would stop every input from running the stage and so from ever measuring it again."""
-        seg, head = self.segments[k], self.heads[k]
-        if not seg.ordered:
+        runs = self.stages[k].ordered
+        if not runs:
             return 0.0
-        r = remaining_s - (head.mean if head.n else 0.0)
-        if r <= 0.0:
+        if remaining_s <= 0.0:
             return 1.0
-        n = len(seg.ordered)
-        return (n - bisect_right(seg.ordered, r)) / max(n, self.min_evidence)
+        n = len(runs)
+        return (n - bisect_right(runs, remaining_s)) / max(n, self.min_evidence)
 
     def enable_risk(self, target_miss: float = 0.005, price: float = 10.0) -> None:
         """Switch to risk-priced decisions: a stage whose estimated miss probability ``p`` is not zero runs
@@ -245,7 +256,7 @@ class LatencyModel:
             p = self.miss_prob(k, remaining)
             ok = p == 0.0
             # a stage whose typical run (load level) does not fit is not a risk but a certain miss
-            typical = self.segments[k].mean + self.heads[k].mean
+            typical = self.stages[k].mean
             if not ok and p <= self.max_risk and typical <= remaining and wrong is not None:
                 self._weighed = True
                 ok = self.risk_price * p <= wrong()
@@ -260,6 +271,7 @@ class LatencyModel:
             self.probes += 1
             self.segments[k].restart()
             self.heads[k].restart()
+            self.stages[k].restart()
             return True
         return False
 

@@ -212,6 +212,7 @@ class Engine:
                 head = self.heads[k]
                 run_head = k == stop_at or mode == "adaptive"
                 if head is None:  # final segment outputs logits directly
+                    lat.update_stage(k, te - ts)
                     best = (k, cur, math.nan)
                     head_ms.append(None)
                     break

@@ -15,8 +15,20 @@ from edge_ee.engine import Engine
 
 def _model(stage1: list[float], head1: float = 0.0) -> LatencyModel:
     m = LatencyModel(2)
-    m.seed([[1e-3] * 20, stage1], [[0.0] * 20, [head1] * 20])
+    m.seed([[1e-3] * 20, stage1], [[0.0] * 20, [head1] * len(stage1)])
     return m
+
+
+def _run(m: LatencyModel, k: int, seconds: float, head: float = 0.0) -> None:
+    """What the engine records for one run of stage k: its segment, then its head."""
+    m.update_segment(k, seconds)
+    m.update_head(k, head)
+
+
+def _restart(m: LatencyModel, k: int) -> None:
+    """What a probe does to a stage's history."""
+    for stat in (m.segments[k], m.heads[k], m.stages[k]):
+        stat.restart()
 
 
 def test_miss_probability_is_the_window_fraction_above_the_remaining_time() -> None:
@@ -38,16 +50,16 @@ def test_a_short_history_does_not_freeze_a_stage() -> None:
     (every input would then skip the stage and it would never be measured again); a stage whose
     typical run does not fit is skipped without weighing, however short its history."""
     m = _model([1e-3] * 20)
-    m.segments[1].restart()
+    _restart(m, 1)
     for x in (1e-3, 1e-3, 3e-3):  # the probe and two more runs, one of them preempted
-        m.update_segment(1, x)
+        _run(m, 1, x)
     deadline = (2e-3 + m.margin_s) / (1 - m.margin_frac)  # 2 ms left
     assert m.miss_prob(1, 2e-3) == pytest.approx(1 / m.min_evidence)
     m.enable_risk(price=10.0)
     assert m.fits(1, 0.0, deadline, lambda: 0.5) and not m.fits(1, 0.0, deadline, lambda: 0.2)
     slow = _model([1e-3] * 20)
-    slow.segments[1].restart()
-    slow.update_segment(1, 5e-3)  # the probe: the stage now takes 5 ms
+    _restart(slow, 1)
+    _run(slow, 1, 5e-3)  # the probe: the stage now takes 5 ms
     slow.enable_risk(price=slow.min_price)
     assert slow.miss_prob(1, 2e-3) < slow.max_risk  # a short history looks harmless ...
     assert not slow.fits(1, 0.0, deadline, lambda: 0.9)  # ... but its typical run does not fit
@@ -91,7 +103,7 @@ def test_price_settles_where_the_miss_rate_meets_its_target_and_follows_the_load
         miss = False
         if go:
             x = 5e-3 if loaded and rng.random() < 0.05 else 1e-3
-            m.update_segment(1, x)
+            _run(m, 1, x)
             miss = x > deadline
         m.observe(not miss)
         went.append(go)
@@ -157,6 +169,7 @@ def test_engine_weighs_the_answer_so_far(bundle: Path) -> None:
     r = e.infer(x, deadline_s=10.0)
     assert r.exit_index == 2 and seen and all(0.0 <= v < 1.0 for v in seen)
     # every recent run of stage 1 was slower than the time left: skipped whatever the price
+    lat.stages[1].seed([5.0] * 20)
     lat.segments[1].seed([5.0] * 20)
     r = e.infer(x, deadline_s=1.0)
     assert r.exit_index == 0 and r.deadline_stop
