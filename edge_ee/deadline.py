@@ -167,8 +167,10 @@ class LatencyModel:
         self.load_ref[k] = self.load_level()
 
     def update_stage(self, k: int, seconds: float) -> None:
-        """A whole run of stage k (segment + head, or the final segment without a head)."""
-        self.stages[k].update(seconds)
+        """A whole run of stage k (segment + head, or the final segment without a head); kept in risk-priced
+        mode only (the strict guard does not use it; the warm-up seed stands in until the mode starts)."""
+        if self.risk_price is not None:
+            self.stages[k].update(seconds)
 
     def seed(self, segment_s: list[list[float]], head_s: list[list[float]]) -> None:
         """Seed every stage from warm-up runs (``segment_s[k]`` = samples of stage k)."""
@@ -180,7 +182,8 @@ class LatencyModel:
 
     def update_head(self, k: int, seconds: float) -> None:
         self.heads[k].update(seconds)
-        self.stages[k].update(self._last_seg[k] + seconds)
+        if self.risk_price is not None:
+            self.stages[k].update(self._last_seg[k] + seconds)
         self.load_ref[k] = self.load_level()
 
     def _scale(self, k: int) -> float:

@@ -50,17 +50,17 @@ def test_a_short_history_does_not_freeze_a_stage() -> None:
     (every input would then skip the stage and it would never be measured again); a stage whose
     typical run does not fit is skipped without weighing, however short its history."""
     m = _model([1e-3] * 20)
+    m.enable_risk(price=10.0)
     _restart(m, 1)
     for x in (1e-3, 1e-3, 3e-3):  # the probe and two more runs, one of them preempted
         _run(m, 1, x)
     deadline = (2e-3 + m.margin_s) / (1 - m.margin_frac)  # 2 ms left
     assert m.miss_prob(1, 2e-3) == pytest.approx(1 / m.min_evidence)
-    m.enable_risk(price=10.0)
     assert m.fits(1, 0.0, deadline, lambda: 0.5) and not m.fits(1, 0.0, deadline, lambda: 0.2)
     slow = _model([1e-3] * 20)
+    slow.enable_risk(price=slow.min_price)
     _restart(slow, 1)
     _run(slow, 1, 5e-3)  # the probe: the stage now takes 5 ms
-    slow.enable_risk(price=slow.min_price)
     assert slow.miss_prob(1, 2e-3) < slow.max_risk  # a short history looks harmless ...
     assert not slow.fits(1, 0.0, deadline, lambda: 0.9)  # ... but its typical run does not fit
     assert not slow._weighed
@@ -133,6 +133,15 @@ def test_price_holds_while_no_risk_is_weighed() -> None:
         m.fits(1, 0.0, deadline, lambda: 0.5)
         m.observe(True)
     assert m.risk_price < 5.0
+
+
+def test_whole_runs_are_kept_in_risk_mode_only() -> None:
+    m = _model([1e-3] * 20)
+    _run(m, 1, 9e-3)  # strict mode: the guard does not use whole runs
+    assert max(m.stages[1].ordered) == pytest.approx(1e-3)
+    m.enable_risk()
+    _run(m, 1, 9e-3, head=1e-3)
+    assert max(m.stages[1].ordered) == pytest.approx(10e-3)
 
 
 def test_only_frames_that_weighed_a_risk_move_the_price() -> None:
