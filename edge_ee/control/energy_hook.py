@@ -119,24 +119,19 @@ class EnergyHook(RunHook):
             return
         t0 = result.t_start
         t1 = t0 + result.total_ms * 1e-3
-        segs = result.segment_ms
-        if len(segs) == 1:  # one stage ran (the usual case): its window is the inference's
-            bounds = [t0, t1]
-        else:
-            bounds = [t0]
-            t = t0
-            heads = result.head_ms
-            for k, seg in enumerate(segs):
-                h = heads[k] if k < len(heads) else None
-                t += (seg + (h or 0.0)) * 1e-3
-                bounds.append(min(t, t1))
-            bounds[-1] = t1  # the engine's work between stages goes to the last stage run
+        bounds = [t0]
+        t = t0
+        heads = result.head_ms
+        for k, seg in enumerate(result.segment_ms[:-1]):
+            h = heads[k] if k < len(heads) else None
+            t += (seg + (h or 0.0)) * 1e-3
+            bounds.append(min(t, t1))
+        bounds.append(t1)  # the last stage run also gets the engine's work between stages
         w, stages = s.split_window(bounds)
         self.last = w
         record.update(w.to_telemetry())  # energy_mj = round_mj(1e3 * w.marginal_j), None without a baseline
         if w.marginal_j is not None:
-            record["stage_energy_mj"] = ([round_mj(1e3 * (stages[0] or 0.0))] if len(stages) == 1
-                                         else [round_mj(1e3 * (v or 0.0)) for v in stages])
+            record["stage_energy_mj"] = [round_mj(1e3 * (v or 0.0)) for v in stages]
         integ = self._integ
         if integ is not None:
             integ.add(result.exit_index, t0, t1)

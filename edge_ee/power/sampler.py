@@ -45,10 +45,8 @@ from .base import CounterUnwrapper, PowerSource
 
 log = logging.getLogger("edge_ee.power")
 
-_object_setattr = object.__setattr__
 
-
-@dataclass(frozen=True, init=False)
+@dataclass(frozen=True)
 class EnergyWindow:
     """Energy over [t0, t1] and where it came from."""
 
@@ -61,14 +59,6 @@ class EnergyWindow:
     source: str  # source kind, e.g. "jetson", "estimate"
     rail: str
     extrapolated: bool  # not covered by samples (reaches past the newest or before the oldest): power held
-
-    def __init__(self, t0: float, t1: float, energy_j: float, baseline_w: float | None, marginal_j: float | None,
-                 estimated: bool, source: str, rail: str, extrapolated: bool) -> None:
-        # the dataclass's own __init__, in one attribute write instead of its nine object.__setattr__ calls
-        # (one window per inference)
-        _object_setattr(self, "__dict__", {
-            "t0": t0, "t1": t1, "energy_j": energy_j, "baseline_w": baseline_w, "marginal_j": marginal_j,
-            "estimated": estimated, "source": source, "rail": rail, "extrapolated": extrapolated})
 
     @property
     def mean_power_w(self) -> float:
@@ -361,6 +351,13 @@ class PowerSampler:
                 e += w * (hi - lo)
         return e
 
+    def _above_idle(self, t0: float, t1: float, energy_j: float) -> float | None:
+        """Energy above the idle baseline [J] of [t0, t1] given its energy (None without a baseline)."""
+        b = self._baselines
+        if len(b) == 1:  # the usual case
+            return energy_j - b[0][1] * (t1 - t0)
+        return None if not b else energy_j - self._baseline_energy(t0, t1)
+
     def _energy_at(self, x: float) -> float:
         """Cumulative energy at time x (caller holds the lock).
 
@@ -436,55 +433,29 @@ class PowerSampler:
 
     def window(self, t0: float, t1: float) -> EnergyWindow:
         """:class:`EnergyWindow` for [t0, t1]: energy, marginal energy, estimated flag, source and rail."""
-        ej, base, marginal, est, src, covered = self._window_values(t0, t1)
-        return EnergyWindow(t0, t1, ej, base, marginal, est, src.kind, src.rail, not covered)
-
-    def _window_values(self, t0: float, t1: float) -> tuple[float, float | None, float | None, bool, PowerSource,
-                                                             bool]:
-        """(energy_j, baseline_w, marginal_j, estimated, source, covered) of [t0, t1]: what :meth:`window`
-        reports, without building the :class:`EnergyWindow` (the integrator's per-window path)."""
         with self._lock:
             ej = self._energy_at(t1) - self._energy_at(t0)
             covered = self._covered(t0, t1)
             src = self.source
-        base = self.baseline_at(t1)
-        marginal = None if base is None else ej - self._baseline_energy(t0, t1)
         est = self.estimated_since is not None and t1 > self.estimated_since
-        return ej, base, marginal, est, src, covered
+        return EnergyWindow(t0, t1, ej, self.baseline_at(t1), self._above_idle(t0, t1, ej), est, src.kind, src.rail,
+                            not covered)
 
     def split_window(self, boundaries: list[float]) -> tuple[EnergyWindow, list[float | None]]:
         """The window [b0, bn] and the energy above idle [J] of each piece [b_i, b_i+1] (None without a
         baseline), in one pass: each boundary's cumulative energy is computed once, under one lock (the
         per-inference path: one inference and its stages)."""
         t0, t1 = boundaries[0], boundaries[-1]
-        two = len(boundaries) == 2  # one stage ran: the usual case
         with self._lock:
-            tn = self._tn
-            if two and self._n and t0 >= tn and t1 >= tn:  # just measured: the newest power held (_energy_at)
-                es = [self._en + self._pn * (t0 - tn), self._en + self._pn * (t1 - tn)]
-            else:
-                energy_at = self._energy_at
-                es = [energy_at(b) for b in boundaries]
-            covered = self._n > 0 and self._to <= t0 and t1 <= tn  # _covered(t0, t1)
+            es = [self._energy_at(b) for b in boundaries]
+            covered = self._covered(t0, t1)
             src = self.source
         ej = es[-1] - es[0]
-        bl = self._baselines
-        if len(bl) == 1:  # one baseline (the usual case): baseline_at and _baseline_energy inline
-            base = bl[0][1]
-            pieces: list[float | None] = (
-                [ej - base * (t1 - t0)] if two else
-                [(es[i + 1] - es[i]) - base * (boundaries[i + 1] - boundaries[i]) for i in range(len(es) - 1)])
-            marginal: float | None = math.fsum(pieces)  # type: ignore[arg-type]
-        else:
-            base = self.baseline_at(t1)
-            if base is None:
-                marginal, pieces = None, [None] * (len(boundaries) - 1)
-            else:
-                pieces = [(es[i + 1] - es[i]) - self._baseline_energy(boundaries[i], boundaries[i + 1])
-                          for i in range(len(boundaries) - 1)]
-                marginal = math.fsum(pieces)  # type: ignore[arg-type]
+        pieces = [self._above_idle(boundaries[i], boundaries[i + 1], es[i + 1] - es[i])
+                  for i in range(len(boundaries) - 1)]
+        marginal = None if pieces[0] is None else math.fsum(pieces)  # type: ignore[arg-type]
         est = self.estimated_since is not None and t1 > self.estimated_since
-        return EnergyWindow(t0, t1, ej, base, marginal, est, src.kind, src.rail, not covered), pieces
+        return EnergyWindow(t0, t1, ej, self.baseline_at(t1), marginal, est, src.kind, src.rail, not covered), pieces
 
     def samples(self, last: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Copies of the buffered (times, powers), oldest first (for plots and tests)."""
@@ -566,14 +537,7 @@ class WindowIntegrator:
     def add(self, key: Hashable, t0: float, t1: float) -> None:
         self._pending.append((key, t0, t1))
         if len(self._pending) > self.max_pending:
-            self._integrate(*self._pending.popleft())
-
-    def _integrate(self, key: Hashable, t0: float, t1: float) -> None:
-        s = self.sums.get(key)
-        if s is None:
-            s = self.sums[key] = EnergySum()
-        ej, _, marginal, est, _, covered = self.sampler._window_values(t0, t1)  # = sampler.window(t0, t1)
-        s._add(t1 - t0, ej, marginal, not covered, est)
+            self._integrate_all([self._pending.popleft()])
 
     def update(self) -> int:
         """Integrate the queued windows that samples now cover; returns how many are still queued."""
@@ -588,7 +552,7 @@ class WindowIntegrator:
         return len(q)
 
     def _integrate_all(self, windows: list[tuple[Hashable, float, float]]) -> None:
-        """``_integrate`` each window in order, with the energies of all of them taken under one lock (each
+        """Add each window to its key's sum, in order, with the energies of all of them taken under one lock (each
         sample covers about (sampling period / inference time) windows, integrated together)."""
         smp = self.sampler
         with smp._lock:
@@ -597,20 +561,12 @@ class WindowIntegrator:
             vals = [(energy_at(t1) - energy_at(t0), n > 0 and t_old <= t0 and t1 <= t_new)  # _covered(t0, t1)
                     for _, t0, t1 in windows]
         sums = self.sums
-        bl = smp._baselines
-        one = bl[0][1] if len(bl) == 1 else None  # one baseline: baseline_at, _baseline_energy inline
         since = smp.estimated_since
-        for (key, t0, t1), (ej, covered) in zip(windows, vals):  # as _window_values, then _integrate
-            if one is not None:
-                marginal: float | None = ej - one * (t1 - t0)
-            else:
-                base = smp.baseline_at(t1)
-                marginal = None if base is None else ej - smp._baseline_energy(t0, t1)
-            est = since is not None and t1 > since
+        for (key, t0, t1), (ej, covered) in zip(windows, vals):  # what sampler.window(t0, t1) reports
             s = sums.get(key)
             if s is None:
                 s = sums[key] = EnergySum()
-            s._add(t1 - t0, ej, marginal, not covered, est)
+            s._add(t1 - t0, ej, smp._above_idle(t0, t1, ej), not covered, since is not None and t1 > since)
 
     @property
     def pending(self) -> int:
@@ -623,6 +579,6 @@ class WindowIntegrator:
             t_last = max(t1 for _, _, t1 in self._pending)
             wait = 2 * self.sampler.period_s + 0.5 if timeout is None else timeout
             self.sampler.wait_for(t_last, timeout=wait)
-            while self._pending:
-                self._integrate(*self._pending.popleft())
+            self._integrate_all(list(self._pending))
+            self._pending.clear()
         return self.sums
