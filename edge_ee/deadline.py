@@ -266,8 +266,9 @@ class LatencyModel:
         if ok:
             self.skips[k] = 0
             return True
-        self.segments[k].relax()
-        self.heads[k].relax()
+        if self.risk_price is None:  # only the strict prediction (the p95) is relaxed
+            self.segments[k].relax()
+            self.heads[k].relax()
         self.skips[k] += 1
         if self.skips[k] >= self.probe_after:
             self.skips[k] = 0
