@@ -119,22 +119,36 @@ def default_target(manifest: Any, profile: dict[str, Any] | None) -> tuple[float
 # ---------------------------------------------------------------------------------------------- statistics
 
 
+def _tail(start: int, stop: int, step: int, n: int, p: float) -> float:
+    """Sum of the Bin(n, p) pmf from ``start`` towards ``stop`` (exclusive), by the term ratio, stopping once the
+    terms no longer change the sum (they only shrink moving away from the mode, which is behind ``start``)."""
+    lt = math.lgamma(n + 1) - math.lgamma(start + 1) - math.lgamma(n - start + 1) \
+        + start * math.log(p) + (n - start) * math.log1p(-p)
+    t = math.exp(lt)
+    total = 0.0
+    odds = p / (1.0 - p)
+    i = start
+    while i != stop:
+        total += t
+        if t < total * 1e-17:
+            break
+        t *= odds * (n - i) / (i + 1) if step > 0 else (i / (n - i + 1)) / odds
+        i += step
+    return total
+
+
 def binom_sf(x: int, n: int, p: float) -> float:
-    """P(Bin(n, p) >= x), exact: the shorter tail summed in log space (x is small in the audit's use)."""
+    """P(Bin(n, p) >= x), exact to double precision: the tail away from the mode is summed (x is small and the
+    tail short in the audit's use), the other side as one minus it."""
     if x <= 0:
         return 1.0
     if x > n or p <= 0.0:
         return 0.0
     if p >= 1.0:
         return 1.0
-    lp, lq = math.log(p), math.log1p(-p)
-    lg = math.lgamma
-    upper = x > n * p  # the upper tail is the small one: sum it; else 1 - the lower tail
-    rng = range(x, n + 1) if upper else range(0, x)
-    terms = [lg(n + 1) - lg(i + 1) - lg(n - i + 1) + i * lp + (n - i) * lq for i in rng]
-    m = max(terms)
-    tail = math.exp(m) * math.fsum(math.exp(t - m) for t in terms)
-    return min(1.0, tail) if upper else max(0.0, 1.0 - tail)
+    if x > n * p:  # upper tail, from x up
+        return min(1.0, _tail(x, n + 1, 1, n, p))
+    return max(0.0, 1.0 - _tail(x - 1, -1, -1, n, p))  # 1 - P(X <= x - 1), from x - 1 down
 
 
 def binom_cdf(x: int, n: int, p: float) -> float:
@@ -238,13 +252,21 @@ class DisagreementMonitor:
         p0 = self.target * frames / early  # the conditional disagreement at which D = target
         return 0.0 if p0 >= 1.0 else binom_sf(x, n, p0)
 
+    def exceeds(self, w: int) -> bool:
+        """The window's test: ``p_value(w) <= level`` (no p-value needed at or below the expected count, where
+        it is above one half)."""
+        n, x, frames, early = self._span(w)
+        if n == 0 or early == 0 or x <= n * self.target * frames / early:
+            return False
+        return self.p_value(w) <= self.level
+
     def add(self, disagree: bool, sample: Any = None) -> int | None:
         """One audited frame (already counted). Returns the shortest window that now exceeds the target."""
         self.n += 1
         self.disagreements += int(disagree)
         self._marks.append((self.frames, self.early, self.disagreements))
         self.samples.append(sample)
-        return next((w for w in self.windows if self.p_value(w) <= self.level), None)
+        return next((w for w in self.windows if self.exceeds(w)), None)
 
     def estimate(self, w: int | None = None) -> Estimate:
         n, x, frames, early = self._span(self.windows[-1] if w is None else w)
