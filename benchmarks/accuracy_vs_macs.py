@@ -120,7 +120,7 @@ def plain_ort_full_ms(bundle: Path, x: np.ndarray) -> float:
 def evaluate(bundle: Path, x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     eng = Engine(str(bundle))
     m = eng.manifest
-    cal = m.calibration
+    cal = m.calibration.to_dict()
     k_last = eng.num_stages - 1
     full_macs = m.full_model_macs()
     n = len(y)

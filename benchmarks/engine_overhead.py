@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from edge_ee.bundle import load_bundle  # noqa: E402
 from edge_ee.engine import Engine  # noqa: E402
-from edge_ee.exit_rules import never_fires  # noqa: E402
+from edge_ee.exit_rules import get_rule  # noqa: E402
 
 
 def median_us(fn, n: int, reps: int = 5) -> float:
@@ -59,7 +59,7 @@ def main() -> None:
             if h is not None and (all_heads or k == e.num_stages - 1):
                 h.run(io[0], {io[1]: cur})
 
-    e.set_thresholds([never_fires(r) for r in e.rules[:-1]])
+    e.set_thresholds([get_rule(r).never for r in e.rules[:-1]])
     rows = []
     for mode, all_heads in (("adaptive", True), ("full", False)):
         r_us = median_us(lambda ah=all_heads: raw(ah), a.n)

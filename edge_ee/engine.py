@@ -24,7 +24,7 @@ import numpy as np
 from .bundle import Bundle, load_bundle
 from .deadline import LatencyModel
 from .errors import BundleError, InferenceError, UsageError
-from .exit_rules import exit_score, fires, softmax
+from .exit_rules import ExitRule, get_rule, softmax
 from .manifest import Head
 from .sessions import SessionConfig, io_names, make_session, shapes_compatible
 
@@ -160,13 +160,23 @@ class Engine:
             raise UsageError(f"this bundle has {n} early exits; got {len(thresholds)} thresholds")
         self.thresholds = [float(t) for t in thresholds]
 
+    @property
+    def rules(self) -> list[str]:
+        """The exit rule in force per stage, by name (the last stage's final classifier always answers)."""
+        return [r.name for r in self._rules]
+
+    @rules.setter
+    def rules(self, names: list[str]) -> None:
+        self._rules: list[ExitRule] = [get_rule(n) for n in names]
+
     def set_rule(self, rule: str) -> None:
+        """Use ``rule`` at every early exit; its thresholds must be set to match (``set_thresholds``)."""
+        r = get_rule(rule)
         for k, h in enumerate(self.heads[:-1]):
-            if h is None:
-                continue
-            if rule == "confidence" and h.confidence is None:
-                raise UsageError(f"exit {k} has no learned confidence output; rule 'confidence' is not possible")
-            self.rules[k] = rule
+            if h is not None and r.needs_confidence and h.confidence is None:
+                raise UsageError(f"exit {k} has no learned confidence output; rule {rule!r} is not possible")
+        self._rules = [r if h is not None and k < self.num_stages - 1 else self._rules[k]
+                       for k, h in enumerate(self.heads)]
 
     # ------------------------------------------------------------------ inference
     def check_input(self, x: np.ndarray) -> np.ndarray:
@@ -227,10 +237,10 @@ class Engine:
                 lat.update_head(k, te - ts)
                 conf_out = float(np.asarray(hout[1]).reshape(-1)[0]) if len(hout) > 1 else None
                 if k < last:
-                    rule = self.rules[k]
-                    score = exit_score(rule, hout[0], head.temperature, conf_out)
+                    rule = self._rules[k]
+                    score = rule.score(hout[0], head.temperature, conf_out)
                     best = (k, hout[0], score)
-                    if k == stop_at or fires(rule, score, self.thresholds[k]):
+                    if k == stop_at or rule.fires(score, self.thresholds[k]):
                         break
                 else:
                     best = (k, hout[0], math.nan)

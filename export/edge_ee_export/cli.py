@@ -23,6 +23,9 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from edge_ee.calibration.select import parse_fraction
+from edge_ee.errors import UsageError as RuntimeUsageError
+
 from . import __version__
 from .errors import ExportError, UsageError
 
@@ -34,6 +37,16 @@ DEFAULT_EXIT_EPOCHS = {"fashion-mnist": 8, "kws": 15, "image-folder": 10}
 DEFAULT_ARCH = {"fashion-mnist": "resnet8", "kws": "dscnn", "image-folder": "mobilenet_v1"}
 METHOD_HEAD = {"pteenet": "conv_conf", "eenet": "conv_conf", "sdn": "pool_linear", "trecx": "dws"}
 
+
+
+def _fraction(option: str) -> Any:
+    """argparse type: a fraction in (0, 1) from 1% or 0.01 (the runtime's parser, one implementation)."""
+    def parse(text: str) -> float:
+        try:
+            return parse_fraction(option, text)
+        except RuntimeUsageError as e:
+            raise argparse.ArgumentTypeError(str(e).split(": ", 1)[-1]) from None
+    return parse
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edge-ee-export", description=__doc__.split("\n\n")[0],
@@ -61,8 +74,10 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("--pretrained", default=None, help="state_dict (.pt) of the backbone: skip its training")
         s.add_argument("--train-limit", type=int, default=None, help="use at most N training samples (quick runs)")
         s.add_argument("--seed", type=int, default=0)
-        s.add_argument("--target-drop", type=float, default=0.01, help="allowed accuracy drop (fraction, 0.01 = 1 pp)")
-        s.add_argument("--margin", type=float, default=0.0025, help="safety margin subtracted from --target-drop")
+        s.add_argument("--target-drop", type=_fraction("--target-drop"), default=0.01,
+                       help="allowed accuracy drop vs the full model: 1%% or 0.01")
+        s.add_argument("--confidence", type=_fraction("--confidence"), default=0.9,
+                       help="probability that the drop on new data stays within --target-drop (90%% or 0.9)")
         s.add_argument("--quantize", action="store_true", help="int8 static quantisation (accuracy change recorded)")
         s.add_argument("--cache", default=os.environ.get("EDGE_EE_EXPORT_CACHE",
                                                          str(Path.home() / ".cache" / "edge-ee-export")),
@@ -168,7 +183,8 @@ def run(a: argparse.Namespace, command: str) -> Path:
     ck = None if a.no_resume else cache / f"{tag}-{a.method}-{head}-{where}-exits-s{a.seed}{lim}.pt"
     h = train_exits(ee, data, method=a.method, epochs=ex_epochs, seed=a.seed, ckpt=ck, progress=progress)
     history["exits"] = {"epochs": ex_epochs, "method": a.method, "final": h[-1] if h else None}
-    cal = calibrate(ee, data.calib_temp, data.calib_thr, target_drop=a.target_drop, margin=a.margin)
+    cal = calibrate(ee, data.calib_temp, data.calib_thr, target_drop=a.target_drop,
+                    confidence=a.confidence)
     cal["split"]["sizes"] = data.sizes()
     log.info("calibrated (%s): accuracy %.4f vs full %.4f at %.1f%% of the MACs (oracle %.1f%%)", cal["rule"],
              cal["chosen"]["accuracy"], cal["full_accuracy"], 100 * cal["chosen"]["macs_ratio"],
