@@ -40,9 +40,10 @@ The reported estimate is the base monitor's longest window: ``D`` with a Wilson 
 frames of the shortest window that raised it (the most recent data; every exit's output is kept for them),
 with a guarantee at ``confidence``, among threshold vectors at least as strict as the ones in force. Only
 such vectors can be judged on this sample: a frame that went to the final exit under the current
-thresholds also does under stricter ones, and agrees. The engine moves to the cheapest one that passes
-(fixed-sequence testing from "never exit early" towards the current thresholds; "never exit early" when
-too few frames were audited), and the move is logged.
+thresholds also does under stricter ones, and agrees. The selection is the calibration core's
+(``select_risk_controlled``: Learn-then-Test along the frontier) on the audited frames, against
+``target / f``; the engine moves to the point it certifies ("never exit early" when nothing is, e.g. with
+fewer than 50 audited frames), and the move is logged.
 """
 
 from __future__ import annotations
@@ -52,16 +53,20 @@ import math
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ..engine import Result
 from ..errors import UsageError
+from ..exit_rules import get_rule
 from ..runner import ExtraWork, RunHook, Runner
 from ..sources.base import Frame
+from .risk import binom_cdf
+from .select import MIN_FRAMES, select_risk_controlled
+from .table import ExitTable
 
 log = logging.getLogger("edge_ee.audit")
 
@@ -102,58 +107,44 @@ class AuditSettings:
 
 
 def default_target(manifest: Any, profile: dict[str, Any] | None) -> tuple[float, str]:
-    """The disagreement target when ``--audit-target`` is not given: the profile's target drop (when the run
-    uses a profile), else the bundle's calibration target."""
+    """The disagreement target when ``--audit-target`` is not given, from the calibration of the thresholds in
+    force: the device profile's when the run uses one, else the bundle's.
+
+    * a label-free calibration (its risk *is* the disagreement with the final exit): its target;
+    * a calibration on labelled accuracy: the target drop plus the disagreement the calibration measured at the
+      chosen point. Disagreement is not the risk that calibration controlled (an early exit may be right where the
+      final one is wrong), and the calibration frames already showed that much of it; the alarm goes off when
+      the share of answers that differ from the final exit's grows by more than the target drop."""
     if profile is not None:
-        t = profile.get("target_drop")
-        if isinstance(t, (int, float)) and 0 < t < 1:
-            return float(t), "the device profile's target drop"
-    cal = manifest.calibration
-    t = cal.get("target_drop") if isinstance(cal, dict) else getattr(cal, "target_drop", None)
-    if isinstance(t, (int, float)) and 0 < t < 1:
-        return float(t), "the bundle's calibration target drop"
-    raise UsageError("--audit needs a disagreement target: neither a device profile nor the bundle's calibration "
-                     "gives one", "give it with --audit-target, e.g. --audit-target 1%")
+        g = profile.get("guarantee") or {}
+        chosen = profile.get("chosen") or {}
+        labelled = g.get("risk") == "accuracy_drop" if g else profile.get("quality_metric") == "accuracy"
+        t, agree, where = profile.get("target_drop"), chosen.get("agreement"), "the device profile"
+    else:
+        cal = manifest.calibration
+        g = cal.guarantee.to_dict() if cal.guarantee is not None else {}
+        labelled = g.get("risk") == "accuracy_drop" if g else cal.full_accuracy is not None
+        agree = cal.chosen.agreement if cal.chosen is not None else None
+        t, where = cal.target_drop, "the bundle's calibration"
+    if g.get("target") is not None:
+        t = g["target"]
+    if not (isinstance(t, (int, float)) and 0 < t < 1):
+        raise UsageError("--audit needs a disagreement target: neither a device profile nor the bundle's calibration "
+                         "gives one", "give it with --audit-target, e.g. --audit-target 1%")
+    if not labelled:
+        return float(t), f"{where}'s label-free target"
+    if isinstance(agree, (int, float)) and 0 <= 1 - agree < 1 - t:
+        return float(t) + (1.0 - float(agree)), (f"{where}: target drop {100 * t:.3g}% + the {100 * (1 - agree):.3g}% "
+                                                  "disagreement its calibration measured")
+    return float(t), f"{where}'s target drop"
 
 
 # ---------------------------------------------------------------------------------------------- statistics
 
 
-def _tail(start: int, stop: int, step: int, n: int, p: float) -> float:
-    """Sum of the Bin(n, p) pmf from ``start`` towards ``stop`` (exclusive), by the term ratio, stopping once the
-    terms no longer change the sum (they only shrink moving away from the mode, which is behind ``start``)."""
-    lt = math.lgamma(n + 1) - math.lgamma(start + 1) - math.lgamma(n - start + 1) \
-        + start * math.log(p) + (n - start) * math.log1p(-p)
-    t = math.exp(lt)
-    total = 0.0
-    odds = p / (1.0 - p)
-    i = start
-    while i != stop:
-        total += t
-        if t < total * 1e-17:
-            break
-        t *= odds * (n - i) / (i + 1) if step > 0 else (i / (n - i + 1)) / odds
-        i += step
-    return total
-
-
 def binom_sf(x: int, n: int, p: float) -> float:
-    """P(Bin(n, p) >= x), exact to double precision: the tail away from the mode is summed (x is small and the
-    tail short in the audit's use), the other side as one minus it."""
-    if x <= 0:
-        return 1.0
-    if x > n or p <= 0.0:
-        return 0.0
-    if p >= 1.0:
-        return 1.0
-    if x > n * p:  # upper tail, from x up
-        return min(1.0, _tail(x, n + 1, 1, n, p))
-    return max(0.0, 1.0 - _tail(x - 1, -1, -1, n, p))  # 1 - P(X <= x - 1), from x - 1 down
-
-
-def binom_cdf(x: int, n: int, p: float) -> float:
-    """P(Bin(n, p) <= x)."""
-    return 1.0 - binom_sf(x + 1, n, p) if x < n else 1.0
+    """P(Bin(n, p) >= x)."""
+    return 1.0 - binom_cdf(x - 1, n, p) if x > 0 else 1.0
 
 
 def wilson(x: int, n: int, confidence: float) -> tuple[float, float]:
@@ -339,69 +330,53 @@ class AuditSample:
 
 
 @dataclass
-class Selection:
+class Recalibration:
     thresholds: list[float]
-    disagreement: float  # on the audited frames, as a fraction of all frames (x early fraction)
-    upper: float  # the bound it passed (target), or NaN
+    disagreement: float  # on the audited frames, as a fraction of all frames (x the early share)
+    upper: float  # its upper confidence bound, same scale (NaN when nothing was tested)
     samples: int
-    steps_passed: int
+    certified: bool  # an early-exit point passed (else: never exit early)
     note: str = ""
-    exit_fractions: list[float] = field(default_factory=list)  # among the frames answered early now
-
-
-def _keys(rule: str, scores: np.ndarray) -> np.ndarray:
-    """Larger = exits sooner (entropy exits when low)."""
-    return -scores if rule == "entropy" else scores
 
 
 def select_stricter(samples: Sequence[AuditSample], rules: Sequence[str], temperatures: Sequence[float],
-                    thresholds: Sequence[float], early_fraction: float, target: float, confidence: float,
-                    score: Callable[[str, np.ndarray, float, float | None], float], never: Callable[[str], float],
-                    steps: int = 40) -> Selection:
-    """Label-free risk-controlled thresholds from audited frames, among vectors at least as strict as
-    ``thresholds`` (module docstring). Fixed-sequence testing along a fixed path from "never exit early" to
-    ``thresholds`` (each exit's threshold moved the same fraction of the way to its rule's strictest value);
-    each step's p-value is the exact binomial P(Bin(n, target / early_fraction) <= disagreements), and the
-    last step with p <= 1 - confidence before the first that fails is chosen."""
-    k_early = len(thresholds)
+                    thresholds: Sequence[float], cum_macs: Sequence[float], early_fraction: float, target: float,
+                    confidence: float) -> Recalibration:
+    """Label-free risk-controlled thresholds from audited frames (the calibration core's Learn-then-Test
+    selection), among vectors at least as strict as ``thresholds``.
+
+    The audited frames are a uniform sample of the frames answered early under ``thresholds``; under a stricter
+    vector, every other frame still goes to the final exit and agrees with it, so the disagreement of the stricter
+    vector is ``early_fraction`` x its disagreement on the sample, and the sample is tested against
+    ``target / early_fraction``. On the sample, an exit's score below its current threshold is set to "never
+    fires", so that any vector the selection considers acts on the sample as its element-wise stricter
+    version, which is what is returned."""
+    k = len(thresholds)
+    never = [float(get_rule(r).never) for r in rules[:k]]
     n = len(samples)
-    never_th = [never(r) for r in rules[:k_early]]
-    if n == 0 or early_fraction <= 0:
-        return Selection(never_th, 0.0, math.nan, n, 0, "no audited frames: never exit early")
-    keys = np.array([[score(rules[k], s.logits[k], temperatures[k], s.confidence[k]) for s in samples]
-                     for k in range(k_early)], dtype=np.float64)
-    keys = np.stack([_keys(rules[k], keys[k]) for k in range(k_early)]) if k_early else keys
-    cur = np.array([_keys(r, np.array([t]))[0] for r, t in zip(rules, thresholds)], dtype=np.float64)
-    top = np.array([1.0 if r != "entropy" else 0.0 for r in rules[:k_early]])  # strictest finite key
-    top = np.maximum(top, cur)
-    preds = np.array([[int(np.argmax(s.logits[k])) for s in samples] for k in range(k_early + 1)])
-    disagree_at = preds != preds[-1][None, :]
+    if n < MIN_FRAMES or early_fraction <= 0:
+        return Recalibration(never, 0.0, math.nan, n, False,
+                             f"{n} audited frames are too few for a guarantee (at least {MIN_FRAMES}): "
+                             "never exit early")
     t_cond = target / early_fraction
-    delta = 1.0 - confidence
-    chosen: tuple[np.ndarray, int, np.ndarray] | None = None
-    passed = 0
-    for i in range(1, steps + 1):  # step 0 (never exit early) has no risk
-        lam = 1.0 - i / steps
-        kt = cur + lam * (top - cur)
-        ex = np.full(n, k_early)
-        undecided = np.ones(n, bool)
-        for k in range(k_early):
-            f = undecided & (keys[k] >= kt[k])
-            ex[f] = k
-            undecided &= ~f
-        x = int(disagree_at[ex, np.arange(n)].sum())
-        if t_cond < 1.0 and binom_cdf(x, n, t_cond) > delta:
-            break
-        chosen, passed = (kt, x, ex), i
-    if chosen is None:
-        need = math.ceil(math.log(delta) / math.log1p(-min(t_cond, 1 - 1e-12))) if t_cond < 1 else 1
-        return Selection(never_th, 0.0, math.nan, n, 0,
-                         f"{n} audited frames are too few for any early exit to pass (at least {need} are needed "
-                         "with no disagreement): never exit early")
-    kt, x, ex = chosen
-    th = [float(-v) if r == "entropy" else float(v) for r, v in zip(rules, kt)]
-    return Selection(th, early_fraction * x / n, target, n, passed,
-                     exit_fractions=[float(v) for v in np.bincount(ex, minlength=k_early + 1) / n])
+    if t_cond >= 1.0:
+        return Recalibration(list(thresholds), 0.0, math.nan, n, True,
+                             "the target cannot be exceeded at this share of early answers: thresholds kept")
+    logits = [np.stack([np.asarray(sm.logits[j]).reshape(-1) for sm in samples]) for j in range(k + 1)]
+    confs = [np.array([sm.confidence[j] for sm in samples], np.float64) if samples[0].confidence[j] is not None
+             else None for j in range(k + 1)]
+    table = ExitTable.from_outputs(list(rules), list(temperatures), logits, confs, list(cum_macs))
+    cur = np.array(table.key_thresholds(thresholds))
+    low = np.minimum(cur, [get_rule(r).key(get_rule(r).always) for r in rules[:k]]) - 1.0
+    table.keys = np.where(table.keys >= cur[:, None], table.keys, low[:, None])
+    sel = select_risk_controlled(table, t_cond, confidence)
+    g = sel.guarantee
+    assert g is not None
+    th = table.thresholds_of_keys(np.maximum(table.key_thresholds(sel.point.thresholds), cur))
+    if not g.certified:
+        th = never
+    return Recalibration([float(t) for t in th], early_fraction * g.empirical_risk, early_fraction * g.upper_bound,
+                         n, g.certified, "" if g.certified else g.describe())
 
 
 # ---------------------------------------------------------------------------------------------- run hook
@@ -591,24 +566,23 @@ class AuditHook(RunHook):
 
     def _recalibrate(self, runner: Runner, alarm: Alarm) -> None:
         engine = runner.engine
-        from ..exit_rules import exit_score, never_fires
-
         e = alarm.estimate
-        samples = list(alarm.monitor.samples)[-e.samples:]
         k = engine.num_stages - 1
-        temps = [h.temperature if h is not None else 1.0 for h in engine.heads]
-        sel = select_stricter(samples, engine.rules[:k], temps, engine.thresholds, e.early_fraction,
-                              self.settings.target, self.settings.confidence,
-                              lambda r, lg, t, c: exit_score(r, lg, t, c), never_fires)
+        m = engine.manifest
+        cum_macs = np.cumsum([s.segment.macs + (s.head.macs if s.head else 0) for s in m.stages]).astype(float)
+        sel = select_stricter(list(alarm.monitor.samples)[-e.samples:], engine.rules,
+                              [h.temperature if h is not None else 1.0 for h in engine.heads], engine.thresholds[:k],
+                              cum_macs, e.early_fraction, self.settings.target, self.settings.confidence)
         old = list(engine.thresholds)
         engine.set_thresholds(sel.thresholds)
         self.recalibrations.append({"frame": runner.stats.frames + 1, "from": old, "to": list(sel.thresholds),
                                     "samples": sel.samples, "disagreement_on_audits": sel.disagreement,
-                                    "note": sel.note})
+                                    "upper_bound": sel.upper, "certified": sel.certified, "note": sel.note})
         log.warning("audit: recalibrated on %d audited frames (no labels, %.0f%% confidence, target %.2f%%): "
                     "thresholds %s -> %s%s", sel.samples, 100 * self.settings.confidence,
                     100 * self.settings.target, [round(t, 4) for t in old], [round(t, 4) for t in sel.thresholds],
-                    f" ({sel.note})" if sel.note else "")
+                    f" (disagreement {100 * sel.disagreement:.2f}%, upper bound {100 * sel.upper:.2f}%)"
+                    if sel.certified and math.isfinite(sel.upper) else f" ({sel.note})" if sel.note else "")
 
     def status_note(self) -> str | None:
         """For systemd's STATUS= line while the alarm is on."""
