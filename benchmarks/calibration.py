@@ -255,7 +255,7 @@ def cli_stream(imgs: np.ndarray, order: list[tuple[str, int]], thresholds: list[
             "boosts": s["audit"]["boosts"], "mean_macs_ratio": s["mean_macs"] / s["full_macs"],
             "summary_line": next((ln for ln in r.stdout.splitlines() if ln.startswith("audit:")), ""),
             "warnings": [ln for ln in r.stderr.splitlines() if "DRIFT ALARM" in ln], "trace": trace,
-            "command": " ".join(cmd[1:]).replace(str(d), "STREAM_DIR")}
+            "command": " ".join(cmd[3:]).replace(str(d), "STREAM_DIR")}
 
 
 # --------------------------------------------------------------------------- report
@@ -321,8 +321,10 @@ def report(r: dict[str, Any]) -> str:
     for key, what in (("cli_clean", "clean stream"), ("cli_shift", "1,000 clean then rotated-30 frames")):
         c_ = dr.get(key)
         if c_:
-            lines += ["", f"Command line, {what} ({c_['frames']} frames): first alarm at frame "
-                          f"{c_['first_alarm_frame']}, {c_['audits']} audits, {c_['boosts']} boost(s), mean MACs "
+            al = c_["first_alarm_frame"]
+            head = f"Command line, {what} ({c_['frames']} frames): " + \
+                ("no alarm" if al is None else f"first alarm at frame {al}")
+            lines += ["", f"{head}, {c_['audits']} audits, {c_['boosts']} boost(s), mean MACs "
                           f"{pct(c_['mean_macs_ratio'])} of the full model (audits included).", "",
                       f"    {c_['summary_line']}"]
             if c_["warnings"]:
@@ -361,7 +363,7 @@ def plot(r: dict[str, Any], path: Path) -> None:
     tr = (r["drift"].get("cli_shift") or {}).get("trace") or []
     if tr:
         f, a, lo, hi = (np.array(v, float) for v in zip(*tr))
-        ax.plot(f, 100 * (1 - a), label="disagreement estimate (last 800 audits)")
+        ax.plot(f, 100 * (1 - a), label="disagreement estimate (telemetry)")
         ax.fill_between(f, 100 * (1 - hi), 100 * (1 - lo), alpha=0.3, label="90% interval")
         ax.axvline(1000, color="gray", ls=":", label="change to rotated 30")
         al = r["drift"]["cli_shift"]["first_alarm_frame"]
@@ -369,7 +371,7 @@ def plot(r: dict[str, Any], path: Path) -> None:
             ax.axvline(al, color="r", ls="--", label="drift alarm")
         ax.axhline(100 * r["args"]["target"], color="k", lw=1, label="target")
         ax.legend(fontsize=7)
-    ax.set_title("edge-ee run --audit 2% (base monitor's estimate)", fontsize=10)
+    ax.set_title("edge-ee run --audit 2%: the audit's estimate", fontsize=10)
     ax.set_xlabel("frame")
     ax.set_ylabel("disagreement with the final exit (%)")
     fig.tight_layout()

@@ -33,8 +33,9 @@ extra audits are counted in the reported cost like every other.
 
 The alarm stays on until the thresholds change (the windows restart), or until the base monitor's longest
 window, a full 800 audits after the last window that exceeded the target, lies below it (90% interval).
-The reported estimate is the base monitor's longest window: ``D`` with a Wilson interval (at
-``confidence``, 90%).
+The reported estimate (telemetry, summary, metrics) is ``D`` over the longest window with a Wilson interval
+(at ``confidence``, 90%): the boosted monitor's while a boost runs (its audits all follow the change), else
+the base monitor's.
 
 **Recalibration** (``--recalibrate``): on an alarm, thresholds are re-selected without labels on the audited
 frames of the shortest window that raised it (the most recent data; every exit's output is kept for them),
@@ -426,6 +427,12 @@ class Auditor:
         f = self.settings.fraction
         return min(1.0, f * self.settings.boost) if self.boost is not None else f
 
+    def estimate(self) -> Estimate:
+        """The reported estimate: the boosted monitor's while it runs (its span starts at the change), else the
+        base monitor's; the longest window of either."""
+        m = self.boost if self.boost is not None and self.boost.n else self.base
+        return m.estimate()
+
     def draw(self) -> bool:
         """For a frame answered early: audit it?"""
         u = self._rng.random()
@@ -538,7 +545,7 @@ class AuditHook(RunHook):
         record["audited"] = sample is not None
         if sample is not None:
             self.audit_ms += self._pending_ms
-            e = au.base.estimate()
+            e = au.estimate()
             record.update({
                 "audit_final_label": engine.manifest.labels[sample.final_label], "audit_agree": not sample.disagree,
                 "audit_ms": round(self._pending_ms, 4), "audit_macs": self._macs,
@@ -553,10 +560,10 @@ class AuditHook(RunHook):
         record["drift_alarm"] = au.alarm is not None
         if raised is not None:
             log.warning("audit: DRIFT ALARM at frame %d: the disagreement with the final exit exceeds the target "
-                        "(last %d audits: %s)", runner.stats.frames + 1, raised.estimate.samples,
+                        "(last %d audits: %s)", frame.index, raised.estimate.samples,
                         self._describe(raised.estimate))
             if self.settings.recalibrate:
-                self._recalibrate(runner, raised)
+                self._recalibrate(runner, frame.index, raised)
 
     def _describe(self, e: Estimate) -> str:
         c = self.settings.confidence
@@ -564,7 +571,7 @@ class AuditHook(RunHook):
                 f"{e.samples} audits over {e.frames} frames, {100 * e.early_fraction:.1f}% answered early; "
                 f"target {100 * self.settings.target:.2f}%)")
 
-    def _recalibrate(self, runner: Runner, alarm: Alarm) -> None:
+    def _recalibrate(self, runner: Runner, frame_index: int, alarm: Alarm) -> None:
         engine = runner.engine
         e = alarm.estimate
         k = engine.num_stages - 1
@@ -575,7 +582,7 @@ class AuditHook(RunHook):
                               cum_macs, e.early_fraction, self.settings.target, self.settings.confidence)
         old = list(engine.thresholds)
         engine.set_thresholds(sel.thresholds)
-        self.recalibrations.append({"frame": runner.stats.frames + 1, "from": old, "to": list(sel.thresholds),
+        self.recalibrations.append({"frame": frame_index, "from": old, "to": list(sel.thresholds),
                                     "samples": sel.samples, "disagreement_on_audits": sel.disagreement,
                                     "upper_bound": sel.upper, "certified": sel.certified, "note": sel.note})
         log.warning("audit: recalibrated on %d audited frames (no labels, %.0f%% confidence, target %.2f%%): "
@@ -594,7 +601,7 @@ class AuditHook(RunHook):
 
     def on_stop(self, runner: Runner, summary: dict[str, Any]) -> None:
         au = self.auditor
-        e = au.base.estimate()
+        e = au.estimate()
         s = self.settings
         summary["audit"] = {
             "fraction": s.fraction, "target": s.target, "target_source": s.target_source,
