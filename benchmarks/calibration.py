@@ -227,7 +227,7 @@ def simulate(streams: int, clean: tuple[np.ndarray, np.ndarray], shifted: tuple[
 
 
 def cli_stream(imgs: np.ndarray, order: list[tuple[str, int]], thresholds: list[float], target: float,
-               fraction: float, workdir: Path) -> dict[str, Any]:
+               fraction: float, workdir: Path, extra: tuple[str, ...] = ()) -> dict[str, Any]:
     """One ``edge-ee run --source images:DIR --audit`` over PNG files written in stream order."""
     import cv2
 
@@ -242,7 +242,7 @@ def cli_stream(imgs: np.ndarray, order: list[tuple[str, int]], thresholds: list[
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "edge_ee", "run", "--source", f"images:{d}", "--thresholds",
            ",".join(f"{t:.6f}" for t in thresholds), "--audit", f"{100 * fraction:g}%", "--audit-target",
-           f"{100 * target:g}%", "--power-source", "none", "--log", str(log), "--summary-json", str(sj), "-q"]
+           f"{100 * target:g}%", *extra, "--power-source", "none", "--log", str(log), "--summary-json", str(sj), "-q"]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
     if r.returncode != 0:
         raise SystemExit(f"edge-ee run failed ({r.returncode}): {r.stderr}")
@@ -254,7 +254,8 @@ def cli_stream(imgs: np.ndarray, order: list[tuple[str, int]], thresholds: list[
     return {"frames": len(recs), "first_alarm_frame": alarm, "audits": s["audit"]["samples"],
             "boosts": s["audit"]["boosts"], "mean_macs_ratio": s["mean_macs"] / s["full_macs"],
             "summary_line": next((ln for ln in r.stdout.splitlines() if ln.startswith("audit:")), ""),
-            "warnings": [ln for ln in r.stderr.splitlines() if "DRIFT ALARM" in ln], "trace": trace,
+            "warnings": [ln for ln in r.stderr.splitlines() if "DRIFT ALARM" in ln or "recalibrat" in ln],
+            "trace": trace, "recalibrations": s["audit"]["recalibrations"],
             "command": " ".join(cmd[3:]).replace(str(d), "STREAM_DIR")}
 
 
@@ -329,6 +330,22 @@ def report(r: dict[str, Any]) -> str:
                       f"    {c_['summary_line']}"]
             if c_["warnings"]:
                 lines += [f"    {c_['warnings'][0]}"]
+    rc = dr.get("cli_recal")
+    if rc:
+        lines += ["", f"Command line with `--recalibrate`, 1,000 clean then rotated-30 frames ({rc['frames']} frames):"]
+        for r_ in rc["recalibrations"]:
+            if r_.get("to") is None:
+                lines.append(f"alarm at frame {r_['frame']}, recalibration not finished by the end of the stream.")
+                continue
+            b_, a_ = r_["rot30"]["before"], r_["rot30"]["after"]
+            lines.append(
+                f"alarm at frame {r_['frame']}; every input to the final exit until frame {r_['done']} "
+                f"({r_['samples']} frames audited), then thresholds {[round(t, 4) for t in r_['to']]} "
+                + ("(certified: disagreement on the audits " f"{pct(r_['disagreement_on_audits'], 2)}, upper bound "
+                   f"{pct(r_['upper_bound'], 2)})" if r_["certified"] else "(nothing certified: final exit)")
+                + f". On all rotated-30 test images: the old thresholds disagree with the final exit on "
+                f"{pct(b_['disagreement'], 2)} at {pct(b_['macs'])} of the MACs, the new ones on "
+                f"{pct(a_['disagreement'], 2)} at {pct(a_['macs'])}.")
     if dr.get("cli_command"):
         lines += ["", f"Command: `edge-ee {dr['cli_command']}`."]
     lines += ["", f"![calibration](img/{PLOT.name})", ""]
@@ -456,6 +473,14 @@ def main() -> int:
                 [("rot30", int(rng.choice(pool))) for _ in range(3000)]
             drift["cli_shift"] = cli_stream(imgs, order, th, a.target, a.audit, w)
             drift["cli_command"] = drift["cli_shift"]["command"]
+            order = [("clean", int(rng.choice(pool))) for _ in range(1000)] + \
+                [("rot30", int(rng.choice(pool))) for _ in range(11_000)]
+            rc = cli_stream(imgs, order, th, a.target, a.audit, w, ("--recalibrate",))
+            for r_ in rc["recalibrations"]:
+                if r_.get("to") is not None:
+                    r_["rot30"] = {"before": evaluate(tables["rot30"].subset(pool), r_["from"]),
+                                   "after": evaluate(tables["rot30"].subset(pool), r_["to"])}
+            drift["cli_recal"] = rc
     res["drift"] = drift
     cs, cc = drift.get("cli_shift"), drift.get("cli_clean")
     cli_ok = (cs is None or (cs["first_alarm_frame"] is not None and 1000 <= cs["first_alarm_frame"] <= 4000)) and \

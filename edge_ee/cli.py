@@ -388,7 +388,10 @@ def _check_audit(audit: str | None, target: str | None, recalibrate: bool, mode:
     if mode == "full":
         raise UsageError("--audit with --mode full: every frame already runs the whole model, there is nothing "
                          "to audit", "leave out --audit, or use --mode adaptive")
-    if recalibrate and budget is not None and controller and mode == "adaptive":
+    if recalibrate and mode != "adaptive":
+        raise UsageError(f"--recalibrate with --mode {mode.replace('_', '-')}: thresholds only matter in adaptive mode",
+                         "use --mode adaptive, or leave out --recalibrate")
+    if recalibrate and budget is not None and controller:
         raise UsageError("--recalibrate with --budget: the budget controller sets the thresholds",
                          "use --no-controller (the deadline guard alone), or leave out --recalibrate")
     return fraction

@@ -37,14 +37,12 @@ The reported estimate (telemetry, summary, metrics) is ``D`` over the longest wi
 (at ``confidence``, 90%): the boosted monitor's while a boost runs (its audits all follow the change), else
 the base monitor's.
 
-**Recalibration** (``--recalibrate``): on an alarm, thresholds are re-selected without labels on the audited
-frames of the shortest window that raised it (the most recent data; every exit's output is kept for them),
-with a guarantee at ``confidence``, among threshold vectors at least as strict as the ones in force. Only
-such vectors can be judged on this sample: a frame that went to the final exit under the current
-thresholds also does under stricter ones, and agrees. The selection is the calibration core's
-(``select_risk_controlled``: Learn-then-Test along the frontier) on the audited frames, against
-``target / f``; the engine moves to the point it certifies ("never exit early" when nothing is, e.g. with
-fewer than 50 audited frames), and the move is logged.
+**Recalibration** (``--recalibrate``): on an alarm, every input goes to the final exit at once (the safe point)
+and any frame is audited with the boosted probability until ``recal_samples`` (1,000) are collected: every
+exit's output on a uniform sample of the frames as they are now. The calibration core's label-free
+risk-controlled selection (``select_risk_controlled``: Learn-then-Test along the frontier, the target at
+``confidence``) on that sample sets the new thresholds ("never exit early" when nothing is certified); each
+step is logged. The audit windows restart with the new thresholds.
 """
 
 from __future__ import annotations
@@ -104,6 +102,7 @@ class AuditSettings:
     windows: tuple[int, ...] = WINDOWS
     boost: float = 10.0  # audit rate multiplier after the share of early answers moved
     boost_frames: int = 3000  # for this many frames
+    recal_samples: int = 1000  # --recalibrate: frames audited after an alarm before the thresholds are re-selected
     seed: int | None = None
 
 
@@ -333,51 +332,33 @@ class AuditSample:
 @dataclass
 class Recalibration:
     thresholds: list[float]
-    disagreement: float  # on the audited frames, as a fraction of all frames (x the early share)
-    upper: float  # its upper confidence bound, same scale (NaN when nothing was tested)
+    disagreement: float  # of the chosen point on the audited frames that tested it
+    upper: float  # its upper confidence bound (NaN when nothing was tested)
     samples: int
     certified: bool  # an early-exit point passed (else: never exit early)
     note: str = ""
 
 
-def select_stricter(samples: Sequence[AuditSample], rules: Sequence[str], temperatures: Sequence[float],
-                    thresholds: Sequence[float], cum_macs: Sequence[float], early_fraction: float, target: float,
-                    confidence: float) -> Recalibration:
-    """Label-free risk-controlled thresholds from audited frames (the calibration core's Learn-then-Test
-    selection), among vectors at least as strict as ``thresholds``.
-
-    The audited frames are a uniform sample of the frames answered early under ``thresholds``; under a stricter
-    vector, every other frame still goes to the final exit and agrees with it, so the disagreement of the stricter
-    vector is ``early_fraction`` x its disagreement on the sample, and the sample is tested against
-    ``target / early_fraction``. On the sample, an exit's score below its current threshold is set to "never
-    fires", so that any vector the selection considers acts on the sample as its element-wise stricter
-    version, which is what is returned."""
-    k = len(thresholds)
-    never = [float(get_rule(r).never) for r in rules[:k]]
+def select_from_audits(samples: Sequence[AuditSample], rules: Sequence[str], temperatures: Sequence[float],
+                       cum_macs: Sequence[float], target: float, confidence: float) -> Recalibration:
+    """Label-free risk-controlled thresholds from frames audited while every input went to the final exit, a
+    uniform sample of all frames: the calibration core's Learn-then-Test selection on their outputs."""
+    never = [float(get_rule(r).never) for r in rules[:-1]]
     n = len(samples)
-    if n < MIN_FRAMES or early_fraction <= 0:
+    if n < MIN_FRAMES:
         return Recalibration(never, 0.0, math.nan, n, False,
                              f"{n} audited frames are too few for a guarantee (at least {MIN_FRAMES}): "
                              "never exit early")
-    t_cond = target / early_fraction
-    if t_cond >= 1.0:
-        return Recalibration(list(thresholds), 0.0, math.nan, n, True,
-                             "the target cannot be exceeded at this share of early answers: thresholds kept")
-    logits = [np.stack([np.asarray(sm.logits[j]).reshape(-1) for sm in samples]) for j in range(k + 1)]
+    k = len(rules)
+    logits = [np.stack([np.asarray(sm.logits[j]).reshape(-1) for sm in samples]) for j in range(k)]
     confs = [np.array([sm.confidence[j] for sm in samples], np.float64) if samples[0].confidence[j] is not None
-             else None for j in range(k + 1)]
+             else None for j in range(k)]
     table = ExitTable.from_outputs(list(rules), list(temperatures), logits, confs, list(cum_macs))
-    cur = np.array(table.key_thresholds(thresholds))
-    low = np.minimum(cur, [get_rule(r).key(get_rule(r).always) for r in rules[:k]]) - 1.0
-    table.keys = np.where(table.keys >= cur[:, None], table.keys, low[:, None])
-    sel = select_risk_controlled(table, t_cond, confidence)
+    sel = select_risk_controlled(table, target, confidence)
     g = sel.guarantee
     assert g is not None
-    th = table.thresholds_of_keys(np.maximum(table.key_thresholds(sel.point.thresholds), cur))
-    if not g.certified:
-        th = never
-    return Recalibration([float(t) for t in th], early_fraction * g.empirical_risk, early_fraction * g.upper_bound,
-                         n, g.certified, "" if g.certified else g.describe())
+    th = [float(t) for t in sel.point.thresholds] if g.certified else never
+    return Recalibration(th, g.empirical_risk, g.upper_bound, n, g.certified, "" if g.certified else g.describe())
 
 
 # ---------------------------------------------------------------------------------------------- run hook
@@ -501,18 +482,30 @@ class AuditHook(RunHook):
     (``recalibrate``) moves to safe thresholds. Telemetry of every frame gains ``audited`` and ``drift_alarm``;
     an audited frame also ``audit_final_label``, ``audit_agree``, ``audit_ms``, ``audit_macs`` (counted in its
     ``macs``, ``infer_ms``, ``total_ms`` and energy) and the running estimate ``audit_agreement``,
-    ``audit_agreement_lower``/``_upper``, ``audit_disagreement``, ``audit_samples``."""
+    ``audit_agreement_lower``/``_upper``, ``audit_disagreement``, ``audit_samples``.
+
+    Recalibration: on an alarm, every input goes to the final exit at once (the safe point) and any frame is
+    audited with the boosted probability until ``recal_samples`` are collected, a uniform sample of the frames
+    as they are now; then the calibration core's label-free risk-controlled selection on them sets the
+    thresholds (``recalibrating`` in telemetry meanwhile; each step logged)."""
 
     def __init__(self, settings: AuditSettings) -> None:
         self.settings = settings
         self.auditor = Auditor(settings)
+        self._rng = random.Random(None if settings.seed is None else settings.seed + 1)
         self._pending: AuditSample | None = None
         self._pending_ms = 0.0
         self._thresholds: list[float] | None = None
         self._macs = 0
+        self._collect: list[AuditSample] | None = None  # recalibration under way
+        self._collect_from: int | None = None
         self.audit_ms = 0.0
         self.recalibrations: list[dict[str, Any]] = []
         self.status_version = 0  # bumped when status_note() changes (systemd sends STATUS= at once)
+
+    @property
+    def alarm_on(self) -> bool:
+        return self.auditor.alarm is not None or self._collect is not None
 
     def on_start(self, runner: Runner) -> None:
         self._macs = _audit_macs(runner.engine.manifest)
@@ -522,7 +515,10 @@ class AuditHook(RunHook):
 
     def extra_work(self, runner: Runner, x: np.ndarray, result: Result) -> ExtraWork | None:
         engine = runner.engine
-        if result.exit_index >= engine.num_stages - 1 or not self.auditor.draw():
+        if self._collect is not None:  # recalibrating: any frame, at the boosted rate
+            if self._rng.random() >= min(1.0, self.settings.fraction * self.settings.boost):
+                return None
+        elif result.exit_index >= engine.num_stages - 1 or not self.auditor.draw():
             return None
         t0 = time.perf_counter()
         a = engine.infer_all_exits(x)
@@ -534,21 +530,32 @@ class AuditHook(RunHook):
     def on_result(self, runner: Runner, frame: Frame, result: Result, record: dict[str, Any]) -> None:
         engine = runner.engine
         au = self.auditor
-        if engine.thresholds != self._thresholds:  # reload, controller or recalibration: a new policy
+        if engine.thresholds != self._thresholds:  # reload or controller: a new policy
             self._thresholds = list(engine.thresholds)
-            if au.alarm is not None:
+            if self.alarm_on:
                 self.status_version += 1
+            self._collect = None
             au.restart()
         sample, self._pending = self._pending, None
-        had = au.alarm is not None
-        raised = au.frame(result.exit_index < engine.num_stages - 1, sample)
         record["audited"] = sample is not None
         if sample is not None:
             self.audit_ms += self._pending_ms
+            record.update({"audit_final_label": engine.manifest.labels[sample.final_label],
+                           "audit_agree": not sample.disagree, "audit_ms": round(self._pending_ms, 4),
+                           "audit_macs": self._macs})
+        if self._collect is not None:
+            if sample is not None:
+                self._collect.append(sample)
+            record["recalibrating"] = len(self._collect)
+            if len(self._collect) >= self.settings.recal_samples:
+                self._finish_recalibration(runner, frame.index)
+            record["drift_alarm"] = self.alarm_on
+            return
+        had = au.alarm is not None
+        raised = au.frame(result.exit_index < engine.num_stages - 1, sample)
+        if sample is not None:
             e = au.estimate()
             record.update({
-                "audit_final_label": engine.manifest.labels[sample.final_label], "audit_agree": not sample.disagree,
-                "audit_ms": round(self._pending_ms, 4), "audit_macs": self._macs,
                 "audit_agreement": round(e.agreement, 6), "audit_agreement_lower": round(1 - e.upper, 6),
                 "audit_agreement_upper": round(1 - e.lower, 6), "audit_disagreement": round(e.disagreement, 6),
                 "audit_samples": e.samples})
@@ -557,13 +564,13 @@ class AuditHook(RunHook):
         au.events.clear()
         if (au.alarm is not None) != had:
             self.status_version += 1
-        record["drift_alarm"] = au.alarm is not None
         if raised is not None:
             log.warning("audit: DRIFT ALARM at frame %d: the disagreement with the final exit exceeds the target "
                         "(last %d audits: %s)", frame.index, raised.estimate.samples,
                         self._describe(raised.estimate))
             if self.settings.recalibrate:
-                self._recalibrate(runner, frame.index, raised)
+                self._start_recalibration(runner, frame.index)
+        record["drift_alarm"] = self.alarm_on
 
     def _describe(self, e: Estimate) -> str:
         c = self.settings.confidence
@@ -571,28 +578,46 @@ class AuditHook(RunHook):
                 f"{e.samples} audits over {e.frames} frames, {100 * e.early_fraction:.1f}% answered early; "
                 f"target {100 * self.settings.target:.2f}%)")
 
-    def _recalibrate(self, runner: Runner, frame_index: int, alarm: Alarm) -> None:
+    def _set(self, runner: Runner, thresholds: list[float]) -> None:
+        runner.engine.set_thresholds(thresholds)
+        self._thresholds = list(runner.engine.thresholds)
+        self.auditor.restart()  # a new policy: every window starts again
+        self.status_version += 1
+
+    def _start_recalibration(self, runner: Runner, frame_index: int) -> None:
         engine = runner.engine
-        e = alarm.estimate
         k = engine.num_stages - 1
+        self._collect, self._collect_from = [], frame_index
+        self.recalibrations.append({"frame": frame_index, "from": list(engine.thresholds), "to": None})
+        self._set(runner, [float(get_rule(r).never) for r in engine.rules[:k]])
+        rate = min(1.0, self.settings.fraction * self.settings.boost)
+        log.warning("audit: recalibrating: every input goes to the final exit (the safe point) while %.3g%% of the "
+                    "frames are audited, until %d are collected", 100 * rate, self.settings.recal_samples)
+
+    def _finish_recalibration(self, runner: Runner, frame_index: int) -> None:
+        engine = runner.engine
         m = engine.manifest
+        samples, self._collect = self._collect or [], None
         cum_macs = np.cumsum([s.segment.macs + (s.head.macs if s.head else 0) for s in m.stages]).astype(float)
-        sel = select_stricter(list(alarm.monitor.samples)[-e.samples:], engine.rules,
-                              [h.temperature if h is not None else 1.0 for h in engine.heads], engine.thresholds[:k],
-                              cum_macs, e.early_fraction, self.settings.target, self.settings.confidence)
-        old = list(engine.thresholds)
-        engine.set_thresholds(sel.thresholds)
-        self.recalibrations.append({"frame": frame_index, "from": old, "to": list(sel.thresholds),
-                                    "samples": sel.samples, "disagreement_on_audits": sel.disagreement,
-                                    "upper_bound": sel.upper, "certified": sel.certified, "note": sel.note})
-        log.warning("audit: recalibrated on %d audited frames (no labels, %.0f%% confidence, target %.2f%%): "
-                    "thresholds %s -> %s%s", sel.samples, 100 * self.settings.confidence,
-                    100 * self.settings.target, [round(t, 4) for t in old], [round(t, 4) for t in sel.thresholds],
+        sel = select_from_audits(samples, engine.rules, [h.temperature if h is not None else 1.0 for h in engine.heads],
+                                 cum_macs, self.settings.target, self.settings.confidence)
+        self._set(runner, sel.thresholds)
+        self.recalibrations[-1].update({"done": frame_index, "to": list(sel.thresholds), "samples": sel.samples,
+                                        "disagreement_on_audits": sel.disagreement, "upper_bound": sel.upper,
+                                        "certified": sel.certified, "note": sel.note})
+        old = self.recalibrations[-1]["from"]
+        log.warning("audit: recalibrated at frame %d on %d frames audited since the alarm (no labels, %.0f%% "
+                    "confidence, target %.2f%%): thresholds %s -> %s%s", frame_index, sel.samples,
+                    100 * self.settings.confidence, 100 * self.settings.target, [round(t, 4) for t in old],
+                    [round(t, 4) for t in sel.thresholds],
                     f" (disagreement {100 * sel.disagreement:.2f}%, upper bound {100 * sel.upper:.2f}%)"
-                    if sel.certified and math.isfinite(sel.upper) else f" ({sel.note})" if sel.note else "")
+                    if sel.certified else f" ({sel.note})")
 
     def status_note(self) -> str | None:
         """For systemd's STATUS= line while the alarm is on."""
+        if self._collect is not None:
+            return (f"DRIFT ALARM: recalibrating ({len(self._collect)} of {self.settings.recal_samples} frames "
+                    "audited; every input to the final exit meanwhile)")
         a = self.auditor.alarm
         if a is None:
             return None
@@ -611,7 +636,9 @@ class AuditHook(RunHook):
             "window": {"samples": e.samples, "frames": e.frames, "early_fraction": e.early_fraction,
                        "disagreement": e.disagreement, "lower": e.lower, "upper": e.upper,
                        "agreement": e.agreement},
-            "alarm": au.alarm is not None, "alarms": au.alarms, "recalibrations": self.recalibrations,
+            "alarm": self.alarm_on, "alarms": au.alarms, "recalibrations": self.recalibrations,
+            "recalibrating": None if self._collect is None else len(self._collect),
+            "recal_samples": s.recal_samples,
         }
 
 
@@ -633,7 +660,13 @@ def format_audit(summary: dict[str, Any]) -> str:
             + (f"DRIFT ALARM ({a['alarms']} raised)" if a["alarm"] else
                f"no alarm now ({a['alarms']} raised)" if a["alarms"] else "no alarm"))
     for r in a["recalibrations"]:
-        line += (f"\naudit: recalibrated at frame {r['frame']} on {r['samples']} audits: thresholds "
-                 f"{[round(t, 4) for t in r['from']]} -> {[round(t, 4) for t in r['to']]}"
-                 + (f" ({r['note']})" if r["note"] else ""))
+        if r.get("to") is None:
+            line += (f"\naudit: recalibrating since the alarm at frame {r['frame']}: {a['recalibrating']} of "
+                     f"{a['recal_samples']} frames audited so far; every input to the final exit meanwhile")
+            continue
+        line += (f"\naudit: recalibrated at frame {r['done']} on {r['samples']} frames audited after the alarm at "
+                 f"frame {r['frame']}: thresholds {[round(t, 4) for t in r['from']]} -> "
+                 f"{[round(t, 4) for t in r['to']]}"
+                 + (f" (disagreement {100 * r['disagreement_on_audits']:.2f}%, upper bound "
+                    f"{100 * r['upper_bound']:.2f}%)" if r["certified"] else f" ({r['note']})"))
     return line
