@@ -90,7 +90,8 @@ def test_too_little_data_says_how_much_is_needed() -> None:
     assert sel.point.exit_fractions == [0.0, 0.0, 1.0]  # every input to the final exit
     assert "no early-exit point certified" in g.describe()
     assert g.frames_needed is None or g.frames_needed > 60
-    assert frames_needed(0.01, 0.0, 0.0, 0.02, 0.1, True) > 500
+    assert 300 < (frames_needed(0.01, 0.0, 0.0, 0.02, 0.1, True) or 0) < 2000
+    assert frames_needed(0.03, 0.0, 0.0, 0.02, 0.1, True) is None  # a point above the target never passes
 
 
 @pytest.mark.parametrize("bad", [dict(target=0.0), dict(target=1.0), dict(confidence=1.0), dict(confidence=0.0),

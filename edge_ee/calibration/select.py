@@ -9,10 +9,11 @@ target ``eps`` is a fraction (0.01 = 1 pp).
 1. the calibration frames are split at random: an *ordering* part (``order_fraction``) builds the Pareto frontier,
    which orders candidate threshold vectors from safe (expensive) to aggressive (cheap); the *testing* part is used
    only to test them, so the order does not depend on the data it is tested on;
-2. walking the order, hypothesis ``H_j: risk(j) > eps`` is rejected when the exact upper confidence bound of the
-   risk at level ``delta = 1 - confidence`` is <= eps: Clopper-Pearson for the disagreement (a 0-1 loss); for the
-   accuracy drop, the Clopper-Pearson upper bound of P(worse) minus the lower bound of P(better), each at
-   ``delta / 2`` (a union bound);
+2. walking the order, hypothesis ``H_j: risk(j) > eps`` is tested at level ``delta = 1 - confidence``: for the
+   disagreement (a 0-1 loss) it is rejected when the Clopper-Pearson upper bound is <= eps; for the accuracy drop
+   (a paired difference of two 0-1 losses) with the exact unconditional paired test of
+   :func:`edge_ee.calibration.risk.paired_drop_pvalue`, which, unlike a union of two Clopper-Pearson bounds, pays
+   for the variance of the difference only once;
 3. the walk stops at the first point not rejected; the cheapest rejected one is chosen. Fixed-sequence testing needs
    no multiplicity correction, so ``P(risk of the chosen point on new data > eps) <= delta`` when the calibration
    frames and the frames the model will see are independent draws from the same distribution. "Every input to the
@@ -35,7 +36,8 @@ from . import risk as _risk
 from .points import OperatingPoint
 from .table import ExitTable
 
-METHOD = "learn-then-test (fixed sequence along the frontier, Clopper-Pearson)"
+METHOD = ("learn-then-test: fixed sequence along the frontier; exact paired test (drop) or Clopper-Pearson "
+          "(disagreement)")
 ASSUMPTION = "calibration frames are drawn like the frames the model will see (i.i.d.)"
 ORDER_FRACTION = 0.3  # share of the calibration frames that orders the candidates; the rest tests them
 MIN_FRAMES = 50  # below this no point but "always final" can be certified at any useful target
@@ -84,7 +86,7 @@ class Guarantee:
 class Selection:
     point: OperatingPoint  # evaluated on the whole table (every calibration frame)
     guarantee: Guarantee | None  # None: point estimate
-    path: list[dict[str, float]] = field(default_factory=list)  # per tested point: macs, risk, upper bound
+    path: list[dict[str, float]] = field(default_factory=list)  # per tested point: macs, risk, passed
 
 
 def check_request(target: float, confidence: float, n: int) -> None:
@@ -98,20 +100,36 @@ def check_request(target: float, confidence: float, n: int) -> None:
                          "calibrate on more frames (edge-ee profile --frames N)")
 
 
-def risk_bound(worse: int, better: int, disagree: int, n: int, delta: float, labelled: bool) -> tuple[float, float]:
-    """(empirical risk, upper confidence bound at level delta)."""
+def passes(worse: int, better: int, disagree: int, n: int, target: float, delta: float, labelled: bool) -> bool:
+    """Is H0: risk > target rejected at level delta? Labels: the exact paired test of the drop; without: the
+    Clopper-Pearson bound of the disagreement."""
     if labelled:
-        emp = (worse - better) / n
-        return emp, _risk.upper(worse, n, delta / 2) - _risk.lower(better, n, delta / 2)
-    return disagree / n, _risk.upper(disagree, n, delta)
+        return _risk.paired_drop_pvalue(worse, better, n, target) <= delta
+    return _risk.upper(disagree, n, delta) <= target
+
+
+def upper_bound(worse: int, better: int, disagree: int, n: int, delta: float, labelled: bool) -> float:
+    """The (1 - delta) upper confidence bound of the risk: the smallest target the test would pass."""
+    if not labelled:
+        return _risk.upper(disagree, n, delta)
+    lo, hi = (worse - better) / n, 1.0
+    if passes(worse, better, disagree, n, max(lo, 1e-9), delta, True):
+        return max(lo, 0.0)
+    for _ in range(30):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (lo, mid) if passes(worse, better, disagree, n, mid, delta, True) else (mid, hi)
+        if hi - lo < 2e-4:
+            break
+    return hi
 
 
 def frames_needed(worse_rate: float, better_rate: float, disagree_rate: float, target: float, delta: float,
-                  labelled: bool, limit: int = 10_000_000) -> int | None:
-    """The smallest n at which a point with these rates would be certified (doubling, then bisection)."""
+                  labelled: bool, limit: int = 200_000) -> int | None:
+    """About how many test frames a point with these rates would need to be certified (doubling, then
+    bisection to ~3%); None: not within ``limit`` or the rates themselves exceed the target."""
     def ok(n: int) -> bool:
-        return risk_bound(round(worse_rate * n), round(better_rate * n), round(disagree_rate * n), n, delta,
-                          labelled)[1] <= target
+        return passes(round(worse_rate * n), round(better_rate * n), round(disagree_rate * n), n, target, delta,
+                      labelled)
 
     emp = worse_rate - better_rate if labelled else disagree_rate
     if emp >= target:
@@ -122,7 +140,7 @@ def frames_needed(worse_rate: float, better_rate: float, disagree_rate: float, t
         if n > limit:
             return None
     lo, hi = n // 2, n
-    while hi - lo > max(1, hi // 100):
+    while hi - lo > max(1, hi // 32):
         mid = (lo + hi) // 2
         lo, hi = (lo, mid) if ok(mid) else (mid, hi)
     return hi
@@ -138,6 +156,11 @@ def select_point_estimate(table: ExitTable, target: float, cost: str = "mean_mac
     return best
 
 
+def _emp(counts: tuple[int, int, int], n: int, labelled: bool) -> float:
+    worse, better, disagree = counts
+    return float((worse - better) / n if labelled else disagree / n)
+
+
 def split_indices(n: int, order_fraction: float = ORDER_FRACTION, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(ordering, testing) frame indices of a calibration set of n frames, a seeded random split."""
     perm = np.random.default_rng(seed).permutation(n)
@@ -146,7 +169,8 @@ def split_indices(n: int, order_fraction: float = ORDER_FRACTION, seed: int = 0)
 
 
 def select_risk_controlled(table: ExitTable, target: float, confidence: float, *, cost: str = "mean_macs",
-                           order_fraction: float = ORDER_FRACTION, levels: int = 40, seed: int = 0) -> Selection:
+                           order_fraction: float = ORDER_FRACTION, levels: int = 40, max_points: int = 60,
+                           seed: int = 0) -> Selection:
     """Learn-then-Test selection (see the module docstring). ``table.labels`` None: label-free risk."""
     n = table.n
     check_request(target, confidence, n)
@@ -156,18 +180,18 @@ def select_risk_controlled(table: ExitTable, target: float, confidence: float, *
     order, test = table.subset(order_idx), table.subset(test_idx)
     nt = test.n
     # safe -> aggressive: the frontier built on the ordering part, most expensive first
-    path = list(reversed(order.frontier(levels=levels, max_points=None, cost=cost)))
+    path = list(reversed(order.frontier(levels=levels, max_points=max_points, cost=cost)))
     final_keys = table.never_keys()
-    chosen_keys, chosen_emp, chosen_ub = final_keys, 0.0, 0.0
+    chosen_keys, chosen_counts = final_keys, (0, 0, 0)
     tested: list[dict[str, float]] = []
     for p in path:
         keys = table.key_thresholds(p.thresholds)
-        worse, better, disagree = test.outcome_counts(keys)
-        emp, ub = risk_bound(worse, better, disagree, nt, delta, labelled)
-        tested.append({"mean_macs": float(p.mean_macs or 0.0), "risk": emp, "upper_bound": ub})
-        if ub > target:
+        counts = test.outcome_counts(keys)
+        ok = passes(*counts, nt, target, delta, labelled)
+        tested.append({"mean_macs": float(p.mean_macs or 0.0), "risk": _emp(counts, nt, labelled), "passed": ok})
+        if not ok:
             break
-        chosen_keys, chosen_emp, chosen_ub = keys, emp, ub
+        chosen_keys, chosen_counts = keys, counts
     point = table.point(chosen_keys)
     certified = (point.exit_fractions or [1.0])[-1] < 1.0 - 1e-12  # it exits early somewhere
     needed = None
@@ -182,8 +206,13 @@ def select_risk_controlled(table: ExitTable, target: float, confidence: float, *
                 needed = int(math.ceil(m / (1.0 - order_fraction)))
                 break
     g = Guarantee(method=METHOD, risk="accuracy_drop" if labelled else "disagreement", target=float(target),
-                  confidence=float(confidence), n=n, n_order=order.n, n_test=nt, empirical_risk=float(chosen_emp),
-                  upper_bound=float(chosen_ub), certified=certified, frames_needed=needed)
+                  confidence=float(confidence), n=n, n_order=order.n, n_test=nt,
+                  empirical_risk=_emp(chosen_counts, nt, labelled),
+                  # the test passed at the target, so the smallest passing bound is at most the target
+                  upper_bound=min(float(upper_bound(*chosen_counts, nt, delta, labelled)), float(target))
+                  if certified else 0.0,
+                  certified=certified,
+                  frames_needed=needed)
     point.note = "risk-controlled" if certified else "final exit (nothing certified)"
     return Selection(point, g, tested)
 

@@ -96,7 +96,42 @@ def _parser() -> argparse.ArgumentParser:
             s.add_argument("--color", choices=["rgb", "gray"], default="rgb")
         else:
             s.add_argument("--words", default=None, help="comma-separated subset of keywords (quick runs)")
+    r = sub.add_parser("recalibrate", help="re-select a Fashion-MNIST bundle's thresholds with a guarantee "
+                       "(no retraining)", description=(__import__("edge_ee_export.recalibrate").recalibrate.__doc__
+                                                        or "").split("\n\n")[0])
+    r.add_argument("bundle", help="bundle directory (rewritten in place)")
+    r.add_argument("--data", default=None, help="Fashion-MNIST IDX directory (default /usr/share/datasets/...)")
+    r.add_argument("--target-drop", type=_fraction("--target-drop"), default=0.01)
+    r.add_argument("--confidence", type=_fraction("--confidence"), default=0.9)
+    r.add_argument("-v", "--verbose", action="store_true")
     return p
+
+
+def recalibrate(a: argparse.Namespace) -> Path:
+    """The threshold split the exporter held out for this bundle, rebuilt from the seed in its manifest."""
+    from edge_ee.bundle import load_bundle
+
+    from .data import fashion_mnist
+    from .recalibrate import recalibrate_bundle
+
+    m = load_bundle(a.bundle).manifest
+    ds = m.producer.get("dataset") or {}
+    if ds.get("name") != "fashion-mnist":
+        raise UsageError(f"{a.bundle} was not exported from Fashion-MNIST (producer.dataset.name = "
+                         f"{ds.get('name')!r})", "recalibrate other bundles with `edge-ee profile` on the device")
+    seed = int(m.producer.get("seed", 0))
+    data = fashion_mnist.load(a.data, seed=seed, calib=6000)
+    want = (ds.get("sizes") or {}).get("calib_thr")
+    if want is not None and want != len(data.calib_thr):
+        raise UsageError(f"the rebuilt threshold split has {len(data.calib_thr)} frames, the bundle recorded {want}",
+                         "the bundle was exported with other data options; re-export it")
+    cal = recalibrate_bundle(a.bundle, data.calib_thr, a.target_drop, a.confidence, seed=seed)
+    g = cal.get("guarantee") or {}
+    log.info("recalibrated: %.2f%% of the MACs, accuracy %.4f vs full %.4f on %s; guarantee: drop <= %.3g%% at "
+             "%.3g%% confidence (upper bound %.3g%%)", 100 * cal["chosen"]["macs_ratio"], cal["chosen"]["accuracy"],
+             cal["full_accuracy"], data.calib_thr.name, 100 * a.target_drop, 100 * a.confidence,
+             100 * g.get("upper_bound", float("nan")))
+    return Path(a.bundle)
 
 
 def run(a: argparse.Namespace, command: str) -> Path:
@@ -208,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     command = "edge-ee-export " + " ".join(shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:]))
     try:
-        out = run(args, command)
+        out = recalibrate(args) if args.dataset == "recalibrate" else run(args, command)
     except ExportError as e:
         print(f"edge-ee-export: error: {e.message}", file=sys.stderr)
         if e.hint:

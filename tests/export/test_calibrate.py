@@ -60,3 +60,22 @@ def test_manifest_point_matches_engine(fm_export, fm_data) -> None:
     np.testing.assert_allclose(frac, chosen.exit_fractions, atol=2.5 / len(y))
     assert abs(np.mean(correct) - chosen.accuracy) <= 2.5 / len(y)
     assert abs(np.mean(macs) - chosen.mean_macs) / m.full_model_macs() < 0.02
+
+
+def test_recalibrate_rewrites_thresholds_with_a_guarantee(fm_export, fm_data, tmp_path) -> None:
+    """A bundle's thresholds re-selected from its own ONNX chain: new guarantee, same ONNX files, still loads."""
+    import shutil
+
+    from edge_ee_export.recalibrate import recalibrate_bundle
+
+    _, path = fm_export
+    b = tmp_path / "b"
+    shutil.copytree(path, b)
+    before = load_bundle(b).manifest
+    cal = recalibrate_bundle(b, fm_data.calib_thr, target_drop=0.05, confidence=0.8)
+    after = load_bundle(b).manifest
+    g = after.calibration.guarantee
+    assert g is not None and g.target == 0.05 and g.confidence == 0.8 and g.n == len(fm_data.calib_thr)
+    assert [h.threshold for h in after.exits[:-1]] == cal["chosen"]["thresholds"]
+    assert [s.segment.sha256 for s in after.stages] == [s.segment.sha256 for s in before.stages]
+    assert after.calibration.temperatures == [h.temperature for h in before.exits]
