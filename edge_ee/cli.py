@@ -380,11 +380,11 @@ def _check_audit(audit: str | None, target: str | None, recalibrate: bool, mode:
             if given:
                 raise UsageError(f"{opt} needs --audit", "e.g. --audit 2%")
         return None
-    from .calibration.audit import parse_fraction
+    from .calibration.audit import parse_audit_fraction
 
-    fraction = parse_fraction(audit, "--audit", allow_one=True)
+    fraction = parse_audit_fraction(audit)
     if target is not None:
-        parse_fraction(target, "--audit-target", allow_one=False)
+        parse_fraction("--audit-target", target)
     if mode == "full":
         raise UsageError("--audit with --mode full: every frame already runs the whole model, there is nothing "
                          "to audit", "leave out --audit, or use --mode adaptive")
@@ -399,10 +399,10 @@ def _check_audit(audit: str | None, target: str | None, recalibrate: bool, mode:
 
 def _audit_hook(bundle: Any, profile: dict[str, Any] | None, fraction: float, target: str | None,
                 recalibrate: bool) -> Any:
-    from .calibration.audit import AuditHook, AuditSettings, default_target, parse_fraction
+    from .calibration.audit import AuditHook, AuditSettings, default_target
 
     if target is not None:
-        t, where = parse_fraction(target, "--audit-target", allow_one=False), "--audit-target"
+        t, where = parse_fraction("--audit-target", target), "--audit-target"
     else:
         t, where = default_target(bundle.manifest, profile)
     typer.echo(f"edge-ee: auditing {100 * fraction:.3g}% of the frames answered early; drift alarm above "

@@ -22,7 +22,7 @@ from edge_ee.calibration.audit import (
     AuditSettings,
     DisagreementMonitor,
     binom_sf,
-    parse_fraction,
+    parse_audit_fraction,
     select_from_audits,
     wilson,
 )
@@ -57,17 +57,15 @@ def test_wilson_interval_covers_at_its_level() -> None:
     assert wilson(0, 0, 0.9) == (0.0, 1.0)
 
 
-@pytest.mark.parametrize("text, value", [("2%", 0.02), ("0.5", 0.5), ("100%", 1.0), (" 1 % ".replace(" ", ""), 0.01)])
-def test_parse_fraction(text: str, value: float) -> None:
-    assert parse_fraction(text, "--audit", allow_one=True) == pytest.approx(value)
+@pytest.mark.parametrize("text, value", [("2%", 0.02), ("0.5", 0.5), ("100%", 1.0), ("1", 1.0)])
+def test_parse_audit_fraction(text: str, value: float) -> None:
+    assert parse_audit_fraction(text) == pytest.approx(value)
 
 
 @pytest.mark.parametrize("text", ["0", "0%", "150%", "1.5", "-2%", "abc", "nan"])
-def test_parse_fraction_rejects(text: str) -> None:
+def test_parse_audit_fraction_rejects(text: str) -> None:
     with pytest.raises(UsageError):
-        parse_fraction(text, "--audit", allow_one=True)
-    with pytest.raises(UsageError):
-        parse_fraction("100%", "--audit-target", allow_one=False)
+        parse_audit_fraction(text)
 
 
 def test_each_check_false_alarms_at_most_at_its_level() -> None:

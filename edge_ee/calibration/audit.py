@@ -76,18 +76,17 @@ FALSE_ALARM = 1e-3
 # ---------------------------------------------------------------------------------------------- settings
 
 
-def parse_fraction(text: str | float, option: str, *, allow_one: bool) -> float:
-    """``2%`` or ``0.02`` -> 0.02; must lie in (0, 1] (``allow_one``) or (0, 1)."""
+def parse_audit_fraction(text: str | float) -> float:
+    """``--audit``: ``2%`` or ``0.02`` -> 0.02, above 0 and at most 100% (``--audit-target`` is parsed like
+    ``--target-drop``, by :func:`edge_ee.calibration.select.parse_fraction`)."""
     s = str(text).strip()
     try:
         v = float(s[:-1]) / 100 if s.endswith("%") else float(s)
     except ValueError:
-        raise UsageError(f"{option} {text!r}: give a percentage (2%) or a fraction (0.02)") from None
-    hi = "100%" if allow_one else "below 100%"
-    if not math.isfinite(v) or v <= 0 or v > 1 or (v == 1 and not allow_one):
-        raise UsageError(f"{option} {text!r} must be above 0 and {'at most ' if allow_one else ''}{hi}",
-                         "e.g. --audit 2% (audit 2% of the frames answered early)" if option == "--audit"
-                         else "e.g. --audit-target 1%")
+        raise UsageError(f"--audit {text!r}: give a percentage (2%) or a fraction (0.02)") from None
+    if not (math.isfinite(v) and 0 < v <= 1):
+        raise UsageError(f"--audit {text!r} must be above 0 and at most 100%",
+                         "e.g. --audit 2% (audit 2% of the frames answered early)")
     return v
 
 
