@@ -250,7 +250,7 @@ def cli_stream(imgs: np.ndarray, order: list[tuple[str, int]], thresholds: list[
     alarm = next((x["frame"] for x in recs if x.get("drift_alarm")), None)
     s = json.loads(sj.read_text())
     trace = [(x["frame"], x["audit_agreement"], x["audit_agreement_lower"], x["audit_agreement_upper"])
-             for x in recs if x.get("audited")]
+             for x in recs if "audit_agreement" in x]  # audited frames outside a recalibration
     return {"frames": len(recs), "first_alarm_frame": alarm, "audits": s["audit"]["samples"],
             "boosts": s["audit"]["boosts"], "mean_macs_ratio": s["mean_macs"] / s["full_macs"],
             "summary_line": next((ln for ln in r.stdout.splitlines() if ln.startswith("audit:")), ""),
