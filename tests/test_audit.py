@@ -22,6 +22,7 @@ from edge_ee.calibration.audit import (
     AuditSettings,
     DisagreementMonitor,
     binom_sf,
+    default_target,
     parse_audit_fraction,
     select_from_audits,
     wilson,
@@ -312,3 +313,66 @@ def test_cli_audit_usage_errors(args: list[str], needle: str) -> None:
     r = ee("run", "--source", "synthetic", "-n", "5", "--power-source", "none", "-q", *args)
     assert r.returncode == ExitCode.USAGE, r.stderr
     assert needle in r.stderr and "Traceback" not in r.stderr
+
+
+# ------------------------------------------------------------------------------------------------ energy, target
+
+
+def test_audit_energy_is_part_of_the_frame_energy(bundle: Path, tmp_path: Path) -> None:
+    """With a constant 3 W source and a 1 W idle baseline, the energy above idle of an audited frame covers the
+    audit too: 2 W x (answer + audit time); the audit's own piece is ``audit_energy_mj``."""
+    from edge_ee.control.energy_hook import EnergyHook
+    from edge_ee.power import PowerSampler, PowerSource
+
+    class Constant(PowerSource):
+        kind, name, rail, unit, update_interval_s = "fake", "fake INA", "VDD_TEST", "W", 0.01
+
+        def read(self) -> float:
+            return 3.0
+
+    sampler = PowerSampler(Constant(), fallback=None)
+    sampler.set_baseline(1.0)
+    b = load_bundle(bundle)
+    engine = Engine(b)
+    engine.set_thresholds([0.0, 0.0])
+    recs: list[dict] = []
+
+    class Keep(RunHook):
+        def on_result(self, runner, frame, result, record):  # noqa: ANN001
+            recs.append(dict(record))
+
+    hooks = [AuditHook(AuditSettings(0.5, 0.5, seed=1)), EnergyHook(sampler=sampler, announce=False), Keep()]
+    runner = Runner(engine, open_source("synthetic", b.manifest), RunConfig(status=False, max_frames=60),
+                    hooks=hooks)
+    summary = runner.run()
+    sampler.stop()
+    audited = [x for x in recs if x["audited"]]
+    assert audited and len(audited) < len(recs)
+    for x in recs:
+        assert x["energy_mj"] == pytest.approx(2.0 * x["infer_ms"], rel=0.05, abs=3e-4)
+        if x["audited"]:
+            # its piece runs from the engine's answer to the audit's end (the audit and the hand-over before it)
+            assert 0.9 * 2.0 * x["audit_ms"] <= x["audit_energy_mj"] < x["energy_mj"]
+            assert sum(x["stage_energy_mj"]) + x["audit_energy_mj"] == pytest.approx(x["energy_mj"], abs=5e-4)
+        else:
+            assert "audit_energy_mj" not in x
+    mean_infer = sum(x["infer_ms"] for x in recs) / len(recs)
+    assert summary["energy_mj_per_inference"] == pytest.approx(2.0 * mean_infer, rel=0.05)
+
+
+def test_default_target_from_the_calibration_in_force() -> None:
+    shipped = load_bundle(None).manifest
+    t, where = default_target(shipped, None)
+    agree = shipped.calibration.chosen.agreement
+    assert t == pytest.approx(shipped.calibration.target_drop + (1 - agree)) and "disagreement" in where
+    label_free = {"target_drop": 0.01, "guarantee": {"risk": "disagreement", "target": 0.02},
+                  "chosen": {"agreement": 0.99}, "quality_metric": "agreement_with_final_exit"}
+    assert default_target(shipped, label_free) == (0.02, "the device profile's label-free target")
+    labelled = {"target_drop": 0.01, "guarantee": {"risk": "accuracy_drop", "target": 0.01},
+                "chosen": {"agreement": 0.985}, "quality_metric": "accuracy"}
+    assert default_target(shipped, labelled)[0] == pytest.approx(0.025)
+    point_estimate_no_labels = {"target_drop": 0.03, "guarantee": None, "chosen": {"agreement": 0.97},
+                                "quality_metric": "agreement_with_final_exit"}
+    assert default_target(shipped, point_estimate_no_labels)[0] == pytest.approx(0.03)
+    with pytest.raises(UsageError, match="--audit-target"):
+        default_target(shipped, {"target_drop": None})

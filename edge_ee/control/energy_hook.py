@@ -14,8 +14,9 @@ it under a ``_total`` name. Per frame, with the inference window ``[t_start, t_s
   and the engine's own work between stages is counted in the last stage run, so the stages add up to
   ``energy_mj``;
 * ``audit_energy_mj`` (any :class:`~edge_ee.runner.ExtraWork` by name): a hook's work on the frame after
-  the answer (the audit's full-model run) extends the window; its energy is its own piece and counts in
-  ``energy_mj``, ``energy_total_mj`` and the summary (so ``stage_energy_mj`` then adds up to less);
+  the answer (the audit's full-model run) extends the window; its energy is its own piece (from the engine's
+  answer to the end of that work) and counts in ``energy_mj``, ``energy_total_mj`` and the summary (so
+  ``stage_energy_mj`` then adds up to less);
 * ``energy_total_mj``: the inference window's energy with idle power included;
 * ``power_source``, ``power_rail``, ``energy_estimated`` (true once the numbers come from the
   CPU-utilisation estimate) and ``energy_extrapolated`` (true when the window was not yet covered by
