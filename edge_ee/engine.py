@@ -128,6 +128,8 @@ class Engine:
         self.set_thresholds(self.thresholds)
         self.latency = LatencyModel(self.num_stages)
         self._segment_macs_cum = list(itertools.accumulate(s.segment.macs for s in m.stages))
+        self._stage_macs_cum = m.cumulative_macs()
+        self._full_macs = m.full_model_macs()
         self.input_shape = m.input.sample_shape
         self.input_dtype = np.dtype(m.input.dtype)
         self._segs = [_Graph(self._seg[k], s.segment.input, [s.segment.output], s.segment.file)
@@ -151,7 +153,7 @@ class Engine:
         """A merged graph: its ONNX inputs/outputs must be the ones the manifest names."""
         sess = make_session(self.bundle.file(ref.file), self.session_config)
         ins, outs = io_names(sess)
-        if list(ins) != [ref.input] or any(o not in outs for o in ref.outputs):
+        if list(ins) != [ref.input] or sorted(outs) != sorted(ref.outputs):
             raise BundleError(f"{where} ({ref.file}): ONNX maps {list(ins)} -> {list(outs)}, the manifest "
                               f"{ref.input!r} -> {ref.outputs}",
                               "rebuild the merged graphs: python -m edge_ee_export.merge BUNDLE")
@@ -159,27 +161,39 @@ class Engine:
 
     def _bind(self) -> None:
         """Allocate one buffer per tensor that crosses a session boundary (input, features of every stage,
-        logits and confidence of every head) from a probe run on zeros, and bind every session to them."""
+        logits and confidence of every head) from a probe run of the separate files, check that every merged
+        graph reproduces them, and bind every session to the buffers."""
         n = self.num_stages
         x = np.zeros(self.input_shape, self.input_dtype)
         self._x = x
+        probe = np.random.default_rng(0).standard_normal(self.input_shape).astype(self.input_dtype)
         feats: list[np.ndarray] = []
+        ref: list[list[np.ndarray]] = []  # per stage: features, then the head's outputs (probe run)
         self._logits: list[np.ndarray | None] = [None] * n
         self._conf: list[np.ndarray | None] = [None] * n
-        cur = x
+        cur = probe
         try:
             for k in range(n):
                 f = np.ascontiguousarray(self._segs[k].run(cur)[0])
                 feats.append(np.empty_like(f))
                 h = self._heads[k]
+                ref.append([f])
                 if h is not None:
                     hout = h.run(f)
+                    ref[k] += hout
                     self._logits[k] = np.empty_like(np.ascontiguousarray(hout[0]))
                     if len(hout) > 1:
                         self._conf[k] = np.empty_like(np.ascontiguousarray(hout[1]))
                 else:
                     self._logits[k] = feats[k]
                 cur = f
+            for k, g in enumerate(self._merged):
+                if g is not None:  # last stage: final logits only
+                    self._check_merged(g, f"stages[{k}].merged", g.run(probe if k == 0 else ref[k - 1][0]),
+                                       ref[k] if k < n - 1 else ref[k][1:2])
+            if self._full is not None:
+                self._check_merged(self._full, "full", self._full.run(probe), ref[-1][-1:] if self._heads[-1]
+                                   else ref[-1][:1])
             for k in range(n):
                 inp = x if k == 0 else feats[k - 1]
                 self._segs[k].bind(inp, [feats[k]])
@@ -195,12 +209,33 @@ class Engine:
         except EdgeEEError:
             raise
         except Exception as e:  # onnxruntime errors on the probe run: the graphs do not fit together
-            raise BundleError(f"bundle {self.bundle.path}: the probe run on zeros failed: "
+            raise BundleError(f"bundle {self.bundle.path}: the probe run failed: "
                               f"{str(e).splitlines()[0][:300]}", "re-export the bundle") from e
         self._feats = feats
         # per stage: the calls that run it with its head (merged when available) and without
         self._with_head = [[g] if g is not None else [self._segs[k]] + ([self._heads[k]] if self._heads[k] else [])
                            for k, g in enumerate(self._merged)]
+        self._seg_only = [[g] for g in self._segs]
+        macs = self._full_macs
+        fh = self.heads[-1]
+        # one-graph full model: its time apportioned to the stages by MACs
+        self._full_split = ([s.segment.macs / macs if macs else 0.0 for s in self.manifest.stages],
+                            [None] * (n - 1) + [fh.macs / macs if macs and fh is not None else None])
+        if not macs:
+            self._full_split[0][-1] = 1.0
+
+    @staticmethod
+    def _check_merged(g: _Graph, where: str, got: list[np.ndarray], want: list[np.ndarray]) -> None:
+        """A merged graph must reproduce the separate files' outputs on the probe input (float rounding aside:
+        onnxruntime may fuse across the old cut)."""
+        for name, a, b in zip(g.outputs, got, want):
+            a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+            if a.shape != b.shape or not np.allclose(a, b, rtol=1e-3, atol=1e-4):
+                diff = float(np.abs(a - b).max()) if a.shape == b.shape else math.inf
+                raise BundleError(
+                    f"{where} ({g.file}): output {name!r} does not match the segments and heads it replaces "
+                    f"(shape {a.shape} vs {b.shape}, max |diff| {diff:.3g} on a probe input)",
+                    "rebuild the merged graphs from this bundle's files: python -m edge_ee_export.merge BUNDLE")
 
     def _check_io(self) -> None:
         m = self.manifest
@@ -357,15 +392,16 @@ class Engine:
         deadline_stop = False
         track = deadline_s is not None  # the latency model is only needed (and updated) under a deadline
         lat = self.latency
+        heads = self.heads
         try:
             for k in range(stop_at + 1):
                 if track and best is not None and not lat.fits(
                         k, _now() - t0, deadline_s, lambda b=best: self._wrong_prob(b)):  # type: ignore[arg-type]
                     deadline_stop = True
                     break
-                head = self.heads[k]
+                head = heads[k]
                 run_head = adaptive or k == stop_at
-                calls = self._with_head[k] if run_head else self._segs[k:k + 1]
+                calls = self._with_head[k] if run_head else self._seg_only[k]
                 ts = _now()
                 calls[0].bound()
                 te = _now()
@@ -406,9 +442,12 @@ class Engine:
             raise InferenceError(f"inference failed in stage {len(seg_ms)}: {str(e).splitlines()[0][:300]}") from e
         assert best is not None
         k, logits, score = best  # score is NaN for the final classifier, which always answers
-        # MACs actually spent, in every mode: the segments run plus the heads run
-        macs = self._segment_macs_cum[len(seg_ms) - 1] + sum(
-            h.macs for h, t in zip(self.heads, head_ms) if h is not None and t is not None)
+        # MACs actually spent, in every mode: the segments run plus the heads run (adaptive: every head up to
+        # the last stage run; full and exit_at: only the answering head)
+        n_run = len(seg_ms)
+        macs = self._stage_macs_cum[n_run - 1] if adaptive else (
+            self._segment_macs_cum[n_run - 1] + (heads[k].macs if heads[k] is not None and head_ms[-1] is not None
+                                                 else 0))
         return self._result(k, logits, score, seg_ms, head_ms, macs, t0, deadline_stop, False)
 
     def _result(self, k: int, logits: np.ndarray, score: float, seg_ms: list[float], head_ms: list[float | None],
@@ -443,15 +482,9 @@ class Engine:
             t_ms = (_now() - ts) * 1e3
         except Exception as e:
             raise InferenceError(f"inference failed in the one-graph full model: {str(e).splitlines()[0][:300]}") from e
-        macs = self.manifest.full_model_macs()
-        per = t_ms / macs if macs else 0.0
-        seg_ms = [s.segment.macs * per for s in self.manifest.stages]
-        if not macs:
-            seg_ms[-1] = t_ms
-        fh = self.heads[last]
-        head_ms: list[float | None] = [None] * last + [fh.macs * per if fh is not None else None]
-        return self._result(last, self._logits[last], math.nan, seg_ms, head_ms, macs, t0,  # type: ignore[arg-type]
-                            False, True)
+        seg_f, head_f = self._full_split
+        return self._result(last, self._logits[last], math.nan, [f * t_ms for f in seg_f],  # type: ignore[arg-type]
+                            [None if f is None else f * t_ms for f in head_f], self._full_macs, t0, False, True)
 
     def _wrong_prob(self, best: tuple) -> float:
         """1 - top softmax probability of the answer so far (the deadline guard's risk weight)."""
