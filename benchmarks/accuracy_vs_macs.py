@@ -94,10 +94,15 @@ def run_policy(eng: Engine, x: np.ndarray, thresholds: list[float], rule: str | 
     return {"pred": np.array(labels), "macs": np.array(macs, float), "exit": np.array(exits), "ms": np.array(ms)}
 
 
+BATCH = 32
+
+
 def latency(bundle: Path, x: np.ndarray, blocks: int = 7, block_s: float = 0.5) -> dict[str, Any]:
     """Per-sample latency, side by side in interleaved blocks (``interleave.py``): the whole model as ONE
     onnxruntime graph (merged at benchmark time, ``session.run``; the plain-onnxruntime baseline), edge-ee
-    ``mode="full"`` and edge-ee calibrated early exit, each on the same test samples in the same order."""
+    ``mode="full"`` and edge-ee calibrated early exit, each on the same test samples in the same order; and
+    the early exit on batches of ``BATCH`` samples (``Engine.infer_batch``: exited samples leave the batch),
+    time per sample."""
     from interleave import interleaved, one_graph_session
 
     from edge_ee.bundle import load_bundle
@@ -107,13 +112,13 @@ def latency(bundle: Path, x: np.ndarray, blocks: int = 7, block_s: float = 0.5) 
     one, one_in, one_out = one_graph_session(b)
     macs: list[int] = []
 
-    def cycle(fn):
+    def cycle(fn, size: int = 1):
         pos = [0]
 
         def call() -> None:
-            j = pos[0] % len(x)
-            pos[0] += 1
-            fn(x[j: j + 1])
+            j = pos[0] % (len(x) - size + 1)
+            pos[0] += size
+            fn(x[j: j + size])
         return call
 
     t0 = time.perf_counter()
@@ -121,9 +126,11 @@ def latency(bundle: Path, x: np.ndarray, blocks: int = 7, block_s: float = 0.5) 
         one.run([one_out], {one_in: x[i: i + 1]})
     per = (time.perf_counter() - t0) / min(50, len(x))
     n = int(min(len(x), max(100, block_s / max(per, 1e-6))))
+    n = max(n, 2 * BATCH)
     res = interleaved({"one": cycle(lambda s: one.run([one_out], {one_in: s})),
                        "full": cycle(lambda s: eng.infer(s, mode="full")),
-                       "adaptive": cycle(lambda s: macs.append(eng.infer(s).macs))}, n, blocks)
+                       "adaptive": cycle(lambda s: macs.append(eng.infer(s).macs)),
+                       "batch": cycle(eng.infer_batch, BATCH)}, n, blocks, per_call={"batch": BATCH})
     full_macs = b.manifest.full_model_macs()
     return {"n": n, "blocks": blocks, "one_graph_builtin": eng.graphs["one_graph_full"],
             "macs_ratio_timed": float(np.mean(macs) / full_macs),
@@ -267,7 +274,10 @@ def table(name: str, bundle: Path, r: dict[str, Any]) -> list[str]:
             f"calibrated early exit {med['adaptive_cpu_us']:.1f} us [{rng('adaptive_cpu_us')}] / "
             f"{med['adaptive_wall_us']:.1f} us = **{ad_cpu:.3f}x** one graph in CPU time ({ad_wall:.3f}x wall) at "
             f"{lat['macs_ratio_timed']:.3f} of the MACs on the timed samples (latency ratio - MACs ratio: "
-            f"{ad_cpu - lat['macs_ratio_timed']:+.3f}).")
+            f"{ad_cpu - lat['macs_ratio_timed']:+.3f}). The same early exit on batches of {BATCH} "
+            f"(`Engine.infer_batch`, exited samples leave the batch): {med['batch_cpu_us']:.1f} us per sample "
+            f"[{rng('batch_cpu_us')}] / {med['batch_wall_us']:.1f} us = {med['batch_cpu_us'] / med['one_cpu_us']:.3f}x "
+            f"one graph per sample, {med['batch_cpu_us'] / med['adaptive_cpu_us']:.3f}x one sample at a time.")
     lines.append("")
     return lines
 

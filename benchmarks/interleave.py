@@ -54,26 +54,31 @@ class Timing:
 
 
 def interleaved(variants: dict[str, Callable[[], object]], n: int, blocks: int = 7,
-                warmup: int | None = None) -> dict[str, Timing]:
+                warmup: int | None = None, per_call: dict[str, int] | None = None) -> dict[str, Timing]:
     """Time each variant in ``blocks`` blocks of ``n`` calls, the order reversed every other block
-    (A, B, B, A, ...), after ``warmup`` discarded calls each (default ``n // 5``, at least 20)."""
+    (A, B, B, A, ...), after ``warmup`` discarded calls each (default ``n // 5``, at least 20). A variant
+    named in ``per_call`` handles that many samples per call: it makes ``n // per_call`` calls per block and its
+    times are per sample."""
+    per_call = per_call or {}
     if blocks < 5:
         raise ValueError("at least 5 blocks")
     names = list(variants)
     for name in names:
         f = variants[name]
-        for _ in range(max(20, n // 5) if warmup is None else warmup):
+        for _ in range(max(2, (max(20, n // 5) if warmup is None else warmup) // per_call.get(name, 1))):
             f()
     out = {name: Timing([], []) for name in names}
     for b in range(blocks):
         for name in names if b % 2 == 0 else names[::-1]:
             f = variants[name]
+            k = per_call.get(name, 1)
+            calls = max(1, n // k)
             c0, t0 = time.thread_time(), time.perf_counter()
-            for _ in range(n):
+            for _ in range(calls):
                 f()
             t1, c1 = time.perf_counter(), time.thread_time()
-            out[name].cpu_us.append((c1 - c0) / n * 1e6)
-            out[name].wall_us.append((t1 - t0) / n * 1e6)
+            out[name].cpu_us.append((c1 - c0) / (calls * k) * 1e6)
+            out[name].wall_us.append((t1 - t0) / (calls * k) * 1e6)
     return out
 
 
