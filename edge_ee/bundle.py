@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import mmap
 import os
+import posixpath
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import BundleError
-from .manifest import MANIFEST_NAME, Manifest, read_manifest, sha256_file
+from .manifest import MANIFEST_NAME, Manifest, check_relative_path, read_manifest, sha256_file
+from .onnx_scan import external_locations
 
 BUNDLES_DIR = Path(__file__).resolve().parent / "bundles"
 DEFAULT_BUNDLES = {
@@ -53,21 +56,15 @@ def default_bundle_path(task: str = "image_classification") -> Path:
 def load_bundle(path: str | os.PathLike[str] | None = None, verify_checksums: bool = True,
                 task: str | None = None) -> Bundle:
     """Parse ``manifest.json`` and check that every named file exists inside the bundle and
-    matches its sha256. Raises :class:`BundleError` naming the first problem found. Without ``path``,
-    the embedded default bundle for ``task`` (image classification when None) is used."""
+    matches its sha256, and that every ONNX external-data file a model refers to is listed in the
+    manifest (so it is inside the bundle and checksummed too). Raises :class:`BundleError` naming the
+    first problem found. Without ``path``, the embedded default bundle for ``task`` (image
+    classification when None) is used."""
     bundle_dir = Path(path) if path is not None else default_bundle_path(task or "image_classification")
     manifest = read_manifest(bundle_dir)
     root = bundle_dir.resolve()
     for rel, sha in manifest.files():
-        f = (bundle_dir / rel)
-        try:
-            real = f.resolve(strict=False)
-            real.relative_to(root)
-        except ValueError:
-            raise BundleError(
-                f"bundle {bundle_dir}: {rel} resolves to {real}, outside the bundle directory",
-                "bundle files (and symlinks) must stay inside the bundle directory",
-            ) from None
+        f = _inside(bundle_dir, root, rel)
         if not f.is_file():
             raise BundleError(
                 f"bundle {bundle_dir}: file {rel} named in the manifest is missing",
@@ -84,4 +81,64 @@ def load_bundle(path: str | os.PathLike[str] | None = None, verify_checksums: bo
                     f"(manifest {sha[:12]}..., file {actual[:12]}...): the file was modified or damaged",
                     "re-copy the bundle from its source or re-export it; do not edit bundle files by hand",
                 )
+    if verify_checksums:  # the trusted fast start skips this too (onnxruntime >= 1.19 still keeps
+        check_external_data(bundle_dir, manifest)  # external data inside the model's directory)
     return Bundle(path=bundle_dir, manifest=manifest)
+
+
+def _inside(bundle_dir: Path, root: Path, rel: str) -> Path:
+    """``bundle_dir / rel``, refused when it (or a symlink on the way) resolves outside the bundle."""
+    f = bundle_dir / rel
+    try:
+        real = f.resolve(strict=False)
+    except (OSError, ValueError) as e:  # a symlink loop, a NUL byte
+        raise BundleError(f"bundle {bundle_dir}: cannot resolve {rel!r} ({e})") from None
+    try:
+        real.relative_to(root)
+    except ValueError:
+        raise BundleError(
+            f"bundle {bundle_dir}: {rel} resolves to {real}, outside the bundle directory",
+            "bundle files (and symlinks) must stay inside the bundle directory",
+        ) from None
+    return f
+
+
+def model_files(manifest: Manifest) -> list[str]:
+    """The ONNX models of a bundle (segments and heads), relative to the bundle directory."""
+    return [s.segment.file for s in manifest.stages] + [s.head.file for s in manifest.stages if s.head]
+
+
+def check_external_data(bundle_dir: Path, manifest: Manifest) -> int:
+    """Every external-data file a model refers to must be listed in the manifest's ``external_data``
+    (which puts it inside the bundle, with a checked sha256). Returns the number of external tensors."""
+    listed = {e["file"] for e in manifest.external_data}
+    hint = ("list the file in the manifest's external_data with its sha256 (edge_ee.manifest.write_manifest "
+            "fills it), or save the model with its weights inside (onnx.save(..., save_as_external_data=False))")
+    n = 0
+    for rel in model_files(manifest):
+        what = f"bundle {bundle_dir}: {rel}"
+        try:
+            with open(bundle_dir / rel, "rb") as fh:
+                size = os.fstat(fh.fileno()).st_size
+                if size == 0:
+                    raise BundleError(f"{what} is empty, not an ONNX model", "re-export the bundle")
+                with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+                    refs = external_locations(mm, what)
+        except OSError as e:
+            raise BundleError(f"{what}: cannot read ({e.strerror})") from e
+        for ref in refs:
+            n += 1
+            tensor = f"tensor {ref.tensor!r}"
+            if not ref.location:
+                raise BundleError(f"{what}: {tensor} is marked external but names no file", "re-export the bundle")
+            target = posixpath.normpath(posixpath.join(posixpath.dirname(rel), ref.location))
+            try:
+                check_relative_path(ref.location, "location")
+                check_relative_path(target, "location")
+            except BundleError:
+                raise BundleError(f"{what}: {tensor} keeps its data in {ref.location[:200]!r}, outside the bundle",
+                                  hint) from None
+            if target not in listed:
+                raise BundleError(f"{what}: {tensor} keeps its data in {target!r}, which the manifest does not "
+                                  "list (so it is not checksummed)", hint)
+    return n

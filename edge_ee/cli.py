@@ -204,6 +204,14 @@ def _parse_thresholds(text: str | None, n: int) -> list[float] | None:
     return vals
 
 
+def _check_finite(no_nan: dict[str, float | None], finite: dict[str, float | None]) -> None:
+    """NaN is never a valid option value (every comparison with it is false); some options also need a
+    finite one (an infinite rotation size or idle measurement)."""
+    for name, v in {**no_nan, **finite}.items():
+        if v is not None and (math.isnan(v) or (name in finite and math.isinf(v))):
+            raise UsageError(f"{name} {v}: give a finite number")
+
+
 @app.command()
 @handle_errors
 def run(
@@ -217,8 +225,8 @@ def run(
     max_frames: Annotated[int | None, typer.Option("--max-frames", "-n", min=1, help="Stop after N frames.")] = None,
     duration: Annotated[float | None, typer.Option(min=0.0, help="Stop after S seconds.")] = None,
     log: Annotated[Path | None, typer.Option("--log", help="Append one JSON line per inference to FILE.jsonl.")] = None,
-    log_max_mb: Annotated[float, typer.Option(help="Rotate the log at this size (0: never).")] = 0.0,
-    log_keep: Annotated[int, typer.Option(help="Rotated log files to keep.")] = 5,
+    log_max_mb: Annotated[float, typer.Option(min=0.0, help="Rotate the log at this size (0: never).")] = 0.0,
+    log_keep: Annotated[int, typer.Option(min=1, help="Rotated log files to keep.")] = 5,
     mode: Annotated[str, typer.Option(help="adaptive | full (never exit early) | exit-at")] = "adaptive",
     exit_at: Annotated[int | None, typer.Option("--exit-at", help="With --mode exit-at: the exit to use.")] = None,
     thresholds: Annotated[str | None, typer.Option(help="Comma-separated thresholds, one per early exit.")] = None,
@@ -227,6 +235,8 @@ def run(
     threads: Annotated[int, typer.Option(min=1, help="intra-op threads per session.")] = 1,
     fps: Annotated[float | None, typer.Option(min=0.01, help="Pace the loop to at most N frames per second.")] = None,
     loop: Annotated[bool, typer.Option(help="Loop images/video sources forever.")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Images: stop at the first unreadable image (default: "
+                                         "skip it, warn and count it as a dropped frame).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live status line.")] = False,
     summary_json: Annotated[Path | None, typer.Option(help="Also write the summary as JSON to this file.")] = None,
     hop: Annotated[str, typer.Option(help="Audio: hop between 1 s windows (250ms, 0.5s).")] = "250ms",
@@ -273,6 +283,9 @@ def run(
 
     if not source:
         raise UsageError("no --source given", "e.g. --source synthetic, --source images:DIR, --source video:FILE")
+    _check_finite({"--duration": duration, "--fps": fps, "--reconnect-timeout": reconnect_timeout,
+                   "--kws-threshold": kws_threshold},
+                  {"--log-max-mb": log_max_mb, "--power-baseline": power_baseline})
     modes = {"adaptive": "adaptive", "full": "full", "exit-at": "exit_at", "exit_at": "exit_at"}
     if mode not in modes:
         raise UsageError(f"--mode {mode!r}: use adaptive, full or exit-at")
@@ -282,7 +295,7 @@ def run(
     from .sources import source_task
     from .streams import check_source_fits, format_stream_summary, parse_seconds, stream_hooks
 
-    stream_opts = {"loop": loop, "hop_s": parse_seconds(hop, "--hop"), "audio_rate": audio_rate,
+    stream_opts = {"loop": loop, "strict": strict, "hop_s": parse_seconds(hop, "--hop"), "audio_rate": audio_rate,
                    "reconnect_timeout_s": reconnect_timeout, "kws_threshold": kws_threshold,
                    "kws_average_s": parse_seconds(kws_average, "--kws-average"),
                    "kws_suppress_s": parse_seconds(kws_suppress, "--kws-suppress")}
