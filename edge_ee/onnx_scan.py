@@ -14,12 +14,13 @@ from dataclasses import dataclass
 
 from .errors import BundleError
 
-# message kinds
-_MODEL, _GRAPH, _NODE, _ATTR, _TENSOR, _SPARSE, _FUNCTION, _TRAINING, _ENTRY = range(9)
+# message kinds (_TOP: the model's main graph, whose inputs/outputs are also read)
+_MODEL, _GRAPH, _NODE, _ATTR, _TENSOR, _SPARSE, _FUNCTION, _TRAINING, _ENTRY, _TOP = range(10)
 # (message kind, field number) -> message kind of that (length-delimited) field
 _CHILDREN = {
-    (_MODEL, 7): _GRAPH, (_MODEL, 20): _TRAINING, (_MODEL, 25): _FUNCTION,
+    (_MODEL, 7): _TOP, (_MODEL, 20): _TRAINING, (_MODEL, 25): _FUNCTION,
     (_GRAPH, 1): _NODE, (_GRAPH, 5): _TENSOR, (_GRAPH, 15): _SPARSE,
+    (_TOP, 1): _NODE, (_TOP, 5): _TENSOR, (_TOP, 15): _SPARSE,
     (_NODE, 5): _ATTR,
     (_ATTR, 5): _TENSOR, (_ATTR, 6): _GRAPH, (_ATTR, 10): _TENSOR, (_ATTR, 11): _GRAPH,
     (_ATTR, 22): _SPARSE, (_ATTR, 23): _SPARSE,
@@ -31,6 +32,21 @@ _CHILDREN = {
 _TENSOR_NAME, _TENSOR_LOCATION = 8, 14
 _EXTERNAL = 1  # TensorProto.DataLocation.EXTERNAL
 MAX_MESSAGES = 5_000_000  # messages visited in one file: bounds the work on a hostile file
+
+
+#: TensorProto.DataType -> numpy dtype name, for the types a bundle input can have
+ELEM_TYPES = {1: "float32", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32", 7: "int64", 9: "bool",
+              10: "float16", 11: "float64", 12: "uint32", 13: "uint64", 16: "bfloat16"}
+
+
+@dataclass
+class ModelInfo:
+    """What the loader needs from an ONNX file: its external tensors and the element types of the main
+    graph's inputs and outputs (name -> TensorProto.DataType, 0 when not a tensor or not given)."""
+
+    external: list[ExternalRef]
+    inputs: dict[str, int]
+    outputs: dict[str, int]
 
 
 @dataclass(frozen=True)
@@ -106,8 +122,16 @@ def external_locations(data: bytes | memoryview, what: str = "model") -> list[Ex
     """Every tensor of the serialized ModelProto ``data`` that keeps its data in an external file.
 
     Raises BundleError when the bytes are not a well-formed protobuf message."""
+    return scan_model(data, what).external
+
+
+def scan_model(data: bytes | memoryview, what: str = "model") -> ModelInfo:
+    """External tensors and main-graph I/O types of the serialized ModelProto ``data``.
+
+    Raises BundleError when the bytes are not a well-formed protobuf message."""
     buf = memoryview(data)
     out: list[ExternalRef] = []
+    io: tuple[dict[str, int], dict[str, int]] = ({}, {})
     todo: list[tuple[int, int, int]] = [(_MODEL, 0, len(buf))]
     seen = 0
     try:
@@ -134,6 +158,9 @@ def external_locations(data: bytes | memoryview, what: str = "model") -> list[Ex
                 child = _CHILDREN.get((kind, num))
                 if child is not None and wt == 2:
                     todo.append((child, v[0], v[1]))
+                elif kind == _TOP and num in (11, 12) and wt == 2:  # GraphProto.input / .output
+                    name, elem = _value_info(buf, *v)
+                    io[num - 11][name] = elem
     except _Bad as e:
         err = str(e)
     else:
@@ -141,7 +168,22 @@ def external_locations(data: bytes | memoryview, what: str = "model") -> list[Ex
     buf.release()  # before raising: a live view would keep a caller's mmap from closing
     if err is not None:
         raise BundleError(f"{what} is not a valid ONNX file ({err})", "re-export the bundle")
-    return out
+    return ModelInfo(out, *io)
+
+
+def _value_info(buf: memoryview, start: int, end: int) -> tuple[str, int]:
+    """ValueInfoProto: (name, elem_type of its tensor type or 0)."""
+    name, elem = "", 0
+    for num, wt, v in _fields(buf, start, end):
+        if num == 1 and wt == 2:
+            name = bytes(buf[v[0]:v[1]]).decode("utf-8", "replace")
+        elif num == 2 and wt == 2:  # TypeProto
+            for n2, w2, v2 in _fields(buf, *v):
+                if n2 == 1 and w2 == 2:  # TypeProto.tensor_type
+                    for n3, w3, v3 in _fields(buf, *v2):
+                        if n3 == 1 and w3 == 0:
+                            elem = v3
+    return name, elem
 
 
 def _entry(buf: memoryview, start: int, end: int) -> tuple[str, str]:
