@@ -353,6 +353,30 @@ def test_huge_and_truncated_images_are_skipped_and_counted(bundle: Path, tmp_pat
     clean(ee("run", "--model", bundle, "-s", f"images:{d}", "-q"), ExitCode.SOURCE, "none of the 2 images")
 
 
+def test_image_folder_scan_is_bounded(bundle: Path, tmp_path: Path, monkeypatch) -> None:
+    pytest.importorskip("cv2")
+    from edge_ee.errors import SourceError
+    from edge_ee.sources import images
+
+    for i in range(30):
+        (tmp_path / "d" / str(i % 3)).mkdir(parents=True, exist_ok=True)
+        (tmp_path / "d" / str(i % 3) / f"{i}.txt").write_text("x")
+    monkeypatch.setattr(images, "MAX_SCAN_ENTRIES", 20)
+    for pattern in (tmp_path / "d", tmp_path / "d" / "**" / "*.png"):
+        with pytest.raises(SourceError, match="more than 20 files and folders"):
+            images.ImageSource(str(pattern))
+    monkeypatch.setattr(images, "MAX_SCAN_ENTRIES", 200)
+    cv2 = pytest.importorskip("cv2")
+    cv2.imwrite(str(tmp_path / "d" / "1" / "a.png"), np.zeros((8, 8), np.uint8))
+    assert len(images.ImageSource(str(tmp_path / "d" / "**" / "*.png")).files) == 1
+    assert len(images.ImageSource(str(tmp_path / "d" / "*" / "*.png")).files) == 1
+    # a folder that vanishes while it is walked (/proc) is skipped, not a traceback
+    try:
+        images.ImageSource("/proc/self/")
+    except SourceError:
+        pass
+
+
 def test_image_size_reader(tmp_path: Path) -> None:
     cv2 = pytest.importorskip("cv2")
     from edge_ee.sources.imagesize import image_size

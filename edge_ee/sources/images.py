@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import logging
+import os
 import re
 from pathlib import Path
 
@@ -22,6 +24,46 @@ def _norm(s: str) -> str:
     return re.sub(r"[^a-z0-9]", "", s.lower())
 
 
+MAX_SCAN_ENTRIES = 200_000  # files and folders looked at to find the images (README "Limits")
+
+
+def _too_many(pattern: str) -> SourceError:
+    return SourceError(f"images:{pattern}: more than {MAX_SCAN_ENTRIES} files and folders to look through",
+                       "give the folder that holds the images, or a narrower glob")
+
+
+def _walk(root: Path, pattern: str) -> list[Path]:
+    """Image files under ``root`` (recursively, symlinked folders not followed); folders that vanish or
+    cannot be read while walking are skipped."""
+    out: list[Path] = []
+    n = 0
+    for d, dirs, names in os.walk(root, onerror=lambda e: None):
+        n += len(dirs) + len(names)
+        if n > MAX_SCAN_ENTRIES:
+            raise _too_many(pattern)
+        out += [Path(d) / f for f in names if Path(f).suffix.lower() in IMAGE_EXTS]
+    return [f for f in out if f.is_file()]
+
+
+def _glob(pattern: str) -> list[Path]:
+    """Image files matching ``pattern``; ``**`` patterns walk their fixed leading folder within the limit
+    (glob.glob would walk without bound, e.g. ``/**/*.png``)."""
+    if "**" not in pattern:
+        out = []
+        for n, f in enumerate(glob.iglob(pattern)):
+            if n >= MAX_SCAN_ENTRIES:
+                raise _too_many(pattern)
+            out.append(Path(f))
+        return [f for f in out if f.suffix.lower() in IMAGE_EXTS and f.is_file()]
+    parts = Path(pattern).parts
+    fixed = next(i for i, x in enumerate(parts) if glob.has_magic(x))
+    base = Path(*parts[:fixed]) if fixed else Path(".")
+    rest = "/".join(parts[fixed:]).replace("**/", "*").replace("**", "*")  # fnmatch's * also matches "/"
+    if not base.is_dir():
+        return []
+    return [f for f in _walk(base, pattern) if fnmatch.fnmatchcase(f.relative_to(base).as_posix(), rest)]
+
+
 class ImageSource(Source):
     """Reads images in sorted order. When an image's parent folder is named after a class label
     (case and punctuation ignored) the label is attached as ground truth, so ``run`` reports accuracy."""
@@ -36,12 +78,11 @@ class ImageSource(Source):
         self.skipped = 0
         p = Path(pattern)
         if p.is_dir():
-            files = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTS and f.is_file())
+            files = sorted(_walk(p, pattern))
         elif p.is_file():
             files = [p]
         else:
-            files = sorted(Path(f) for f in glob.glob(pattern, recursive=True)
-                           if Path(f).suffix.lower() in IMAGE_EXTS and Path(f).is_file())
+            files = sorted(_glob(pattern))
         if not files:
             raise SourceError(
                 f"images:{pattern}: no image files found",
