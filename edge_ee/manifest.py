@@ -26,7 +26,8 @@ Layout of ``manifest.json`` (v1)::
         {"segment": {...}, "head": {... final classifier, "kind": "final" ...}}
       ],
       "calibration": {...optional: operating points, accuracy-vs-MACs table...},
-      "producer": {"tool": "edge-ee-export 0.1.0", "torch": "2.13.0", "onnx_opset": 17, ...}
+      "producer": {"tool": "edge-ee-export 0.1.0", "torch": "2.13.0", "onnx_opset": 17, ...},
+      "external_data": [{"file": "weights.bin", "sha256": "..."}]   (optional: ONNX external-data files)
     }
 
 The last stage's head is the model's own classifier (``kind: "final"``): it always answers.
