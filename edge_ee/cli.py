@@ -224,7 +224,9 @@ def _parse_thresholds(text: str | None, n: int) -> list[float] | None:
         vals = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise UsageError(f"--thresholds {text!r}: give comma-separated numbers, one per early exit") from None
-    if len(vals) == 1 and n > 1:
+    if not all(math.isfinite(v) for v in vals):  # a NaN threshold silently disables its exit
+        raise UsageError(f"--thresholds {text!r}: every threshold must be a finite number")
+    if len(vals) == 1 and n > 1:  # one value: the same threshold for every early exit (documented in --help)
         vals = vals * n
     if len(vals) != n:
         raise UsageError(f"--thresholds has {len(vals)} values; this bundle has {n} early exits")
@@ -256,7 +258,8 @@ def run(
     log_keep: Annotated[int, typer.Option(min=1, help="Rotated log files to keep.")] = 5,
     mode: Annotated[str, typer.Option(help="adaptive | full (never exit early) | exit-at")] = "adaptive",
     exit_at: Annotated[int | None, typer.Option("--exit-at", help="With --mode exit-at: the exit to use.")] = None,
-    thresholds: Annotated[str | None, typer.Option(help="Comma-separated thresholds, one per early exit.")] = None,
+    thresholds: Annotated[str | None, typer.Option(help="Comma-separated thresholds, one per early exit (one "
+                                                   "value: the same for every early exit).")] = None,
     rule: Annotated[str | None, typer.Option(help="Exit rule: max_softmax | entropy | confidence.")] = None,
     providers: Annotated[str | None, typer.Option(help="onnxruntime providers, e.g. cpu or cuda,cpu.")] = None,
     threads: Annotated[int, typer.Option(min=1, help="intra-op threads per session.")] = 1,
@@ -335,6 +338,13 @@ def run(
         raise UsageError(f"--exit-at {exit_at}: this bundle has exits 0..{engine.num_stages - 1}")
     from .control.setup import format_extras, make_run_hooks
     from .service.attach import attach_service_hooks
+
+    ops = bundle.manifest.calibration.get("operating_points")
+    if b is not None and ops is not None and not (isinstance(ops, list) and all(isinstance(o, dict) for o in ops)):
+        from .errors import BundleError  # the budget controller reads these; never a traceback from it
+
+        raise BundleError("manifest: calibration.operating_points must be a list of objects",
+                          "re-export the bundle, or run without --budget")
 
     with contextlib.ExitStack() as cleanup:  # closes whatever was opened, in reverse order, on any exit
         src = open_source(source, bundle.manifest, stream_opts)

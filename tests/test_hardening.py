@@ -499,3 +499,19 @@ def test_metrics_wildcard_address_warns(bundle: Path, caplog) -> None:
     assert "every network interface" in caplog.text
     with pytest.raises(UsageError, match="empty"):
         MetricsHook(0, "")
+
+
+# ------------------------------------------------------------------ thresholds and calibration guards (5, 8)
+def test_non_finite_thresholds_are_refused(bundle: Path, tmp_path: Path) -> None:
+    for th in ("nan,nan", "inf,0.5", "0.5,-inf"):
+        clean(ee("run", "--model", bundle, "-s", "synthetic", "-n", "2", "--thresholds", th), ExitCode.USAGE,
+              "finite")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("thresholds = [nan, 0.5]\n")
+    clean(ee("run", "--model", bundle, "-s", "synthetic", "-n", "2", "-c", cfg), ExitCode.CONFIG, "thresholds")
+
+
+def test_malformed_operating_points_with_budget(bundle: Path) -> None:
+    edit_manifest(bundle, lambda d: d.setdefault("calibration", {}).update(operating_points=[1, 2, 3]))
+    clean(ee("run", "--model", bundle, "-s", "synthetic", "-n", "2", "--budget", "5ms"), ExitCode.BUNDLE,
+          "operating_points")

@@ -79,9 +79,11 @@ def _check_scalar(kind: str, value: Any) -> Any:
     elif isinstance(value, str):
         return value
     elif isinstance(value, list) and value and all(
-            isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in value):
+            isinstance(v, (str, int, float)) and not isinstance(v, bool)
+            and not (isinstance(v, float) and not math.isfinite(v)) for v in value):
         return ",".join(str(v) for v in value)  # options that take comma-separated values
-    raise TypeError(_TOML_TYPE[kind] + (" (or a list, for comma-separated values)" if kind == "str" else ""))
+    raise TypeError(_TOML_TYPE[kind]
+                    + (" (or a list of finite values, for comma-separated values)" if kind == "str" else ""))
 
 
 _REPR = reprlib.Repr()
