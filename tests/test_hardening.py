@@ -449,7 +449,8 @@ def test_unit_exposure_with_systemd_analyze(tmp_path: Path) -> None:
     u = unit.read_text()
     for need in ("DeviceAllow=char-video4linux rw", "DeviceAllow=char-alsa rw", "DeviceAllow=/dev/nvmap rw",
                  "SystemCallFilter=@system-service", "SystemCallArchitectures=native", "UMask=0027",
-                 "ProtectProc=invisible", "MemoryDenyWriteExecute=yes", "RestrictAddressFamilies="):
+                 "ProtectProc=invisible", "MemoryDenyWriteExecute=yes", "RestrictAddressFamilies=",
+                 "RestartPreventExitStatus=2 3 8"):
         assert need in u, need
     assert "PrivateDevices=yes" not in u.splitlines()
 

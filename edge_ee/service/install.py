@@ -49,6 +49,8 @@ TimeoutStartSec=120
 TimeoutStopSec=20
 Restart=on-failure
 RestartSec=5
+# usage, bundle and config errors (exit 2, 3, 8) need an edit, not a restart loop
+RestartPreventExitStatus=2 3 8
 EnvironmentFile=-/etc/default/edge-ee
 Environment=PYTHONUNBUFFERED=1
 
