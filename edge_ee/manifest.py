@@ -445,7 +445,8 @@ def parse_manifest(data: Any) -> Manifest:
         if not isinstance(rs, dict):
             raise BundleError(f"manifest: {where} must be an object")
         seg = FileRef.from_dict(_req(rs, "segment", where, dict), f"{where}.segment")
-        head = Head.from_dict(rs["head"], f"{where}.head") if rs.get("head") is not None else None
+        raw_head = _opt(rs, "head", where, dict, None)
+        head = Head.from_dict(raw_head, f"{where}.head") if raw_head is not None else None
         last = i == len(raw_stages) - 1
         if not last and head is None:
             raise BundleError(f"manifest: {where} has no exit head; only the last stage may omit it")

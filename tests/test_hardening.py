@@ -174,6 +174,7 @@ def test_many_stages_refused_before_any_session(bundle: Path) -> None:
     (lambda d: d["input"]["preprocess"].update(color="cmyk"), "color"),
     (lambda d: d["input"]["preprocess"].update(invert="yes"), "invert"),
     (lambda d: d["input"].update(shape=["N", 100000, 100000, 3]), "values per sample"),
+    (lambda d: d["stages"][0].update(head="exit0.onnx"), "head has type str"),  # found by the fuzz suite
 ])
 def test_manifest_field_rejections(bundle: Path, mutate, needle: str) -> None:
     edit_manifest(bundle, mutate)
