@@ -468,7 +468,7 @@ def profile(
                        f"({warmup} warm-up + {len(label_file) - warmup} measured inputs instead of "
                        f"{warmup} + {frames})", err=True)
     engine = Engine(bundle, session=_session_config(providers, threads), rule=rule)
-    src = open_source(source, bundle.manifest, {})
+    src = open_source(source, bundle.manifest, {"strict": True})  # a skipped input would shift --labels FILE
     try:
         if label_file is not None:
             src = LabelledSource(src, label_file)
