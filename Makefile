@@ -7,7 +7,7 @@ PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 # torch is pinned: an unpinned torch pulls a multi-GB CUDA build.
 TORCH  ?= torch==2.13.0
 
-.PHONY: demo test lint bundles bench-bundle samples system-deps clean
+.PHONY: demo test lint bundles bench-bundle merged-bundles samples system-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,12 @@ bundles: system-deps $(VENV)/.dev-installed
 # benchmarks/budget_control.py; committed under benchmarks/bundles, so only needed to rebuild it.
 bench-bundle: system-deps $(VENV)/.dev-installed
 	PYTHON=$(BIN)/python BUILD=bench bash export/make_bundles.sh
+
+# Add the merged graphs (schema v2: each segment with its head as one graph, the whole model as one graph) to the
+# committed bundles, from their own ONNX files (no retraining); `make bundles` / `bench-bundle` write them already.
+merged-bundles: $(VENV)/.dev-installed
+	PYTHONPATH=$(CURDIR)/export $(BIN)/python -m edge_ee_export.merge edge_ee/bundles/fashion_mnist edge_ee/bundles/kws \
+	  benchmarks/bundles/fashion_mnist_wide
 
 test: system-deps $(VENV)/.dev-installed
 	$(BIN)/ruff check .

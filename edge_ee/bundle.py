@@ -104,8 +104,10 @@ def _inside(bundle_dir: Path, root: Path, rel: str) -> Path:
 
 
 def model_files(manifest: Manifest) -> list[str]:
-    """The ONNX models of a bundle (segments and heads), relative to the bundle directory."""
-    return [s.segment.file for s in manifest.stages] + [s.head.file for s in manifest.stages if s.head]
+    """The ONNX models of a bundle (segments, heads and v2 merged graphs), relative to the bundle directory."""
+    graphs = [s.merged for s in manifest.stages] + [manifest.full]
+    return ([s.segment.file for s in manifest.stages] + [s.head.file for s in manifest.stages if s.head]
+            + [g.file for g in graphs if g is not None])
 
 
 def check_models(bundle_dir: Path, manifest: Manifest) -> int:
@@ -140,17 +142,20 @@ def _check_types(manifest: Manifest, infos: dict[str, ModelInfo]) -> None:
         return ELEM_TYPES.get(t, f"ONNX type {t}")
 
     s0 = manifest.stages[0].segment
-    got = infos[s0.file].inputs.get(s0.input, 0)
-    if got and ELEM_TYPES.get(got) != manifest.input.dtype:
-        raise BundleError(f"manifest: input.dtype is {manifest.input.dtype!r} but {s0.file} takes "
-                          f"{name(got)} input {s0.input!r}",
-                          f"set input.dtype to {name(got)!r} (and its preprocessing), or re-export the bundle")
+    firsts = [(s0.file, s0.input)] + [(g.file, g.input) for g in (manifest.stages[0].merged, manifest.full) if g]
+    for file, inp in firsts:  # every graph the bundle input is fed to
+        got = infos[file].inputs.get(inp, 0)
+        if got and ELEM_TYPES.get(got) != manifest.input.dtype:
+            raise BundleError(f"manifest: input.dtype is {manifest.input.dtype!r} but {file} takes "
+                              f"{name(got)} input {inp!r}",
+                              f"set input.dtype to {name(got)!r} (and its preprocessing), or re-export the bundle")
     for k, st in enumerate(manifest.stages):
         out = infos[st.segment.file].outputs.get(st.segment.output, 0)
         takers = [(st.head.file, st.head.input)] if st.head else []
         if k + 1 < len(manifest.stages):
-            nxt = manifest.stages[k + 1].segment
-            takers.append((nxt.file, nxt.input))
+            nxt = manifest.stages[k + 1]
+            takers += [(nxt.segment.file, nxt.segment.input)] + (
+                [(nxt.merged.file, nxt.merged.input)] if nxt.merged else [])
         for file, inp in takers:
             want = infos[file].inputs.get(inp, 0)
             if out and want and out != want:

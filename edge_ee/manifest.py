@@ -1,4 +1,4 @@
-"""Bundle manifest schema v1: the single source of truth for the bundle format.
+"""Bundle manifest schema v2 (v1 still reads): the single source of truth for the bundle format.
 
 The exporter (``edge_ee_export``) builds a :class:`Manifest` and writes it with
 :func:`write_manifest`; the runtime reads it with :func:`parse_manifest`. Parsing is strict:
@@ -25,13 +25,27 @@ Layout of ``manifest.json`` (v1)::
         ...
         {"segment": {...}, "head": {... final classifier, "kind": "final" ...}}
       ],
-      "calibration": {...optional: operating points, accuracy-vs-MACs table...},
+      "full": {...optional (v2): the whole model as one graph, see below...},
+      "calibration": {...optional, edge_ee.calibration.record: rule, temperatures, operating points,
+                      the chosen point and its guarantee...},
       "producer": {"tool": "edge-ee-export 0.1.0", "torch": "2.13.0", "onnx_opset": 17, ...},
       "external_data": [{"file": "weights.bin", "sha256": "..."}]   (optional: ONNX external-data files)
     }
 
 The last stage's head is the model's own classifier (``kind: "final"``): it always answers.
 A final stage may also omit its head, in which case its segment outputs the logits.
+
+Schema v2 adds optional merged graphs, written by ``python -m edge_ee_export.merge`` from the files above
+(no retraining); a v1 bundle is a v2 bundle without them:
+
+* ``stages[k].merged``: segment k and its head as one graph, ``{"file", "sha256", "input", "outputs":
+  [segment output, head logits, (head confidence)], "sources": [sha256 of the segment, of the head]}``
+  (the last stage: ``outputs`` is the final logits only);
+* ``full``: every segment and the final head as one graph, ``{"file", "sha256", "input", "outputs":
+  [final logits], "sources": [sha256 of every segment, then of the final head]}``.
+
+``sources`` ties a merged graph to the files it was built from: a bundle whose segments changed after the
+merge is refused.
 """
 
 from __future__ import annotations
@@ -44,15 +58,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from .errors import BundleError
+from .calibration.record import Calibration
+from .errors import BundleError, UsageError
+from .exit_rules import get_rule, rule_names
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+SCHEMA_VERSIONS = (1, 2)  # versions this runtime reads
 MANIFEST_NAME = "manifest.json"
 PROFILE_NAME = "profile.json"
 
 TASKS = ("image_classification", "keyword_spotting")
 HEAD_KINDS = ("softmax", "confidence", "final")
-EXIT_RULES = ("max_softmax", "entropy", "confidence")
 DTYPES = ("float32", "uint8", "int8", "float16")
 LAYOUTS = ("NCHW", "NHWC", "NTF", "NCTF", "NF")
 PREPROCESS_KINDS = ("image", "audio_mfcc", "none")
@@ -199,14 +215,18 @@ class Head:
         if kind == "confidence" and conf is None:
             raise BundleError(f"manifest: {where} has kind 'confidence' but no 'confidence' output name")
         rule = _opt(d, "rule", where, str, "confidence" if kind == "confidence" else "max_softmax")
-        if rule not in EXIT_RULES:
-            raise BundleError(f"manifest: {where}.rule = {rule!r}; expected one of {', '.join(EXIT_RULES)}")
-        if rule == "confidence" and conf is None:
-            raise BundleError(f"manifest: {where}.rule is 'confidence' but the head has no confidence output")
+        try:
+            r = get_rule(rule)
+        except UsageError:
+            raise BundleError(f"manifest: {where}.rule = {rule!r}; expected one of {', '.join(rule_names())}") from None
+        if r.needs_confidence and conf is None:
+            raise BundleError(f"manifest: {where}.rule is {rule!r} but the head has no confidence output")
         thr = float(_opt(d, "threshold", where, (int, float), 1.0))
         temp = float(_opt(d, "temperature", where, (int, float), 1.0))
-        if not math.isfinite(thr):
-            raise BundleError(f"manifest: {where}.threshold must be a finite number")
+        why = r.check_threshold(thr) if kind != "final" else None
+        if why is not None or not math.isfinite(thr):
+            raise BundleError(f"manifest: {where}.threshold: {why or 'must be a finite number'}",
+                              "re-calibrate the bundle (edge-ee profile) or fix the threshold")
         if not (temp > 0 and math.isfinite(temp)):
             raise BundleError(f"manifest: {where}.temperature must be a positive number")
         return cls(
@@ -225,9 +245,52 @@ class Head:
 
 
 @dataclass
+class GraphRef:
+    """A merged graph (schema v2): an ONNX file built from other files of the bundle (``sources``: their sha256)."""
+
+    file: str
+    sha256: str
+    input: str
+    outputs: list[str]
+    sources: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], where: str) -> GraphRef:
+        sha = _req(d, "sha256", where, str)
+        if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+            raise BundleError(f"manifest: {where}.sha256 is not a lowercase hex sha256 digest")
+        outs = _req(d, "outputs", where, list)
+        srcs = _req(d, "sources", where, list)
+        if not outs or not all(isinstance(o, str) for o in outs):
+            raise BundleError(f"manifest: {where}.outputs must be a non-empty list of output names")
+        if not all(isinstance(o, str) for o in srcs):
+            raise BundleError(f"manifest: {where}.sources must be a list of sha256 digests")
+        return cls(file=check_relative_path(_req(d, "file", where, str), f"{where}.file"), sha256=sha,
+                   input=_req(d, "input", where, str), outputs=list(outs), sources=list(srcs))
+
+    def check(self, where: str, inp: str, outputs: list[str], sources: list[str]) -> None:
+        """The merged graph must take ``inp``, give ``outputs`` and come from files with checksums ``sources``."""
+        if self.input != inp or self.outputs != outputs:
+            raise BundleError(f"manifest: {where} maps {self.input!r} -> {self.outputs}; its parts map "
+                              f"{inp!r} -> {outputs}", "rebuild it: python -m edge_ee_export.merge BUNDLE")
+        if self.sources != sources:
+            raise BundleError(f"manifest: {where} ({self.file}) was built from other files than this bundle's "
+                              "segments and heads (sources checksums differ)",
+                              "rebuild it: python -m edge_ee_export.merge BUNDLE")
+
+
+@dataclass
 class Stage:
     segment: FileRef
     head: Head | None
+    merged: GraphRef | None = None  # v2: segment + head as one graph
+
+    def merged_io(self, last: bool) -> tuple[str, list[str], list[str]]:
+        """(input, outputs, sources) that a merged graph of this stage must have."""
+        assert self.head is not None
+        outs = ([] if last else [self.segment.output]) + [self.head.logits] + (
+            [self.head.confidence] if self.head.confidence and not last else [])
+        return self.segment.input, outs, [self.segment.sha256, self.head.sha256]
 
     @property
     def macs(self) -> int:
@@ -354,9 +417,10 @@ class Manifest:
     input: InputSpec
     stages: list[Stage]
     description: str = ""
-    calibration: dict[str, Any] = field(default_factory=dict)
+    calibration: Calibration = field(default_factory=Calibration)
     producer: dict[str, Any] = field(default_factory=dict)
-    schema_version: int = SCHEMA_VERSION
+    schema_version: int = 1  # written as the lowest version that expresses the manifest (to_dict)
+    full: GraphRef | None = None  # v2: the whole model as one graph
     #: ONNX external-data files (tensor weights kept beside a model): {"file", "sha256"} each, checked
     #: like the models; a model that refers to a file not listed here is refused
     external_data: list[dict[str, str]] = field(default_factory=list)
@@ -392,25 +456,50 @@ class Manifest:
             out.append((s.segment.file, s.segment.sha256))
             if s.head is not None:
                 out.append((s.head.file, s.head.sha256))
+            if s.merged is not None:
+                out.append((s.merged.file, s.merged.sha256))
+        if self.full is not None:
+            out.append((self.full.file, self.full.sha256))
         out += [(e["file"], e["sha256"]) for e in self.external_data]
         return out
+
+    def full_io(self) -> tuple[str, list[str], list[str]]:
+        """(input, outputs, sources) that the one-graph full model must have."""
+        last = self.stages[-1]
+        out = last.head.logits if last.head is not None else last.segment.output
+        srcs = [s.segment.sha256 for s in self.stages] + ([last.head.sha256] if last.head is not None else [])
+        return self.input.name, [out], srcs
+
+    def check_merged(self) -> None:
+        """Every merged graph must have the I/O and sources of the files it replaces."""
+        for k, s in enumerate(self.stages):
+            if s.merged is not None:
+                if s.head is None:
+                    raise BundleError(f"manifest: stages[{k}].merged needs a head to merge with")
+                s.merged.check(f"stages[{k}].merged", *s.merged_io(k == len(self.stages) - 1))
+        if self.full is not None:
+            self.full.check("full", *self.full_io())
 
     def default_thresholds(self) -> list[float]:
         return [s.head.threshold if s.head is not None else 0.0 for s in self.stages[:-1]]
 
     def to_dict(self) -> dict[str, Any]:
+        # the lowest version that expresses the manifest: a bundle without merged graphs stays readable by v1 runtimes
+        v2 = self.full is not None or any(s.merged is not None for s in self.stages)
         d = {
-            "schema_version": self.schema_version,
+            "schema_version": 2 if v2 else 1,
             "name": self.name,
             "task": self.task,
             "description": self.description,
             "labels": list(self.labels),
             "input": asdict(self.input),
             "stages": [
-                {"segment": asdict(s.segment), "head": asdict(s.head) if s.head is not None else None}
+                {"segment": asdict(s.segment), "head": asdict(s.head) if s.head is not None else None,
+                 **({"merged": asdict(s.merged)} if s.merged is not None else {})}
                 for s in self.stages
             ],
-            "calibration": self.calibration,
+            **({"full": asdict(self.full)} if self.full is not None else {}),
+            "calibration": self.calibration.to_dict(),
             "producer": self.producer,
         }
         if self.external_data:
@@ -423,9 +512,10 @@ def parse_manifest(data: Any) -> Manifest:
     if not isinstance(data, dict):
         raise BundleError("manifest: top level must be a JSON object")
     version = data.get("schema_version")
-    if isinstance(version, bool) or version != SCHEMA_VERSION:
+    if version not in SCHEMA_VERSIONS or isinstance(version, bool):
         raise BundleError(
-            f"manifest: unsupported schema_version {version!r} (this edge-ee reads version {SCHEMA_VERSION})",
+            f"manifest: unsupported schema_version {version!r} (this edge-ee reads versions "
+            f"{', '.join(map(str, SCHEMA_VERSIONS))})",
             "re-export the bundle with a matching edge-ee-export, or upgrade edge-ee",
         )
     task = _req(data, "task", "manifest", str)
@@ -463,16 +553,28 @@ def parse_manifest(data: Any) -> Manifest:
                 f"manifest: {where}.segment.input = {seg.input!r} does not chain to "
                 f"stages[{i - 1}].segment.output = {stages[-1].segment.output!r}"
             )
-        stages.append(Stage(seg, head))
+        merged = None
+        if rs.get("merged") is not None:
+            if version < 2:
+                raise BundleError(f"manifest: {where}.merged needs schema_version 2")
+            merged = GraphRef.from_dict(rs["merged"], f"{where}.merged")
+        stages.append(Stage(seg, head, merged))
+    full = None
+    if data.get("full") is not None:
+        if version < 2:
+            raise BundleError("manifest: full needs schema_version 2")
+        full = GraphRef.from_dict(data["full"], "full")
     inp = InputSpec.from_dict(_req(data, "input", "manifest", dict))
     if stages[0].segment.input != inp.name:
         raise BundleError(
             f"manifest: stages[0].segment.input = {stages[0].segment.input!r} is not the bundle input {inp.name!r}"
         )
     external = _external_data(_opt(data, "external_data", "manifest", list, []))
-    names = [f for f, _ in Manifest("", task, labels, inp, stages, external_data=external).files()]
+    probe = Manifest("", task, labels, inp, stages, full=full, external_data=external)
+    names = [f for f, _ in probe.files()]
     if len(set(names)) != len(names):
         raise BundleError("manifest: the same file is named twice")
+    probe.check_merged()
     return Manifest(
         name=_req(data, "name", "manifest", str),
         task=task,
@@ -480,9 +582,10 @@ def parse_manifest(data: Any) -> Manifest:
         input=inp,
         stages=stages,
         description=_opt(data, "description", "manifest", str, ""),
-        calibration=_opt(data, "calibration", "manifest", dict, {}),
+        calibration=Calibration.from_dict(data.get("calibration")),
         producer=_opt(data, "producer", "manifest", dict, {}),
         schema_version=version,
+        full=full,
         external_data=external,
     )
 
@@ -558,6 +661,17 @@ def write_manifest(manifest: Manifest, bundle_dir: str | os.PathLike[str], fill_
                 ref.sha256 = sha256_file(bundle_dir / ref.file)
         for e in manifest.external_data:
             e["sha256"] = sha256_file(bundle_dir / check_relative_path(e["file"], "external_data.file"))
+        # merged graphs last: their sources are the checksums just filled in
+        last = len(manifest.stages) - 1
+        for k, s in enumerate(manifest.stages):
+            if s.merged is not None:
+                s.merged.sources = s.merged_io(k == last)[2]
+        for g in [s.merged for s in manifest.stages] + [manifest.full]:
+            if g is not None:
+                check_relative_path(g.file, "file")
+                g.sha256 = sha256_file(bundle_dir / g.file)
+        if manifest.full is not None:
+            manifest.full.sources = manifest.full_io()[2]
     data = manifest.to_dict()
     parse_manifest(json.loads(json.dumps(data)))
     path = bundle_dir / MANIFEST_NAME
