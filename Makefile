@@ -7,7 +7,7 @@ PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 # torch is pinned: an unpinned torch pulls a multi-GB CUDA build.
 TORCH  ?= torch==2.13.0
 
-.PHONY: demo test lint bundles bench-bundle samples system-deps clean
+.PHONY: demo test lint bundles bench-bundle samples system-deps clean wheel arm64-smoke
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,16 @@ test: system-deps $(VENV)/.dev-installed
 
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .
+
+# The installable wheel (pure Python, bundles and samples inside): dist/edge_ee-VERSION-py3-none-any.whl
+wheel: | $(BIN)/python
+	$(PIP) wheel --no-deps -w dist .
+	@ls dist/edge_ee-*.whl
+
+# The runtime on emulated arm64 (qemu user mode, Debian 12 arm64 Python 3.11, aarch64 wheels from PyPI)
+# plus a Python 3.10 (JetPack 6) dependency resolution; downloads are cached in .cache/arm64-smoke.
+arm64-smoke: | $(BIN)/python
+	PYTHON=$(abspath $(BIN)/python) bash scripts/arm64-smoke.sh
 
 samples: system-deps $(VENV)/.dev-installed
 	$(BIN)/python scripts/make_samples.py
