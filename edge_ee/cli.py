@@ -260,7 +260,8 @@ def run(
     fps: Annotated[float | None, typer.Option(min=0.01, help="Pace the loop to at most N frames per second.")] = None,
     loop: Annotated[bool, typer.Option(help="Loop images/video sources forever.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live status line.")] = False,
-    summary_json: Annotated[Path | None, typer.Option(help="Also write the summary as JSON to this file.")] = None,
+    summary_json: Annotated[Path | None, typer.Option(help="Also write the summary as JSON to this file "
+                                                                   "(-: stdout, as --json).")] = None,
     hop: Annotated[str, typer.Option(help="Audio: hop between 1 s windows (250ms, 0.5s).")] = "250ms",
     audio_rate: Annotated[int | None, typer.Option("--audio-rate", min=1000, help="Audio: sample rate of mic / "
                                                    "stdin input (default: the model's); resampled.")] = None,
@@ -282,8 +283,8 @@ def run(
     metrics_addr: Annotated[str, typer.Option(help="Address for --metrics-port.")] = "127.0.0.1",
     mqtt: Annotated[str | None, typer.Option(
         "--mqtt", help="Publish answers, keyword events and status to an MQTT broker, with Home Assistant "
-                       "discovery: mqtt://[USER:PASS@]HOST[:PORT][/TOPIC][?status=10&queue=1000&qos=0&"
-                       "discovery=homeassistant|off] (needs edge-ee[mqtt]).")] = None,
+                       "discovery: mqtt://HOST:PORT/TOPIC (mqtts:// for TLS, USER:PASS@HOST, options "
+                       "?status=10&queue=1000&qos=0&discovery=homeassistant|off; needs the mqtt extra).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object on stdout (human "
                                                          "text goes to stderr).")] = False,
     controller: Annotated[bool, typer.Option("--controller/--no-controller",
