@@ -297,9 +297,10 @@ def run(
                                "CPU utilisation, labelled estimated wherever it shows), jetson[:RAIL], "
                                "tegrastats, pi5, hwmon[:NAME], rapl, estimate[:PRESET|idle=W,core=W], or none "
                                "(no energy measurement).")] = "auto",
-    power_baseline: Annotated[float, typer.Option(min=0.0, help="Seconds of idle power measured at start "
-                                                                "(subtracted: energy is reported above idle).")
-                              ] = 1.0,
+    power_baseline: Annotated[float | None, typer.Option(
+        min=0.0, help="Seconds of idle power measured at start (subtracted: energy is reported above idle). "
+                      "Default: the idle baseline of a matching device profile made with the same power source, "
+                      "else 1 s.")] = None,
     profile: Annotated[Path | None, typer.Option(
         "--profile", help="Device profile from `edge-ee profile` (default: a matching one beside the bundle or "
                           "in ~/.local/state/edge-ee/profiles).")] = None,
