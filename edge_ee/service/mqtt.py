@@ -200,8 +200,8 @@ def discovery_messages(t: MqttTarget, bundle: dict[str, Any], keywords: list[str
               "payload_not_available": "offline", "device": device}
 
     def sensor(obj: str, name: str, topic: str, template: str, **extra: Any) -> tuple[str, dict]:
-        cfg = {"name": name, "unique_id": f"edge_ee_{t.node_id}_{obj}", "object_id": f"edge_ee_{t.node_id}_{obj}",
-               "state_topic": f"{base}/{topic}", "value_template": template, **common, **extra}
+        cfg = {"name": name, "unique_id": f"edge_ee_{t.node_id}_{obj}", "state_topic": f"{base}/{topic}",
+               "value_template": template, **common, **extra}
         return f"{t.discovery}/sensor/{t.node_id}/{obj}/config", cfg
 
     out = [
@@ -226,8 +226,7 @@ def discovery_messages(t: MqttTarget, bundle: dict[str, Any], keywords: list[str
     if keywords:
         obj = "keyword"
         out.append((f"{t.discovery}/event/{t.node_id}/{obj}/config",
-                    {"name": "Keyword", "unique_id": f"edge_ee_{t.node_id}_{obj}",
-                     "object_id": f"edge_ee_{t.node_id}_{obj}", "state_topic": f"{base}/event",
+                    {"name": "Keyword", "unique_id": f"edge_ee_{t.node_id}_{obj}", "state_topic": f"{base}/event",
                      "event_types": list(keywords), "icon": "mdi:microphone-message", **common}))
     return out
 
@@ -399,6 +398,7 @@ class MqttHook(RunHook):
                 with self._cond:
                     self._inflight = max(0, self._inflight - (len(batch) - i))
                     if rc == mqtt.MQTT_ERR_NO_CONN:  # connection lost: put the rest back, in order
+                        self._connected = False  # until on_connect; on_disconnect may not have run yet
                         for m in reversed(batch[i:]):
                             self._q.appendleft(m)
                         while len(self._q) > self.target.queue:
