@@ -284,7 +284,8 @@ def run(
     mqtt: Annotated[str | None, typer.Option(
         "--mqtt", help="Publish answers, keyword events and status to an MQTT broker, with Home Assistant "
                        "discovery: mqtt://HOST:PORT/TOPIC (mqtts:// for TLS, USER:PASS@HOST, options "
-                       "?status=10&queue=1000&qos=0&discovery=homeassistant|off; needs the mqtt extra).")] = None,
+                       "?status=10&queue=1000&qos=0&rate=0&discovery=homeassistant|off; needs the mqtt extra).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object on stdout (human "
                                                          "text goes to stderr).")] = False,
     controller: Annotated[bool, typer.Option("--controller/--no-controller",

@@ -23,7 +23,8 @@ URL form, parsed and checked once by :func:`parse_mqtt_url` (a bad one is a usag
 ``mqtt[s]://[USER[:PASSWORD]@]HOST[:PORT][/BASE/TOPIC][?OPTION=VALUE&...]`` with options
 ``status`` (seconds between status messages, default 10; 0: only at the end), ``queue`` (messages
 held while the broker is slow or away, default 1000), ``qos`` (0 or 1 for answers, events and
-status; default 0), ``discovery`` (Home Assistant discovery prefix, default ``homeassistant``;
+status; default 0), ``rate`` (at most this many answers per second, the others skipped and counted;
+default 0: every answer), ``discovery`` (Home Assistant discovery prefix, default ``homeassistant``;
 ``off`` to send none), ``node`` (node id in discovery topics and unique ids, default derived from
 the host name and topic) and ``client_id``. The base topic defaults to ``edge-ee``; wildcards
 (``+``, ``#``), empty levels and a leading ``$`` are refused.
@@ -54,7 +55,7 @@ log = logging.getLogger("edge_ee.mqtt")
 
 DEFAULT_TOPIC = "edge-ee"
 DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
-OPTIONS = ("status", "queue", "qos", "discovery", "node", "client_id")
+OPTIONS = ("status", "queue", "qos", "rate", "discovery", "node", "client_id")
 RECONNECT_MIN_S = 1
 RECONNECT_MAX_S = 60
 FLUSH_TIMEOUT_S = 2.0  # at the end of a run: how long queued messages may take to reach a connected broker
@@ -73,6 +74,7 @@ class MqttTarget:
     status_s: float = 10.0
     queue: int = 1000
     qos: int = 0
+    rate: float = 0.0  # answers per second at most (0: every answer)
     discovery: str | None = "homeassistant"
     node_id: str = ""
     client_id: str = ""
@@ -155,9 +157,14 @@ def parse_mqtt_url(text: str) -> MqttTarget:
             if qos not in (0, 1):
                 raise ValueError
             t = replace(t, qos=qos)
+        if "rate" in opts:
+            rate = float(opts["rate"])
+            if not (math.isfinite(rate) and rate >= 0):
+                raise ValueError
+            t = replace(t, rate=rate)
     except ValueError:
-        raise UsageError(f"--mqtt {text!r}: bad option value", "status=SECONDS (>= 0), queue=N (>= 1), qos=0 or 1"
-                         ) from None
+        raise UsageError(f"--mqtt {text!r}: bad option value",
+                         "status=SECONDS (>= 0), queue=N (>= 1), qos=0 or 1, rate=ANSWERS_PER_SECOND (>= 0)") from None
     if "discovery" in opts:
         d = opts["discovery"].strip("/")
         if d.lower() in ("off", "no", "none", "false", "0", ""):
@@ -251,6 +258,8 @@ class MqttHook(RunHook):
         self._stop = False
         self.published = 0
         self.dropped = 0
+        self.skipped = 0  # answers left out by the rate limit
+        self._next_answer = -math.inf
         self.connects = 0
         self.connection_errors = 0
         self.last_error: str | None = None
@@ -423,6 +432,21 @@ class MqttHook(RunHook):
         self._thread.start()
 
     def on_result(self, runner: Runner, frame: Frame, result: Any, record: dict[str, Any]) -> None:
+        now = time.monotonic()
+        if self.target.rate > 0 and now < self._next_answer:
+            self.skipped += 1
+        else:
+            if self.target.rate > 0:
+                self._next_answer = now + 1.0 / self.target.rate
+            self._answer(record)
+        det = record.get("detection")
+        if det:
+            self._put("event", {"event_type": det.get("keyword"), **det})
+        if now >= self._next_status:
+            self._next_status = now + self.target.status_s
+            self._put("status", self._status(runner, now, "running"))
+
+    def _answer(self, record: dict[str, Any]) -> None:
         msg = {"ts": record.get("ts"), "frame": record.get("frame"), "label": record.get("label"),
                "confidence": record.get("confidence"), "exit": record.get("exit"),
                "latency_ms": record.get("total_ms"), "e2e_ms": record.get("e2e_ms"),
@@ -432,13 +456,6 @@ class MqttHook(RunHook):
             msg["truth"] = record["truth"]
             msg["correct"] = record.get("correct")
         self._put("answer", msg)
-        det = record.get("detection")
-        if det:
-            self._put("event", {"event_type": det.get("keyword"), **det})
-        now = time.monotonic()
-        if now >= self._next_status:
-            self._next_status = now + self.target.status_s
-            self._put("status", self._status(runner, now, "running"))
 
     def _status(self, runner: Runner, now: float, state: str, summary: dict[str, Any] | None = None) -> dict:
         s = summary if summary is not None else runner.stats.summary()
@@ -456,7 +473,8 @@ class MqttHook(RunHook):
                "energy_estimated": s.get("energy_estimated"), "deadline_hit_rate": s.get("deadline_hit_rate"),
                "dropped_frames": getattr(runner.source, "dropped", 0) or s.get("dropped_frames", 0),
                "bundle": self.bundle_info.get("name"),
-               "mqtt": {"published": self.published, "dropped": self.dropped, "connects": self.connects}}
+               "mqtt": {"published": self.published, "dropped": self.dropped, "skipped": self.skipped,
+                        "connects": self.connects}}
         if state == "stopped":
             out["stop_reason"] = s.get("stop_reason")
         return out
@@ -482,7 +500,8 @@ class MqttHook(RunHook):
     def stats(self) -> dict[str, Any]:
         with self._cond:
             queued = len(self._q)
-        return {"url": self.target.url, "published": self.published, "dropped": self.dropped, "queued": queued,
+        return {"url": self.target.url, "published": self.published, "dropped": self.dropped,
+                "skipped_answers": self.skipped, "queued": queued,
                 "connected": self._connected, "connects": self.connects,
                 "connection_errors": self.connection_errors, "last_error": self.last_error}
 
@@ -525,6 +544,8 @@ def format_mqtt_summary(summary: dict[str, Any]) -> str:
     if not m:
         return ""
     line = f"mqtt: {m['published']} messages published to {m['url']}, {m['dropped']} dropped"
+    if m.get("skipped_answers"):
+        line += f", {m['skipped_answers']} answers skipped (rate limit)"
     if m.get("queued"):
         line += f", {m['queued']} not sent"
     if not m.get("connects"):

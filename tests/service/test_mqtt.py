@@ -49,6 +49,7 @@ def test_url_defaults_and_options() -> None:
     ("mqtt://h/x?qos=2", "bad option value"),
     ("mqtt://h/x?queue=0", "bad option value"),
     ("mqtt://h/x?status=-1", "bad option value"),
+    ("mqtt://h/x?rate=fast", "bad option value"),
     ("mqtt://h/x?discovery=ha/+", "wildcard"),
     ("", "empty"),
 ])
@@ -188,6 +189,22 @@ def test_unresolvable_host(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert "cannot connect to mqtt://no-such-host.invalid:1883/x: cannot resolve the host name" in r.stderr
     assert "never connected" in r.stdout
+
+
+def test_rate_limit_skips_answers_not_events_or_status(broker: Broker) -> None:
+    sub = Subscriber(broker.port, "r/#")
+    try:
+        r = ee("run", "-s", "synthetic", "-n", "60", "--fps", "100", "--json", "--power-source", "none",
+               "--mqtt", f"mqtt://127.0.0.1:{broker.port}/r?rate=4&discovery=off")
+        assert r.returncode == 0, r.stderr
+        m = json.loads(r.stdout)["mqtt"]
+        wait_for(lambda: sub.on("r/status"), 10, "final status")
+        answers = len(sub.on("r/answer"))
+        assert 1 <= answers <= 6  # ~0.6 s at 4 answers per second (the first one at once)
+        assert m["skipped_answers"] == 60 - answers and "answers skipped (rate limit)" in r.stderr
+        assert json.loads(sub.on("r/status")[-1])["frames"] == 60
+    finally:
+        sub.close()
 
 
 def test_queue_is_bounded_and_put_never_blocks() -> None:
