@@ -122,9 +122,12 @@ def format_extras(s: dict[str, Any]) -> str:
         lines.append(f"energy per exit above idle{est}: " + "  ".join(
             f"exit{k}: {_f(v)} mJ" for k, v in enumerate(per_exit) if v is not None))
     if s.get("energy_clamped_inferences") or s.get("energy_clamped"):
-        lines.append(f"energy below the idle baseline (noise) reported as 0 mJ: {s.get('energy_clamped_inferences', 0)}"
-                     " inferences" + (", and the mean per inference" if s.get("energy_clamped") else "")
-                     + " (a baseline from a quieter moment, or runs too short for the power source)")
+        what = [f"{s['energy_clamped_inferences']} inferences"] if s.get("energy_clamped_inferences") else []
+        if s.get("energy_clamped"):
+            what.append("the mean per inference")
+        lines.append("energy below the idle baseline reported as 0 mJ: " + " and ".join(what)
+                     + " (noise: the device drew less than the idle baseline, measured at a busier moment, or "
+                       "inferences too short for the power source's update period)")
     if s.get("energy_extrapolated_inferences"):
         lines.append(f"energy of {s['energy_extrapolated_inferences']} inferences not covered by power samples "
                      "(the last reading was held)")
