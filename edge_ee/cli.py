@@ -156,13 +156,13 @@ def info(model: ModelOpt = None, as_json: JsonOpt = False) -> None:
             f"{'final' if final else s['rule']:>12} {thr:>9} {_fmt_stat(s['stats'].get('accuracy')):>9} "
             f"{_fmt_stat(s['stats'].get('exit_fraction')):>7}"
         )
+    if any((s["cumulative_fraction_of_full"] or 0) > 1 for s in d["stages"]):
+        typer.echo("(of full: MACs up to that exit, the early-exit heads run on the way included, vs the model "
+                   "without exits; over 100% = the heads' overhead when no exit is taken)")
     cal = d["calibration"]
     if cal:
         keys = ("full_accuracy", "accuracy", "target_drop", "macs_ratio", "oracle_macs_ratio")
         typer.echo("calibration: " + ", ".join(f"{k}={cal[k]:.4g}" for k in keys if isinstance(cal.get(k), float)))
-    if any((s["cumulative_fraction_of_full"] or 0) > 1 for s in d["stages"]):
-        typer.echo("(of full: MACs up to that exit, the early-exit heads run on the way included, vs the model "
-                   "without exits; over 100% = the heads' overhead when no exit is taken)")
     if d["producer"]:
         typer.echo("producer:")
         for line in _readable_lines(d["producer"]):
