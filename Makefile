@@ -7,7 +7,7 @@ PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 # torch is pinned: an unpinned torch pulls a multi-GB CUDA build.
 TORCH  ?= torch==2.13.0
 
-.PHONY: demo test lint bundles bench-bundle samples system-deps clean wheel arm64-smoke
+.PHONY: demo test lint bundles bench-bundle samples system-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,7 @@ test: system-deps $(VENV)/.dev-installed
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .
 
+.PHONY: wheel arm64-smoke
 # The installable wheel (pure Python, bundles and samples inside): dist/edge_ee-VERSION-py3-none-any.whl
 wheel: | $(BIN)/python
 	$(PIP) wheel --no-deps -w dist .
