@@ -17,6 +17,8 @@ PYV=${PYV:-3.11}            # the emulated interpreter (Debian 12's)
 PYV_JETPACK=${PYV_JETPACK:-3.10}
 PYTHON=${PYTHON:-python3}
 T_ALL=$(date +%s)
+PASSED=0  # checks passed; the last line is "arm64-smoke: N passed, N failed" (CI reads it)
+fail() { echo "FAILED: $1"; echo "arm64-smoke: $PASSED passed, 1 failed"; exit 1; }
 step() { STEP_NAME=$1; STEP_T0=$(date +%s%N); echo "== $1"; }
 done_() { local ms=$(( ($(date +%s%N) - STEP_T0) / 1000000 )); printf '   %-24s %4d.%01d s\n' "$STEP_NAME" $((ms/1000)) $((ms%1000/100)); }
 # the host's local wheel directories and config hold x86 wheels: pip sees PyPI only, with a cache in $W
@@ -85,20 +87,21 @@ done_
 step "resolve-py$PYV_JETPACK"
 "${PIPX[@]}" install --dry-run --ignore-installed --target "$W/site-py310" $(plat "$PYV_JETPACK") \
   --report "$W/resolve-py310.json" "$WHL[mqtt,metrics]" > "$W/resolve-py310.log" 2>&1 \
-  || { cat "$W/resolve-py310.log"; exit 1; }
+  || { cat "$W/resolve-py310.log"; fail "resolve-py$PYV_JETPACK"; }
 "$PYTHON" - "$W/resolve-py310.json" <<'EOF'
 import json, sys
 items = json.load(open(sys.argv[1]))["install"]
 print("   " + " ".join(f"{i['metadata']['name']}=={i['metadata']['version']}" for i in items
                      if i["metadata"]["name"] in ("onnxruntime", "numpy", "paho-mqtt", "prometheus_client")))
 EOF
-done_
+PASSED=$((PASSED + 1)); done_
 
 # 6. the runs, under emulation
 PY=(env PYTHONPATH="$W/site" "$Q" -L "$R" "$R/usr/bin/python3.$(echo "$PYV" | cut -d. -f2)")
 B=$W/site/edge_ee/bundles
 mkdir -p "$W/out" && cd "$W/out"
-run() { local n=$1; shift; step "$n"; if "${PY[@]}" "$@" > "$n.log" 2>&1; then done_; else echo "FAILED: $n"; tail -20 "$n.log"; exit 1; fi; }
+run() { local n=$1; shift; step "$n"
+        if "${PY[@]}" "$@" > "$n.log" 2>&1; then PASSED=$((PASSED + 1)); done_; else tail -20 "$n.log"; fail "$n"; fi; }
 run import   -c 'import platform, onnxruntime, numpy, cv2, paho.mqtt, edge_ee; assert platform.machine() == "aarch64"; print(onnxruntime.__version__, numpy.__version__, cv2.__version__)'
 run info     -m edge_ee info
 run validate-fashion_mnist -m edge_ee validate "$B/fashion_mnist"
@@ -108,3 +111,4 @@ run run-kws    -m edge_ee run --source sample:kws --max-frames 40 --quiet
 echo "   onnxruntime numpy cv2 (aarch64): $(cat import.log)"
 grep -h -E '^frames:|^accuracy|keywords detected|precision' run-*.log | sed 's/^/   /' || true
 echo "arm64 smoke: OK in $(( $(date +%s) - T_ALL )) s"
+echo "arm64-smoke: $PASSED passed, 0 failed"
