@@ -265,6 +265,7 @@ class MqttHook(RunHook):
         self.last_error: str | None = None
         self._connected = False
         self._warned = False
+        self._refused = False
         self._inflight = 0  # from the queue, handed to paho, not yet written to the socket (or acknowledged)
         self._sys_mids: set[int] = set()  # message ids of availability and discovery messages (network thread)
         self._thread: threading.Thread | None = None
@@ -312,8 +313,14 @@ class MqttHook(RunHook):
         if getattr(reason_code, "is_failure", False):
             self.connection_errors += 1
             self.last_error = f"broker refused the connection: {reason_code}"
-            self._warn(f"{self.target.url}: {self.last_error} (check user name and password); retrying")
+            self._refused = True  # the broker closes the socket next: that is not news
+            if not self._warned:
+                self._warned = True
+                self._warn(f"{self.target.url}: {self.last_error} (check user name, password and the broker's "
+                           f"access rules); retrying with back-off ({RECONNECT_MIN_S}-{RECONNECT_MAX_S} s); "
+                           "inference goes on")
             return
+        self._refused = False
         self.connects += 1
         if self._warned:
             log.warning("mqtt: connected to %s again", self.target.url)
@@ -350,7 +357,7 @@ class MqttHook(RunHook):
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         with self._cond:
             self._connected = False
-        if self._stop:
+        if self._stop or self._refused:
             return
         self.connection_errors += 1
         self.last_error = f"connection lost: {reason_code}"

@@ -207,6 +207,38 @@ def test_rate_limit_skips_answers_not_events_or_status(broker: Broker) -> None:
         sub.close()
 
 
+def test_broker_refusing_the_client(tmp_path: Path) -> None:
+    b = Broker(tmp_path)
+    b.conf.write_text(b.conf.read_text().replace("allow_anonymous true", "allow_anonymous false"))
+    b.start()
+    try:
+        r = ee("run", "-s", "synthetic", "-n", "30", "--fps", "20", "--power-source", "none",
+               "--mqtt", f"mqtt://user:pw@127.0.0.1:{b.port}/x")
+    finally:
+        b.stop()
+    assert r.returncode == 0, r.stderr
+    warnings = [x for x in r.stderr.splitlines() if "mqtt:" in x and "WARNING" in x]
+    assert len(warnings) == 1 and "broker refused the connection: Not authorized" in warnings[0], r.stderr
+    assert "pw" not in r.stderr.replace("pw@", "")  # the password is never shown
+    assert "never connected: broker refused the connection: Not authorized" in r.stdout
+
+
+def test_home_assistant_restart_gets_discovery_again(broker: Broker) -> None:
+    sub = Subscriber(broker.port, "homeassistant/sensor/ha1/#")
+    p = popen("run", "-s", "synthetic", "--fps", "20", "--duration", "6", "-q", "--power-source", "none",
+              "--mqtt", f"mqtt://127.0.0.1:{broker.port}/ha?node=ha1")
+    try:
+        first = wait_for(lambda: len(sub.messages) >= 9 and len(sub.messages), 20, "discovery")
+        time.sleep(0.5)
+        sub.c.publish("homeassistant/status", "online")  # what Home Assistant says when it starts
+        wait_for(lambda: len(sub.messages) >= 2 * first, 10, "discovery sent again")
+    finally:
+        p.terminate()
+        p.communicate(timeout=30)
+        sub.close()
+    assert p.returncode == 0
+
+
 def test_queue_is_bounded_and_put_never_blocks() -> None:
     hook = MqttHook(parse_mqtt_url(f"mqtt://127.0.0.1:{free_port()}/x?queue=100"))
     t0 = time.perf_counter()
