@@ -32,9 +32,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
 from edge_ee.datasets import load_fashion_mnist  # noqa: E402
 from edge_ee.engine import Engine  # noqa: E402
-from edge_ee.exit_rules import normalized_entropy  # noqa: E402
+from edge_ee.exit_rules import get_rule  # noqa: E402
 
 START, END = "<!-- accuracy-vs-macs:start -->", "<!-- accuracy-vs-macs:end -->"
 
@@ -92,32 +94,50 @@ def run_policy(eng: Engine, x: np.ndarray, thresholds: list[float], rule: str | 
     return {"pred": np.array(labels), "macs": np.array(macs, float), "exit": np.array(exits), "ms": np.array(ms)}
 
 
-def plain_ort_full_ms(bundle: Path, x: np.ndarray) -> float:
-    """Mean ms per sample of the full model on plain onnxruntime: the bundle's segments and final
-    classifier chained with session.run, in fresh sessions (same options as the runtime), no edge-ee
-    code on the path."""
+BATCH = 32
+
+
+def latency(bundle: Path, x: np.ndarray, blocks: int = 7, block_s: float = 0.5) -> dict[str, Any]:
+    """Per-sample latency, side by side in interleaved blocks (``interleave.py``): the whole model as ONE
+    onnxruntime graph (merged at benchmark time, ``session.run``; the plain-onnxruntime baseline), edge-ee
+    ``mode="full"`` and edge-ee calibrated early exit, each on the same test samples in the same order; and
+    the early exit on batches of ``BATCH`` samples (``Engine.infer_batch``: exited samples leave the batch),
+    time per sample."""
+    from interleave import interleaved, one_graph_session
+
     from edge_ee.bundle import load_bundle
-    from edge_ee.sessions import SessionConfig, make_session
 
     b = load_bundle(bundle)
-    cfg = SessionConfig()
-    chain = [(make_session(b.file(s.segment.file), cfg), s.segment.input, s.segment.output) for s in b.manifest.stages]
-    last = b.manifest.stages[-1].head
-    if last is not None:
-        chain.append((make_session(b.file(last.file), cfg), last.input, last.logits))
-    for i in range(min(50, len(x))):  # warm-up
-        cur = x[i: i + 1]
-        for sess, inp, out in chain:
-            cur = sess.run([out], {inp: cur})[0]
+    eng = Engine(b)
+    one, one_in, one_out = one_graph_session(b)
+    macs: list[int] = []
+
+    def cycle(fn, size: int = 1):
+        pos = [0]
+
+        def call() -> None:
+            j = pos[0] % (len(x) - size + 1)
+            pos[0] += size
+            fn(x[j: j + size])
+        return call
+
     t0 = time.perf_counter()
-    for i in range(len(x)):
-        cur = x[i: i + 1]
-        for sess, inp, out in chain:
-            cur = sess.run([out], {inp: cur})[0]
-    return (time.perf_counter() - t0) * 1e3 / len(x)
+    for i in range(min(50, len(x))):
+        one.run([one_out], {one_in: x[i: i + 1]})
+    per = (time.perf_counter() - t0) / min(50, len(x))
+    n = int(min(len(x), max(100, block_s / max(per, 1e-6))))
+    n = max(n, 2 * BATCH)
+    res = interleaved({"one": cycle(lambda s: one.run([one_out], {one_in: s})),
+                       "full": cycle(lambda s: eng.infer(s, mode="full")),
+                       "adaptive": cycle(lambda s: macs.append(eng.infer(s).macs)),
+                       "batch": cycle(eng.infer_batch, BATCH)}, n, blocks, per_call={"batch": BATCH})
+    full_macs = b.manifest.full_model_macs()
+    return {"n": n, "blocks": blocks, "one_graph_builtin": eng.graphs["one_graph_full"],
+            "macs_ratio_timed": float(np.mean(macs) / full_macs),
+            **{f"{k}_cpu_us": v.cpu_us for k, v in res.items()}, **{f"{k}_wall_us": v.wall_us for k, v in res.items()}}
 
 
-def evaluate(bundle: Path, x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+def evaluate(bundle: Path, x: np.ndarray, y: np.ndarray, with_latency: bool = True) -> dict[str, Any]:
     eng = Engine(str(bundle))
     m = eng.manifest
     cal = m.calibration.to_dict()
@@ -155,8 +175,7 @@ def evaluate(bundle: Path, x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
         "oracle_accuracy": float(correct.any(0).mean()),
         "rule": eng.rules[0],
         "thresholds": list(eng.thresholds),
-        "latency_ms": {"plain_ort_full": plain_ort_full_ms(bundle, x), "engine_full": float(full["ms"].mean()),
-                       "engine_adaptive": float(adaptive["ms"].mean())},
+        "latency": latency(bundle, x) if with_latency else None,
         "calibrated": {
             "accuracy": float((adaptive["pred"] == y).mean()),
             "macs_ratio": float(adaptive["macs"].mean() / full_macs),
@@ -181,13 +200,7 @@ def evaluate(bundle: Path, x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
         ex = np.full(n, k_last)
         und = np.ones(n, bool)
         for k, t in enumerate(p["thresholds"]):
-            if rule == "max_softmax":
-                f = probs[k].max(1) >= t
-            elif rule == "entropy":
-                f = np.array([normalized_entropy(pp) for pp in probs[k]]) <= t
-            else:
-                f = score[k] >= t
-            f &= und
+            f = (get_rule(rule).key(score[k]) >= get_rule(rule).key(t)) & und  # the rule's score at exit k
             ex[f] = k
             und &= ~f
         pts.append({"calib_macs_ratio": p["macs_ratio"], "calib_accuracy": p["accuracy"],
@@ -235,13 +248,30 @@ def table(name: str, bundle: Path, r: dict[str, Any]) -> list[str]:
                  f"({100 * drop:.2f} pp at {pct(c['macs_ratio'], 1)}). On the calibration split the chosen point "
                  f"was {pct(r['calib_split']['accuracy'])} vs {pct(r['calib_split']['full_accuracy'])} "
                  f"at {pct(r['calib_split']['macs_ratio'], 1)}.")
-    lat = r.get("latency_ms")
+    lat = r.get("latency")
     if lat:
+        med = {k: statistics.median(lat[k]) for k in lat if k.endswith("_us")}
+
+        def rng(key: str) -> str:
+            return f"{min(lat[key]):.1f}-{max(lat[key]):.1f}"
+
+        ad_cpu, ad_wall = med["adaptive_cpu_us"] / med["one_cpu_us"], med["adaptive_wall_us"] / med["one_wall_us"]
         lines.append("")
-        lines.append(f"Mean latency per inference on this machine (1 intra-op thread, one sample at a time): "
-                     f"full model on plain onnxruntime {lat['plain_ort_full']:.4f} ms, edge-ee `--mode full` "
-                     f"{lat['engine_full']:.4f} ms, edge-ee calibrated early exit {lat['engine_adaptive']:.4f} ms "
-                     f"= **{100 * lat['engine_adaptive'] / lat['plain_ort_full']:.1f}%** of plain onnxruntime.")
+        lines.append(
+            f"Latency per sample ({lat['n']} test samples per block x {lat['blocks']} interleaved blocks, 1 "
+            f"onnxruntime thread, thread CPU time median [min-max] of the block means; wall time after the slash): "
+            f"whole model as one onnxruntime graph {med['one_cpu_us']:.1f} us [{rng('one_cpu_us')}] / "
+            f"{med['one_wall_us']:.1f} us; "
+            f"edge-ee `--mode full` {med['full_cpu_us']:.1f} us [{rng('full_cpu_us')}] / {med['full_wall_us']:.1f} us "
+            f"(**{med['full_cpu_us'] / med['one_cpu_us']:.3f}x** one graph"
+            f"{', its one-graph full model' if lat['one_graph_builtin'] else ', chained segments'}); edge-ee "
+            f"calibrated early exit {med['adaptive_cpu_us']:.1f} us [{rng('adaptive_cpu_us')}] / "
+            f"{med['adaptive_wall_us']:.1f} us = **{ad_cpu:.3f}x** one graph in CPU time ({ad_wall:.3f}x wall) at "
+            f"{lat['macs_ratio_timed']:.3f} of the MACs on the timed samples (latency ratio - MACs ratio: "
+            f"{ad_cpu - lat['macs_ratio_timed']:+.3f}). The same early exit on batches of {BATCH} "
+            f"(`Engine.infer_batch`, exited samples leave the batch): {med['batch_cpu_us']:.1f} us per sample "
+            f"[{rng('batch_cpu_us')}] / {med['batch_wall_us']:.1f} us = {med['batch_cpu_us'] / med['one_cpu_us']:.3f}x "
+            f"one graph per sample, {med['batch_cpu_us'] / med['adaptive_cpu_us']:.3f}x one sample at a time.")
     lines.append("")
     return lines
 
@@ -345,8 +375,8 @@ def main() -> int:
                     "(MLPerf Tiny). Training voices: " + ", ".join(prod.get("dataset", {}).get("train_voices", []))
                     + "; held-out voices: " + ", ".join(prod.get("dataset", {}).get("heldout_voices", []))
                     + f"; held-out variants: {', '.join(prod.get('dataset', {}).get('heldout_variants', []))}.", ""]
-        for sname, (x, y) in splits.items():
-            r = evaluate(kb, x, y)
+        for j, (sname, (x, y)) in enumerate(splits.items()):
+            r = evaluate(kb, x, y, with_latency=i == 0 and j == 0)  # latency: once per shipped bundle
             per_seed.setdefault(sname, []).append({"seed": seed, **r})
             raw.setdefault("kws", {}).setdefault(f"seed{seed}", {})[sname] = r
             if i == 0:

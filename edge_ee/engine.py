@@ -1,4 +1,4 @@
-"""The early-exit engine: one onnxruntime session per segment and per head, run stage by stage.
+"""The early-exit engine: onnxruntime sessions for the segments and heads, run stage by stage.
 
 ``Engine.infer`` runs segment k, then its exit head, applies the exit rule, and stops at the first
 exit that fires. Modes:
@@ -9,6 +9,18 @@ exit that fires. Modes:
 
 With ``deadline_s`` the deadline guard stops before a stage that is predicted not to finish in
 time and answers from the deepest exit evaluated so far.
+
+How a stage runs (the fastest path the bundle allows; ``benchmarks/engine_overhead.py`` measures each):
+
+* one sample: every session runs through an IO binding whose inputs and outputs are fixed numpy
+  buffers, bound once at load (a segment's output buffer *is* the next segment's and its head's input),
+  so a stage is one onnxruntime call with no copy, allocation or name lookup in Python;
+* a schema-v2 bundle's merged stage graph (segment + head, ``stages[k].merged``) replaces the two calls
+  of a stage whose head runs: ``segment_ms[k]`` is then the whole stage and ``head_ms[k]`` is 0.0;
+* a schema-v2 bundle's one-graph full model (``full``) answers ``mode="full"`` in one call: the total
+  time is apportioned to ``segment_ms``/``head_ms`` by MACs and ``Result.one_graph`` is set;
+* a batch (``infer_batch``): plain ``session.run`` on the samples still running; a sample whose exit
+  fires leaves the batch.
 """
 
 from __future__ import annotations
@@ -17,15 +29,16 @@ import itertools
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
+import onnxruntime as ort
 
 from .bundle import Bundle, load_bundle
 from .deadline import LatencyModel
-from .errors import BundleError, InferenceError, UsageError
-from .exit_rules import ExitRule, get_rule, softmax
-from .manifest import Head
+from .errors import BundleError, EdgeEEError, InferenceError, UsageError
+from .exit_rules import DEFAULT_RULE, ExitRule, get_rule, softmax
+from .manifest import GraphRef, Head
 from .sessions import SessionConfig, io_names, make_session, shapes_compatible
 
 Mode = Literal["adaptive", "full", "exit_at"]
@@ -47,45 +60,183 @@ class Result:
     deadline_stop: bool = False  # the guard stopped early to meet the deadline
     thresholds: list[float] = field(default_factory=list)
     t_start: float = 0.0  # perf_counter() when infer() began (stage k spans the cumulative segment/head times)
+    one_graph: bool = False  # answered by the bundle's one-graph full model (stage times apportioned by MACs)
 
     @property
     def stages_run(self) -> int:
         return len(self.segment_ms)
 
 
+class _Graph:
+    """One onnxruntime session with its I/O names, runnable two ways: ``bound()`` through an IO binding
+    on fixed buffers (one sample; set up by ``bind``) and ``run(feeds)`` with numpy arrays (any batch)."""
+
+    __slots__ = ("sess", "input", "outputs", "_binding", "_keep", "_run_bound", "file")
+
+    def __init__(self, sess: ort.InferenceSession, inp: str, outputs: list[str], file: str) -> None:
+        self.sess = sess
+        self.input = inp
+        self.outputs = outputs
+        self.file = file
+        self._binding: Any = None
+        self._keep: list[Any] = []
+
+    def bind(self, inp: np.ndarray, outs: list[np.ndarray]) -> None:
+        """Bind ``inp`` and ``outs`` (C-contiguous numpy buffers, shared, never copied) for ``bound()``."""
+        b = self.sess.io_binding()
+        vals = [ort.OrtValue.ortvalue_from_numpy(inp)]
+        b.bind_ortvalue_input(self.input, vals[0])
+        for name, arr in zip(self.outputs, outs):
+            v = ort.OrtValue.ortvalue_from_numpy(arr)
+            b.bind_ortvalue_output(name, v)
+            vals.append(v)
+        self._keep = [b, vals, inp, outs]  # the buffers must outlive the binding
+        self._binding = b._iobinding
+        self._run_bound = self.sess._sess.run_with_iobinding
+
+    def bound(self) -> None:
+        self._run_bound(self._binding, None)
+
+    def run(self, x: np.ndarray) -> list[np.ndarray]:
+        return self.sess.run(self.outputs, {self.input: x})
+
+
 class Engine:
     """Runs a bundle adaptively. Not thread-safe: one engine per inference thread."""
 
     def __init__(self, bundle: Bundle | str | None = None, session: SessionConfig | None = None,
-                 thresholds: list[float] | None = None, rule: str | None = None, warmup: int = 3) -> None:
+                 thresholds: list[float] | None = None, rule: str | None = None, warmup: int = 3,
+                 merged: bool = True) -> None:
+        """``merged=False`` ignores a schema-v2 bundle's merged stage graphs and one-graph full model
+        (two calls per stage, full mode chained: the v1 path, for measurement)."""
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
         self.manifest = m = self.bundle.manifest
         self.session_config = session or SessionConfig()
-        self._seg = [make_session(self.bundle.file(s.segment.file), self.session_config) for s in m.stages]
+        cfg = self.session_config
+        self._seg = [make_session(self.bundle.file(s.segment.file), cfg) for s in m.stages]
         self._head = [
-            make_session(self.bundle.file(s.head.file), self.session_config) if s.head else None
+            make_session(self.bundle.file(s.head.file), cfg) if s.head else None
             for s in m.stages
         ]
         self._check_io()
         self.heads: list[Head | None] = [s.head for s in m.stages]
         self.num_stages = len(m.stages)
-        self.rules = [h.rule if h else "max_softmax" for h in self.heads]
+        self.rules = [h.rule if h else DEFAULT_RULE for h in self.heads]
         if rule is not None:
             self.set_rule(rule)
         self.thresholds = list(thresholds) if thresholds is not None else m.default_thresholds()
         self.set_thresholds(self.thresholds)
         self.latency = LatencyModel(self.num_stages)
-        self._seg_io = [(s.segment.input, [s.segment.output]) for s in m.stages]
-        self._head_out = [
-            ([h.logits] + ([h.confidence] if h.confidence else []), h.input) if h else None for h in self.heads
-        ]
         self._segment_macs_cum = list(itertools.accumulate(s.segment.macs for s in m.stages))
+        self._stage_macs_cum = m.cumulative_macs()
+        self._full_macs = m.full_model_macs()
         self.input_shape = m.input.sample_shape
         self.input_dtype = np.dtype(m.input.dtype)
+        self._segs = [_Graph(self._seg[k], s.segment.input, [s.segment.output], s.segment.file)
+                      for k, s in enumerate(m.stages)]
+        self._heads = [_Graph(self._head[k], h.input, [h.logits] + ([h.confidence] if h.confidence else []), h.file)
+                       if h is not None and self._head[k] is not None else None for k, h in enumerate(self.heads)]
+        self._merged: list[_Graph | None] = [None] * self.num_stages
+        self._full: _Graph | None = None
+        if merged:
+            for k, s in enumerate(m.stages):
+                if s.merged is not None:
+                    self._merged[k] = self._load_graph(s.merged, f"stages[{k}].merged")
+            if m.full is not None:
+                self._full = self._load_graph(m.full, "full")
+        self._bind()
         if warmup > 0:
             self.warm_up(warmup)
 
     # ------------------------------------------------------------------ setup
+    def _load_graph(self, ref: GraphRef, where: str) -> _Graph:
+        """A merged graph: its ONNX inputs/outputs must be the ones the manifest names."""
+        sess = make_session(self.bundle.file(ref.file), self.session_config)
+        ins, outs = io_names(sess)
+        if list(ins) != [ref.input] or sorted(outs) != sorted(ref.outputs):
+            raise BundleError(f"{where} ({ref.file}): ONNX maps {list(ins)} -> {list(outs)}, the manifest "
+                              f"{ref.input!r} -> {ref.outputs}",
+                              "rebuild the merged graphs: python -m edge_ee_export.merge BUNDLE")
+        return _Graph(sess, ref.input, list(ref.outputs), ref.file)
+
+    def _bind(self) -> None:
+        """Allocate one buffer per tensor that crosses a session boundary (input, features of every stage,
+        logits and confidence of every head) from a probe run of the separate files, check that every merged
+        graph reproduces them, and bind every session to the buffers."""
+        n = self.num_stages
+        x = np.zeros(self.input_shape, self.input_dtype)
+        self._x = x
+        probe = np.random.default_rng(0).standard_normal(self.input_shape).astype(self.input_dtype)
+        feats: list[np.ndarray] = []
+        ref: list[list[np.ndarray]] = []  # per stage: features, then the head's outputs (probe run)
+        self._logits: list[np.ndarray | None] = [None] * n
+        self._conf: list[np.ndarray | None] = [None] * n
+        cur = probe
+        try:
+            for k in range(n):
+                f = np.ascontiguousarray(self._segs[k].run(cur)[0])
+                feats.append(np.empty_like(f))
+                h = self._heads[k]
+                ref.append([f])
+                if h is not None:
+                    hout = h.run(f)
+                    ref[k] += hout
+                    self._logits[k] = np.empty_like(np.ascontiguousarray(hout[0]))
+                    if len(hout) > 1:
+                        self._conf[k] = np.empty_like(np.ascontiguousarray(hout[1]))
+                else:
+                    self._logits[k] = feats[k]
+                cur = f
+            for k, g in enumerate(self._merged):
+                if g is not None:  # last stage: final logits only
+                    self._check_merged(g, f"stages[{k}].merged", g.run(probe if k == 0 else ref[k - 1][0]),
+                                       ref[k] if k < n - 1 else ref[k][1:2])
+            if self._full is not None:
+                self._check_merged(self._full, "full", self._full.run(probe), ref[-1][-1:] if self._heads[-1]
+                                   else ref[-1][:1])
+            for k in range(n):
+                inp = x if k == 0 else feats[k - 1]
+                self._segs[k].bind(inp, [feats[k]])
+                h = self._heads[k]
+                head_outs = [o for o in (self._logits[k], self._conf[k]) if o is not None]
+                if h is not None:
+                    h.bind(feats[k], head_outs)
+                g = self._merged[k]
+                if g is not None:
+                    g.bind(inp, ([] if k == n - 1 else [feats[k]]) + (head_outs if k < n - 1 else head_outs[:1]))
+            if self._full is not None:
+                self._full.bind(x, [self._logits[n - 1]])  # type: ignore[list-item]
+        except EdgeEEError:
+            raise
+        except Exception as e:  # onnxruntime errors on the probe run: the graphs do not fit together
+            raise BundleError(f"bundle {self.bundle.path}: the probe run failed: "
+                              f"{str(e).splitlines()[0][:300]}", "re-export the bundle") from e
+        self._feats = feats
+        # per stage: the calls that run it with its head (merged when available) and without
+        self._with_head = [[g] if g is not None else [self._segs[k]] + ([self._heads[k]] if self._heads[k] else [])
+                           for k, g in enumerate(self._merged)]
+        self._seg_only = [[g] for g in self._segs]
+        macs = self._full_macs
+        fh = self.heads[-1]
+        # one-graph full model: its time apportioned to the stages by MACs
+        self._full_split = ([s.segment.macs / macs if macs else 0.0 for s in self.manifest.stages],
+                            [None] * (n - 1) + [fh.macs / macs if macs and fh is not None else None])
+        if not macs:
+            self._full_split[0][-1] = 1.0
+
+    @staticmethod
+    def _check_merged(g: _Graph, where: str, got: list[np.ndarray], want: list[np.ndarray]) -> None:
+        """A merged graph must reproduce the separate files' outputs on the probe input (float rounding aside:
+        onnxruntime may fuse across the old cut)."""
+        for name, a, b in zip(g.outputs, got, want):
+            a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+            if a.shape != b.shape or not np.allclose(a, b, rtol=1e-3, atol=1e-4):
+                diff = float(np.abs(a - b).max()) if a.shape == b.shape else math.inf
+                raise BundleError(
+                    f"{where} ({g.file}): output {name!r} does not match the segments and heads it replaces "
+                    f"(shape {a.shape} vs {b.shape}, max |diff| {diff:.3g} on a probe input)",
+                    "rebuild the merged graphs from this bundle's files: python -m edge_ee_export.merge BUNDLE")
+
     def _check_io(self) -> None:
         m = self.manifest
         prev_out_shape: list | None = None
@@ -131,8 +282,9 @@ class Engine:
     def providers(self) -> list[str]:
         """onnxruntime execution providers actually used by the sessions, in order of first use."""
         used: list[str] = []
-        for sess in [*self._seg, *self._head]:
-            for p in sess.get_providers() if sess is not None else []:
+        graphs = [*self._segs, *self._heads, *self._merged, self._full]
+        for g in graphs:
+            for p in g.sess.get_providers() if g is not None else []:
                 if p not in used:
                     used.append(p)
         return used
@@ -141,17 +293,44 @@ class Engine:
     def intra_op_threads(self) -> int:
         return int(self.session_config.intra_op_threads or 1)
 
+    @property
+    def graphs(self) -> dict[str, Any]:
+        """Which graphs the engine runs: ``merged_stages`` (stage indices run as one merged graph when their
+        head runs) and ``one_graph_full`` (``mode="full"`` answered by the one-graph full model)."""
+        return {"merged_stages": [k for k, g in enumerate(self._merged) if g is not None],
+                "one_graph_full": self._full is not None}
+
     def warm_up(self, runs: int = 3) -> None:
-        """Run every segment and head on zeros: the first runs of a session are slow (allocation,
-        kernel selection) and are discarded; the next ``4 * runs + 3`` seed the deadline guard's
-        latency model for every stage, so it starts from warm measurements."""
+        """Run every graph on zeros: the first runs of a session are slow (allocation, kernel selection)
+        and are discarded; the next ``4 * runs + 3`` runs of every stage (as ``infer`` runs it with its
+        head) seed the deadline guard's latency model, so it starts from warm measurements."""
         x = np.zeros(self.input_shape, self.input_dtype)
         for _ in range(runs):
             self.infer_all_exits(x)
-        seeds = [self.infer_all_exits(x) for _ in range(4 * runs + 3)]
+            self._all_stages(x)
+            if self._full is not None:
+                self._full.bound()
+        seeds = [self._all_stages(x) for _ in range(4 * runs + 3)]
         self.latency = LatencyModel(self.num_stages, self.latency.margin_s, self.latency.margin_frac)
-        self.latency.seed([[a.segment_s[k] for a in seeds] for k in range(self.num_stages)],
-                          [[a.head_s[k] for a in seeds] for k in range(self.num_stages)])
+        self.latency.seed([[a[0][k] for a in seeds] for k in range(self.num_stages)],
+                          [[a[1][k] for a in seeds] for k in range(self.num_stages)])
+
+    def _all_stages(self, x: np.ndarray) -> tuple[list[float], list[float]]:
+        """Every stage with its head, as ``infer`` runs it: (segment seconds, head seconds) per stage; a merged
+        stage's time is all segment, a stage without a head has 0.0 head time."""
+        np.copyto(self._x, x)
+        seg_s, head_s = [], []
+        for calls in self._with_head:
+            ts = _now()
+            calls[0].bound()
+            te = _now()
+            seg_s.append(te - ts)
+            if len(calls) > 1:
+                calls[1].bound()
+                head_s.append(_now() - te)
+            else:
+                head_s.append(0.0)
+        return seg_s, head_s
 
     # ------------------------------------------------------------------ control
     def set_thresholds(self, thresholds: list[float]) -> None:
@@ -178,6 +357,13 @@ class Engine:
         self._rules = [r if h is not None and k < self.num_stages - 1 else self._rules[k]
                        for k, h in enumerate(self.heads)]
 
+    def _decide(self, k: int, logits: np.ndarray, conf: float | None) -> tuple[float, bool]:
+        """The exit decision, in one place: exit k's rule score for these logits (and learned confidence)
+        and whether it fires at the threshold in force."""
+        rule = self._rules[k]
+        score = rule.score(logits, self.heads[k].temperature, conf)  # type: ignore[union-attr]
+        return score, rule.fires(score, self.thresholds[k])
+
     # ------------------------------------------------------------------ inference
     def check_input(self, x: np.ndarray) -> np.ndarray:
         if x.shape != self.input_shape:
@@ -189,74 +375,96 @@ class Engine:
             x = x.astype(self.input_dtype)
         return x
 
+    def _stop_at(self, mode: str, exit_at: int | None) -> int:
+        last = self.num_stages - 1
+        if mode == "exit_at":
+            if exit_at is None or not 0 <= exit_at <= last:
+                raise UsageError(f"exit_at must be between 0 and {last}")
+            return exit_at
+        if mode not in ("adaptive", "full"):
+            raise UsageError(f"unknown mode {mode!r}; use adaptive, full or exit_at")
+        return last
+
     def infer(self, x: np.ndarray, mode: Mode = "adaptive", exit_at: int | None = None,
               deadline_s: float | None = None) -> Result:
         """Classify one input of shape ``input_shape``. ``deadline_s`` is relative to the call."""
         t0 = _now()
         x = self.check_input(x)
+        stop_at = self._stop_at(mode, exit_at)
+        np.copyto(self._x, x)
+        if mode == "full" and self._full is not None:
+            return self._infer_one_graph(t0)
         last = self.num_stages - 1
-        if mode == "exit_at":
-            if exit_at is None or not 0 <= exit_at <= last:
-                raise UsageError(f"exit_at must be between 0 and {last}")
-            stop_at = exit_at
-        else:
-            stop_at = last
+        adaptive = mode == "adaptive"
         seg_ms: list[float] = []
         head_ms: list[float | None] = []
         best: tuple | None = None  # (exit index, logits, rule score)
-        cur = x
         deadline_stop = False
+        track = deadline_s is not None  # the latency model is only needed (and updated) under a deadline
         lat = self.latency
+        heads = self.heads
         try:
             for k in range(stop_at + 1):
-                if deadline_s is not None and best is not None and not lat.fits(
-                        k, _now() - t0, deadline_s, lambda b=best: self._wrong_prob(b)):
+                if track and best is not None and not lat.fits(
+                        k, _now() - t0, deadline_s, lambda b=best: self._wrong_prob(b)):  # type: ignore[arg-type]
                     deadline_stop = True
                     break
-                inp, outs = self._seg_io[k]
+                head = heads[k]
+                run_head = adaptive or k == stop_at
+                calls = self._with_head[k] if run_head else self._seg_only[k]
                 ts = _now()
-                cur = self._seg[k].run(outs, {inp: cur})[0]
+                calls[0].bound()
                 te = _now()
                 seg_ms.append((te - ts) * 1e3)
-                lat.update_segment(k, te - ts)
-                head = self.heads[k]
-                run_head = k == stop_at or mode == "adaptive"
                 if head is None:  # final segment outputs logits directly
-                    lat.update_stage(k, te - ts)
-                    best = (k, cur, math.nan)
+                    if track:
+                        lat.update_segment(k, te - ts)
+                        lat.update_stage(k, te - ts)
+                    best = (k, self._logits[k], math.nan)
                     head_ms.append(None)
                     break
                 if not run_head:
+                    if track:
+                        lat.update_segment(k, te - ts)
                     head_ms.append(None)
                     continue
-                names, hin = self._head_out[k]  # type: ignore[misc]
-                ts = _now()
-                hout = self._head[k].run(names, {hin: cur})  # type: ignore[union-attr]
-                te = _now()
-                head_ms.append((te - ts) * 1e3)
-                lat.update_head(k, te - ts)
-                conf_out = float(np.asarray(hout[1]).reshape(-1)[0]) if len(hout) > 1 else None
+                if len(calls) > 1:
+                    calls[1].bound()
+                    th = _now() - te
+                else:
+                    th = 0.0  # merged stage: the head ran inside the segment's call
+                head_ms.append(th * 1e3)
+                if track:
+                    lat.update_segment(k, te - ts)
+                    lat.update_head(k, th)
+                logits = self._logits[k]
                 if k < last:
-                    rule = self._rules[k]
-                    score = rule.score(hout[0], head.temperature, conf_out)
-                    best = (k, hout[0], score)
-                    if k == stop_at or rule.fires(score, self.thresholds[k]):
+                    c = self._conf[k]
+                    score, fire = self._decide(k, logits, None if c is None else float(c[0, 0]))  # type: ignore[arg-type]
+                    best = (k, logits, score)
+                    if k == stop_at or fire:
                         break
                 else:
-                    best = (k, hout[0], math.nan)
+                    best = (k, logits, math.nan)
         except Exception as e:
             if isinstance(e, (UsageError, InferenceError)):
                 raise
             raise InferenceError(f"inference failed in stage {len(seg_ms)}: {str(e).splitlines()[0][:300]}") from e
         assert best is not None
         k, logits, score = best  # score is NaN for the final classifier, which always answers
+        # MACs actually spent, in every mode: the segments run plus the heads run (adaptive: every head up to
+        # the last stage run; full and exit_at: only the answering head)
+        n_run = len(seg_ms)
+        macs = self._stage_macs_cum[n_run - 1] if adaptive else (
+            self._segment_macs_cum[n_run - 1] + (heads[k].macs if heads[k] is not None and head_ms[-1] is not None
+                                                 else 0))
+        return self._result(k, logits, score, seg_ms, head_ms, macs, t0, deadline_stop, False)
+
+    def _result(self, k: int, logits: np.ndarray, score: float, seg_ms: list[float], head_ms: list[float | None],
+                macs: int, t0: float, deadline_stop: bool, one_graph: bool) -> Result:
         head = self.heads[k]
         probs = softmax(logits, head.temperature if head else 1.0)
         idx = int(probs.argmax())
-        total_ms = (_now() - t0) * 1e3
-        # MACs actually spent, in every mode: the segments run plus the heads run
-        macs = self._segment_macs_cum[len(seg_ms) - 1] + sum(
-            h.macs for h, t in zip(self.heads, head_ms) if h is not None and t is not None)
         return Result(
             label=self.manifest.labels[idx],
             label_index=idx,
@@ -266,12 +474,27 @@ class Engine:
             probs=probs,
             segment_ms=seg_ms,
             head_ms=head_ms,
-            total_ms=total_ms,
+            total_ms=(_now() - t0) * 1e3,
             macs=macs,
             deadline_stop=deadline_stop,
             thresholds=self.thresholds,
             t_start=t0,
+            one_graph=one_graph,
         )
+
+    def _infer_one_graph(self, t0: float) -> Result:
+        """``mode="full"`` through the one-graph full model: one call; its time is apportioned to the stages
+        by MACs (the graph cannot be timed per stage)."""
+        last = self.num_stages - 1
+        try:
+            ts = _now()
+            self._full.bound()  # type: ignore[union-attr]
+            t_ms = (_now() - ts) * 1e3
+        except Exception as e:
+            raise InferenceError(f"inference failed in the one-graph full model: {str(e).splitlines()[0][:300]}") from e
+        seg_f, head_f = self._full_split
+        return self._result(last, self._logits[last], math.nan, [f * t_ms for f in seg_f],  # type: ignore[arg-type]
+                            [None if f is None else f * t_ms for f in head_f], self._full_macs, t0, False, True)
 
     def _wrong_prob(self, best: tuple) -> float:
         """1 - top softmax probability of the answer so far (the deadline guard's risk weight)."""
@@ -279,37 +502,131 @@ class Engine:
         return 1.0 - float(softmax(best[1], head.temperature if head else 1.0).max())
 
     def infer_all_exits(self, x: np.ndarray) -> AllExits:
-        """Run every segment and every head once (for profiling and calibration): each exit's logits,
-        learned confidence (or None) and the per-segment/per-head times in seconds."""
+        """Run every segment and every head once, as separate calls (for profiling and calibration): each
+        exit's logits, learned confidence (or None) and the per-segment/per-head times in seconds."""
         x = self.check_input(x)
+        np.copyto(self._x, x)
         logits: list[np.ndarray] = []
         conf: list[float | None] = []
         seg_s: list[float] = []
         head_s: list[float] = []
-        cur = x
         t_start = _now()
         try:
             for k in range(self.num_stages):
-                inp, outs = self._seg_io[k]
                 ts = _now()
-                cur = self._seg[k].run(outs, {inp: cur})[0]
+                self._segs[k].bound()
                 seg_s.append(_now() - ts)
-                if self.heads[k] is None:
-                    logits.append(np.asarray(cur).reshape(-1))
+                h = self._heads[k]
+                if h is None:
+                    logits.append(self._logits[k].reshape(-1).copy())  # type: ignore[union-attr]
                     conf.append(None)
                     head_s.append(0.0)
                     continue
-                names, hin = self._head_out[k]  # type: ignore[misc]
                 ts = _now()
-                hout = self._head[k].run(names, {hin: cur})  # type: ignore[union-attr]
+                h.bound()
                 head_s.append(_now() - ts)
-                logits.append(np.asarray(hout[0]).reshape(-1))
-                conf.append(float(np.asarray(hout[1]).reshape(-1)[0]) if len(hout) > 1 else None)
+                logits.append(self._logits[k].reshape(-1).copy())  # type: ignore[union-attr]
+                c = self._conf[k]
+                conf.append(float(c.reshape(-1)[0]) if c is not None else None)
         except Exception as e:
             if isinstance(e, (UsageError, InferenceError)):
                 raise
             raise InferenceError(f"inference failed in stage {len(seg_s)}: {str(e).splitlines()[0][:300]}") from e
         return AllExits(logits, conf, seg_s, head_s, t_start)
+
+    # ------------------------------------------------------------------ batch
+    def check_batch(self, xs: np.ndarray) -> np.ndarray:
+        """A batch is ``(N, *input_shape[1:])`` with N >= 1."""
+        want = self.input_shape[1:]
+        if xs.ndim != len(self.input_shape) or tuple(xs.shape[1:]) != want or xs.shape[0] < 1:
+            raise InferenceError(
+                f"batch has shape {tuple(xs.shape)}, the bundle expects (N, {', '.join(map(str, want))})",
+                "stack preprocessed samples along a first (batch) dimension",
+            )
+        if self._fixed_batch is not None and xs.shape[0] != self._fixed_batch:
+            raise InferenceError(
+                f"batch has shape {tuple(xs.shape)}, but {self._fixed_batch_file} has a fixed batch dimension "
+                f"of {self._fixed_batch}", "re-export the bundle with a dynamic batch dimension (edge-ee-export "
+                "does), or run one sample at a time")
+        if xs.dtype != self.input_dtype:
+            xs = xs.astype(self.input_dtype)
+        return xs
+
+    @property
+    def _fixed_batch(self) -> int | None:
+        for g in self._segs:
+            d = g.sess.get_inputs()[0].shape[0]
+            if isinstance(d, int) and d > 0:
+                self._fixed_batch_file = g.file
+                return d
+        return None
+
+    def infer_batch(self, xs: np.ndarray, mode: Mode = "adaptive", exit_at: int | None = None) -> list[Result]:
+        """Classify a batch ``(N, *input_shape[1:])``: one call per stage for the samples still running; a
+        sample whose exit fires leaves the batch. Per sample the same answer, exit and MACs as ``infer``
+        (the logits of a batched call may differ from a single-sample call in the last float bits).
+        ``segment_ms``/``head_ms`` of a sample are the times of the batched calls it took part in."""
+        t0 = _now()
+        xs = self.check_batch(xs)
+        stop_at = self._stop_at(mode, exit_at)
+        last = self.num_stages - 1
+        adaptive = mode == "adaptive"
+        n = xs.shape[0]
+        out: list[Result | None] = [None] * n
+        alive = np.arange(n)
+        seg_ms: list[list[float]] = [[] for _ in range(n)]
+        head_ms: list[list[float | None]] = [[] for _ in range(n)]
+        cur = xs
+        try:
+            for k in range(stop_at + 1):
+                head = self.heads[k]
+                run_head = head is not None and (adaptive or k == stop_at)
+                g = self._merged[k] if run_head else None
+                ts = _now()
+                if g is not None:
+                    outs = g.run(cur)
+                    s_t, h_t = _now() - ts, 0.0
+                    feat, hout = (None, outs) if k == last else (outs[0], outs[1:])
+                else:
+                    feat = self._segs[k].run(cur)[0]
+                    te = _now()
+                    s_t = te - ts
+                    h_t = None
+                    hout = None
+                    if run_head:
+                        hout = self._heads[k].run(feat)  # type: ignore[union-attr]
+                        h_t = _now() - te
+                    elif head is None:
+                        hout = [feat]
+                for i in alive:
+                    seg_ms[i].append(s_t * 1e3)
+                    head_ms[i].append(None if h_t is None else h_t * 1e3)
+                if hout is None:
+                    cur = feat  # type: ignore[assignment]
+                    continue
+                logits, conf = hout[0], (hout[1] if len(hout) > 1 else None)
+                answer_all = head is None or k == last or (k == stop_at and not adaptive)
+                keep = np.ones(len(alive), bool)
+                for j, i in enumerate(alive):
+                    score = math.nan
+                    if k < last and head is not None:
+                        c = None if conf is None else float(conf[j].reshape(-1)[0])
+                        score, fire = self._decide(k, logits[j], c)
+                        if not (fire or answer_all):
+                            continue
+                    keep[j] = False
+                    macs = self._segment_macs_cum[k] + sum(
+                        h.macs for h, t in zip(self.heads, head_ms[i]) if h is not None and t is not None)
+                    out[i] = self._result(k, logits[j], score, seg_ms[i], head_ms[i], macs, t0, False, False)
+                alive = alive[keep]
+                if not alive.size:
+                    break
+                cur = feat[keep]  # type: ignore[index]
+        except Exception as e:
+            if isinstance(e, (UsageError, InferenceError)):
+                raise
+            raise InferenceError(f"batch inference failed in stage {k}: {str(e).splitlines()[0][:300]}") from e
+        return out  # type: ignore[return-value]
 
 
 @dataclass

@@ -20,11 +20,23 @@ PROVIDER_ALIASES = {
 }
 
 
+OPT_LEVELS = {
+    "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+
+
 @dataclass
 class SessionConfig:
     providers: list[str] | None = None  # None: CPU
     intra_op_threads: int = 1  # per-sample latency on small models: 1 thread avoids sync overhead
     allow_spinning: bool = False  # idle spinning burns CPU and skews energy readings
+    # graph optimisation level: "all" adds layout transformations (NCHWc on x86) that pay a conversion at
+    # every segment boundary; "extended" avoids them but loses the faster kernels. Measured per bundle by
+    # benchmarks/engine_overhead.py --opt-levels: "all" is faster on every shipped bundle here.
+    optimization: str = "all"
 
 
 def resolve_providers(names: list[str] | None) -> list[str]:
@@ -51,7 +63,9 @@ def make_session(path: Path, cfg: SessionConfig) -> ort.InferenceSession:
     so.intra_op_num_threads = max(1, cfg.intra_op_threads)
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if cfg.optimization not in OPT_LEVELS:
+        raise UsageError(f"unknown graph optimisation level {cfg.optimization!r}; use {', '.join(OPT_LEVELS)}")
+    so.graph_optimization_level = OPT_LEVELS[cfg.optimization]
     so.log_severity_level = 3
     so.add_session_config_entry("session.intra_op.allow_spinning", "1" if cfg.allow_spinning else "0")
     so.add_session_config_entry("session.inter_op.allow_spinning", "1" if cfg.allow_spinning else "0")
