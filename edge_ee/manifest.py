@@ -77,7 +77,7 @@ PREPROCESS_KINDS = ("image", "audio_mfcc", "none")
 # the runtime read, allocate or open without bound before it fails.
 MAX_MANIFEST_BYTES = 8 << 20  # manifest.json size
 MAX_NESTING = 64  # JSON objects/arrays nested in the manifest
-MAX_STAGES = 64  # stages (each opens up to two onnxruntime sessions)
+MAX_STAGES = 64  # stages (each opens up to three onnxruntime sessions: segment, head, merged graph)
 MAX_MACS = (1 << 63) - 1  # per file: an int64
 MAX_INPUT_VALUES = 1 << 24  # values in one input sample (64 MiB of float32)
 MAX_IMAGE_SIDE = 8192  # preprocess.size [H, W]
