@@ -15,6 +15,7 @@ from typing import Any
 
 from ..budget import Budget
 from ..bundle import Bundle
+from ..calibration.select import Guarantee
 from ..engine import Engine
 from ..errors import UsageError
 from ..runner import RunHook, Runner
@@ -22,8 +23,15 @@ from ..runner import RunHook, Runner
 log = logging.getLogger("edge_ee.control")
 
 
+def guarantee_note(g: dict[str, Any] | None) -> str:
+    """One line on what the thresholds in force promise."""
+    if not g:
+        return "no guarantee recorded (calibrated before guarantees): `edge-ee profile` selects thresholds with one"
+    return "guarantee: " + Guarantee.from_dict(g).describe()
+
+
 def make_run_hooks(bundle: Bundle, engine: Engine, budget: Budget | None, *, mode: str = "adaptive",
-                   controller: bool = True, power_source: str | None = None, power_baseline_s: float = 1.0,
+                   controller: bool = True, power_source: str | None = None, power_baseline_s: float | None = None,
                    profile_path: Path | None = None, thresholds_given: bool = False, fps: float | None = None,
                    setpoint: float = 0.9, echo: Callable[[str], None] = print,
                    ) -> tuple[list[RunHook], dict[str, Any] | None]:
@@ -32,6 +40,7 @@ def make_run_hooks(bundle: Bundle, engine: Engine, budget: Budget | None, *, mod
     from ..profile import find_profile
 
     profile, ppath = find_profile(bundle, profile_path, engine=engine)
+    noted = thresholds_given
     if profile is not None:
         chosen = profile.get("chosen") or {}
         th = chosen.get("thresholds")
@@ -43,7 +52,12 @@ def make_run_hooks(bundle: Bundle, engine: Engine, budget: Budget | None, *, mod
             echo(f"edge-ee: profile {ppath} found; --thresholds given, so its thresholds are not used")
         elif isinstance(th, list) and len(th) == engine.num_stages - 1:
             engine.set_thresholds([float(t) for t in th])
-            echo(f"edge-ee: using profile {ppath}: thresholds {[round(float(t), 4) for t in th]}")
+            echo(f"edge-ee: using profile {ppath}: thresholds {[round(float(t), 4) for t in th]}; "
+                 + guarantee_note(profile.get("guarantee")))
+            noted = True
+    if not noted and mode == "adaptive" and engine.num_stages > 1:
+        g = bundle.manifest.calibration.guarantee
+        echo("edge-ee: the bundle's thresholds; " + guarantee_note(g.to_dict() if g is not None else None))
     kind = budget.kind if budget is not None else None
     wants_energy = kind in ("energy", "power") or (power_source is not None and power_source.lower() != "none")
     if kind in ("energy", "power"):
@@ -59,7 +73,8 @@ def make_run_hooks(bundle: Bundle, engine: Engine, budget: Budget | None, *, mod
         from .energy_hook import EnergyHook
 
         prefer = None if power_source is None or power_source.lower() == "auto" else power_source
-        energy = EnergyHook(prefer, baseline_s=power_baseline_s)
+        energy = EnergyHook(prefer, baseline_s=power_baseline_s,
+                            profile_power=(profile or {}).get("power"), profile_path=ppath)
         hooks.append(energy)
     if budget is not None and controller and mode == "adaptive" and engine.num_stages > 1:
         from .hook import ControllerHook
@@ -120,6 +135,13 @@ def format_extras(s: dict[str, Any]) -> str:
     if per_exit and any(v is not None for v in per_exit):
         lines.append(f"energy per exit above idle{est}: " + "  ".join(
             f"exit{k}: {_f(v)} mJ" for k, v in enumerate(per_exit) if v is not None))
+    if s.get("energy_clamped_inferences") or s.get("energy_clamped"):
+        what = [f"{s['energy_clamped_inferences']} inferences"] if s.get("energy_clamped_inferences") else []
+        if s.get("energy_clamped"):
+            what.append("the mean per inference")
+        lines.append("energy below the idle baseline reported as 0 mJ: " + " and ".join(what)
+                     + " (noise: the device drew less than the idle baseline, measured at a busier moment, or "
+                       "inferences too short for the power source's update period)")
     if s.get("energy_extrapolated_inferences"):
         lines.append(f"energy of {s['energy_extrapolated_inferences']} inferences not covered by power samples "
                      "(the last reading was held)")

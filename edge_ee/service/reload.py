@@ -18,6 +18,7 @@ from typing import Any
 
 from ..budget import parse_budget
 from ..errors import EdgeEEError, UsageError
+from ..exit_rules import DEFAULT_RULE
 from ..runner import RunHook, Runner
 from ..sources.base import Frame
 from .config import effective_settings, load_run_config
@@ -140,7 +141,7 @@ class ReloadHook(RunHook):
         if "rule" in changed:
             rule = new["rule"]
             if rule is None:
-                defaults = [h.rule if h else "max_softmax" for h in engine.heads]
+                defaults = [h.rule if h else DEFAULT_RULE for h in engine.heads]
                 acts.append(lambda: setattr(engine, "rules", defaults))
             else:
                 old_rules = list(engine.rules)
