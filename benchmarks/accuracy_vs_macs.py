@@ -140,7 +140,7 @@ def latency(bundle: Path, x: np.ndarray, blocks: int = 7, block_s: float = 0.5) 
 def evaluate(bundle: Path, x: np.ndarray, y: np.ndarray, with_latency: bool = True) -> dict[str, Any]:
     eng = Engine(str(bundle))
     m = eng.manifest
-    cal = m.calibration
+    cal = m.calibration.to_dict()
     k_last = eng.num_stages - 1
     full_macs = m.full_model_macs()
     n = len(y)

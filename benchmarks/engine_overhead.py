@@ -43,7 +43,7 @@ from interleave import ROOT, interleaved, one_graph_session, upgraded_copy  # no
 
 from edge_ee.bundle import load_bundle  # noqa: E402
 from edge_ee.engine import Engine  # noqa: E402
-from edge_ee.exit_rules import never_fires  # noqa: E402
+from edge_ee.exit_rules import get_rule  # noqa: E402
 from edge_ee.sessions import SessionConfig  # noqa: E402
 
 DEFAULT_MODELS = [ROOT / "edge_ee/bundles/fashion_mnist", ROOT / "benchmarks/bundles/fashion_mnist_wide"]
@@ -54,7 +54,7 @@ def measure(bundle_dir: Path, blocks: int, opt_levels: bool, block_s: float) -> 
     v1 = Engine(b, merged=False)
     v2 = Engine(b)
     for e in (v1, v2):
-        e.set_thresholds([never_fires(r) for r in e.rules[:-1]])
+        e.set_thresholds([get_rule(r).never for r in e.rules[:-1]])
     one, one_in, one_out = one_graph_session(b)
     x = np.random.default_rng(0).random(v1.input_shape, dtype=np.float32).astype(v1.input_dtype)
     n_st = v1.num_stages

@@ -23,6 +23,7 @@ import typer
 from . import __version__
 from .budget import parse_budget
 from .bundle import Bundle, load_bundle
+from .calibration.select import Guarantee, parse_fraction
 from .engine import Engine
 from .errors import EdgeEEError, ExitCode, UsageError
 from .service.config import config_option_callback
@@ -113,8 +114,8 @@ def describe(bundle: Bundle) -> dict[str, Any]:
         "labels": m.labels,
         "full_model_macs": full,
         "stages": stages,
-        "calibration": {k: v for k, v in m.calibration.items() if k != "operating_points"},
-        "operating_points": len(m.calibration.get("operating_points", [])),
+        "calibration": {k: v for k, v in m.calibration.to_dict().items() if k != "operating_points"},
+        "operating_points": len(m.calibration.operating_points),
         "producer": m.producer,
     }
 
@@ -153,8 +154,14 @@ def info(model: ModelOpt = None, as_json: JsonOpt = False) -> None:
         )
     cal = d["calibration"]
     if cal:
-        keys = ("full_accuracy", "accuracy", "target_drop", "macs_ratio", "oracle_macs_ratio")
-        typer.echo("calibration: " + ", ".join(f"{k}={cal[k]:.4g}" for k in keys if isinstance(cal.get(k), float)))
+        chosen = cal.get("chosen") or {}
+        vals = {"full_accuracy": cal.get("full_accuracy"), "accuracy": chosen.get("accuracy"),
+                "target_drop": cal.get("target_drop"), "macs_ratio": chosen.get("macs_ratio"),
+                "oracle_macs_ratio": cal.get("oracle_macs_ratio")}
+        typer.echo("calibration: " + ", ".join(f"{k}={v:.4g}" for k, v in vals.items() if isinstance(v, float)))
+        g = cal.get("guarantee")
+        typer.echo("guarantee: " + (Guarantee.from_dict(g).describe() if g else
+                                    "none recorded (calibrated before guarantees; `edge-ee profile` makes one)"))
     if d["producer"]:
         typer.echo("producer: " + ", ".join(f"{k}={v}" for k, v in d["producer"].items() if k != "command"))
 
@@ -379,22 +386,21 @@ def profile(
     threads: Annotated[int, typer.Option(min=1, help="intra-op threads per session.")] = 1,
     rule: Annotated[str | None, typer.Option(help="Exit rule to calibrate: max_softmax | entropy | confidence.")
                     ] = None,
+    confidence: Annotated[str, typer.Option("--confidence", help="Probability that the drop on new frames like these "
+                                            "stays within --target-drop (90% or 0.9); 'none': the point estimate, "
+                                            "no guarantee.")] = "90%",
     as_json: JsonOpt = False,
 ) -> None:
-    """Measure per-stage latency and energy on this device, build the accuracy/cost frontier, choose thresholds."""
+    """Measure per-stage latency and energy on this device, build the accuracy/cost frontier, choose thresholds
+    with a guarantee: P(drop on new frames like these > --target-drop) <= 1 - --confidence."""
     from .profile import default_out, format_profile, plot_profile, run_profile, write_profile
     from .sources import open_source
     from .sources.labelled import LabelFile, LabelledSource, peek, read_label_file
 
     if not source:
         raise UsageError("no --source given", "e.g. --source sample (labelled), --source images:DIR")
-    td = target_drop.strip()
-    try:
-        drop = float(td[:-1]) / 100 if td.endswith("%") else float(td)
-    except ValueError:
-        raise UsageError(f"--target-drop {target_drop!r}: give a percentage (1%) or a fraction (0.01)") from None
-    if not 0 <= drop < 1:
-        raise UsageError(f"--target-drop {target_drop!r} must be between 0 and 100%")
+    drop = parse_fraction("--target-drop", target_drop)
+    conf = None if confidence.strip().lower() == "none" else parse_fraction("--confidence", confidence)
     if plot is not None and no_plot:
         raise UsageError("--plot and --no-plot contradict each other", "give one of them")
     want_plot = not no_plot
@@ -431,7 +437,7 @@ def profile(
                     "--labels FILE (one class label per line, in frame order), or --labels auto / none")
         typer.echo(f"edge-ee: profiling {bundle.manifest.name} on {src.description}", err=True)
         prof = run_profile(engine, src, frames=frames, warmup=warmup, labels=label_mode, target_drop=drop,
-                           power_prefer=power_source, baseline_s=power_baseline,
+                           confidence=conf, power_prefer=power_source, baseline_s=power_baseline,
                            progress=lambda m: typer.echo(f"edge-ee: {m}", err=True))
         if isinstance(src, LabelledSource) and src.source_ended:
             typer.echo(f"edge-ee: note: the source ended after {src.delivered} inputs, before the "

@@ -37,7 +37,7 @@ import onnxruntime as ort
 from .bundle import Bundle, load_bundle
 from .deadline import LatencyModel
 from .errors import BundleError, EdgeEEError, InferenceError, UsageError
-from .exit_rules import exit_score, fires, softmax
+from .exit_rules import ExitRule, get_rule, softmax
 from .manifest import GraphRef, Head
 from .sessions import SessionConfig, io_names, make_session, shapes_compatible
 
@@ -339,20 +339,30 @@ class Engine:
             raise UsageError(f"this bundle has {n} early exits; got {len(thresholds)} thresholds")
         self.thresholds = [float(t) for t in thresholds]
 
+    @property
+    def rules(self) -> list[str]:
+        """The exit rule in force per stage, by name (the last stage's final classifier always answers)."""
+        return [r.name for r in self._rules]
+
+    @rules.setter
+    def rules(self, names: list[str]) -> None:
+        self._rules: list[ExitRule] = [get_rule(n) for n in names]
+
     def set_rule(self, rule: str) -> None:
+        """Use ``rule`` at every early exit; its thresholds must be set to match (``set_thresholds``)."""
+        r = get_rule(rule)
         for k, h in enumerate(self.heads[:-1]):
-            if h is None:
-                continue
-            if rule == "confidence" and h.confidence is None:
-                raise UsageError(f"exit {k} has no learned confidence output; rule 'confidence' is not possible")
-            self.rules[k] = rule
+            if h is not None and r.needs_confidence and h.confidence is None:
+                raise UsageError(f"exit {k} has no learned confidence output; rule {rule!r} is not possible")
+        self._rules = [r if h is not None and k < self.num_stages - 1 else self._rules[k]
+                       for k, h in enumerate(self.heads)]
 
     def _decide(self, k: int, logits: np.ndarray, conf: float | None) -> tuple[float, bool]:
         """The exit decision, in one place: exit k's rule score for these logits (and learned confidence)
         and whether it fires at the threshold in force."""
-        rule = self.rules[k]
-        score = exit_score(rule, logits, self.heads[k].temperature, conf)  # type: ignore[union-attr]
-        return score, fires(rule, score, self.thresholds[k])
+        rule = self._rules[k]
+        score = rule.score(logits, self.heads[k].temperature, conf)  # type: ignore[union-attr]
+        return score, rule.fires(score, self.thresholds[k])
 
     # ------------------------------------------------------------------ inference
     def check_input(self, x: np.ndarray) -> np.ndarray:

@@ -1,18 +1,30 @@
-"""Exit rules: decide from an exit head's output whether the input may stop there.
+"""Exit rules: one class per rule, the only place that knows a rule's semantics.
 
-* ``max_softmax`` (SDN, T-RecX, MSDNet): exit when max softmax(logits / T) >= threshold.
-* ``entropy`` (BranchyNet): exit when the softmax entropy, normalised to [0, 1] by log(classes),
-  is <= threshold.
+An exit rule turns an exit head's output into a *score* and decides whether the input may stop there:
+
+* ``max_softmax`` (SDN, T-RecX, MSDNet): exit when max softmax(logits / T) >= threshold;
+* ``entropy`` (BranchyNet): exit when the softmax entropy, normalised to [0, 1] by log(classes), is <= threshold;
 * ``confidence`` (EENets, PTEENet): exit when the head's learned sigmoid confidence >= threshold.
 
-The reported confidence is always the max softmax probability of the chosen exit, so numbers are
-comparable across rules.
+Each rule owns: the score of one input (``score``, the engine's per-frame path) and of a batch (``scores``, the
+calibration path: the same numbers, vectorised), whether a score fires at a threshold (``fires``), the thresholds that
+always and never fire (``always``/``never``: finite, so they survive JSON), the valid threshold range, and the
+*firing key*: a monotone map of scores and thresholds such that ``fires(s, t) == key(s) >= key(t)``. Calibration
+searches thresholds in key space (larger key = more confident for every rule) and converts back with
+``threshold_of_key``. Rules are per head (``Head.rule``); the engine, manifest parsing, operating points, profile and
+the exporter call these classes and nothing else.
+
+A new rule registers itself next to its class with :func:`register_rule` (as timm's ``register_model``). Rules are
+stateless (one score per head output); a stateful rule such as patience (PABEE) would keep its state per inference
+and is not implemented.
+
+The reported confidence is always the max softmax probability of the answering exit, so numbers compare across rules.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -20,10 +32,19 @@ from .errors import UsageError
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Softmax of one logit vector (float64)."""
     z = logits.astype(np.float64).reshape(-1) / temperature
     z = z - z.max()
     e = np.exp(z)
     return e / e.sum()
+
+
+def softmax_rows(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Row-wise softmax of ``[N, C]`` logits (float64)."""
+    z = np.asarray(logits, np.float64).reshape(len(logits), -1) / temperature
+    z = z - z.max(1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(1, keepdims=True)
 
 
 def normalized_entropy(p: np.ndarray) -> float:
@@ -34,56 +55,135 @@ def normalized_entropy(p: np.ndarray) -> float:
     return float(-(q * np.log(q)).sum() / math.log(n))
 
 
-@dataclass
-class Decision:
-    fires: bool
-    score: float  # the value compared with the threshold
-    confidence: float  # max softmax probability
-    probs: np.ndarray
-
-
 _SMALL = 64  # below this many classes plain Python beats numpy's per-call overhead
 
 
-def exit_score(rule: str, logits: np.ndarray, temperature: float = 1.0,
-               learned_confidence: float | None = None) -> float:
-    """The value a rule compares with its threshold, computed without building the probability
-    vector (this runs after every head, so it is kept to a couple of microseconds)."""
-    if rule == "confidence":
-        if learned_confidence is None:
+class ExitRule:
+    """Base class: a rule whose exit fires when the score is >= the threshold (``higher_fires``) or <= it."""
+
+    name: ClassVar[str]
+    higher_fires: ClassVar[bool] = True
+    needs_confidence: ClassVar[bool] = False  # the head must output a learned confidence
+    always: ClassVar[float]  # a threshold at which the exit fires for every input
+    never: ClassVar[float]  # a threshold at which it fires for none
+
+    # ---- per input (the engine's hot path: a couple of microseconds)
+    def score(self, logits: np.ndarray, temperature: float = 1.0, confidence: float | None = None) -> float:
+        raise NotImplementedError
+
+    def fires(self, score: float, threshold: float) -> bool:
+        return score >= threshold if self.higher_fires else score <= threshold
+
+    # ---- per batch (calibration)
+    def scores(self, logits: np.ndarray, temperature: float = 1.0,
+               confidence: np.ndarray | None = None) -> np.ndarray:
+        raise NotImplementedError
+
+    # ---- key space: larger = more willing to exit, for every rule
+    def key(self, x: np.ndarray | float) -> np.ndarray | float:
+        return x if self.higher_fires else -x
+
+    def threshold_of_key(self, k: float) -> float:
+        """The threshold whose key is ``k``, clipped into [always, never] (the valid range)."""
+        t = float(k) if self.higher_fires else -float(k)
+        lo, hi = self.valid_range()
+        return min(max(t, lo), hi)
+
+    def valid_range(self) -> tuple[float, float]:
+        return (min(self.always, self.never), max(self.always, self.never))
+
+    def check_threshold(self, t: float) -> str | None:
+        """Why ``t`` is not a threshold of this rule (None: it is)."""
+        lo, hi = self.valid_range()
+        if not (isinstance(t, (int, float)) and math.isfinite(t) and lo <= t <= hi):
+            return (f"threshold {t!r} is outside [{lo:g}, {hi:g}] for exit rule {self.name!r} "
+                    f"({self.always:g} always exits, {self.never:g} never does)")
+        return None
+
+
+RULES: dict[str, ExitRule] = {}
+
+
+def register_rule(cls: type[ExitRule]) -> type[ExitRule]:
+    """Class decorator: make a rule available by its ``name`` (manifest, ``--rule``, calibration)."""
+    RULES[cls.name] = cls()
+    return cls
+
+
+def get_rule(name: str) -> ExitRule:
+    try:
+        return RULES[name]
+    except KeyError:
+        raise UsageError(f"unknown exit rule {name!r}", f"use one of {', '.join(RULES)}") from None
+
+
+def rule_names() -> tuple[str, ...]:
+    return tuple(RULES)
+
+
+@register_rule
+class MaxSoftmax(ExitRule):
+    name = "max_softmax"
+    always = 0.0
+    never = 1.01  # max softmax is <= 1 (and can round to exactly 1.0)
+
+    def score(self, logits: np.ndarray, temperature: float = 1.0, confidence: float | None = None) -> float:
+        flat = logits.reshape(-1)
+        if flat.size > _SMALL:
+            return float(softmax(flat, temperature).max())
+        z = flat.tolist()
+        m = max(z)
+        inv = 1.0 / temperature
+        return 1.0 / sum(math.exp((v - m) * inv) for v in z)
+
+    def scores(self, logits: np.ndarray, temperature: float = 1.0,
+               confidence: np.ndarray | None = None) -> np.ndarray:
+        return softmax_rows(logits, temperature).max(1)
+
+
+@register_rule
+class Entropy(ExitRule):
+    name = "entropy"
+    higher_fires = False
+    always = 1.0  # normalised entropy is <= 1
+    never = -0.01
+
+    def score(self, logits: np.ndarray, temperature: float = 1.0, confidence: float | None = None) -> float:
+        flat = logits.reshape(-1)
+        if flat.size > _SMALL:
+            return normalized_entropy(softmax(flat, temperature))
+        z = flat.tolist()
+        if len(z) < 2:
+            return 0.0
+        m = max(z)
+        inv = 1.0 / temperature
+        e = [math.exp((v - m) * inv) for v in z]
+        total = sum(e)
+        h = -sum((v / total) * math.log(v / total) for v in e if v > 0.0)
+        return h / math.log(len(z))
+
+    def scores(self, logits: np.ndarray, temperature: float = 1.0,
+               confidence: np.ndarray | None = None) -> np.ndarray:
+        p = softmax_rows(logits, temperature)
+        if p.shape[1] < 2:
+            return np.zeros(len(p))
+        return -(p * np.log(np.clip(p, 1e-300, None))).sum(1) / math.log(p.shape[1])
+
+
+@register_rule
+class LearnedConfidence(ExitRule):
+    name = "confidence"
+    needs_confidence = True
+    always = 0.0
+    never = 1.01  # a sigmoid confidence is <= 1
+
+    def score(self, logits: np.ndarray, temperature: float = 1.0, confidence: float | None = None) -> float:
+        if confidence is None:
             raise UsageError("exit rule 'confidence' needs a head with a learned confidence output")
-        return learned_confidence
-    if rule not in ("max_softmax", "entropy"):
-        raise UsageError(f"unknown exit rule {rule!r}; use max_softmax, entropy or confidence")
-    flat = logits.reshape(-1)
-    if flat.size > _SMALL:
-        p = softmax(flat, temperature)
-        return float(p.max()) if rule == "max_softmax" else normalized_entropy(p)
-    z = flat.tolist()
-    m = max(z)
-    inv = 1.0 / temperature
-    e = [math.exp((v - m) * inv) for v in z]
-    total = sum(e)
-    if rule == "max_softmax":
-        return 1.0 / total
-    if len(z) < 2:
-        return 0.0
-    h = -sum((v / total) * math.log(v / total) for v in e if v > 0.0)
-    return h / math.log(len(z))
+        return float(confidence)
 
-
-def fires(rule: str, score: float, threshold: float) -> bool:
-    """Entropy exits when low; max-softmax and learned confidence exit when high."""
-    return score <= threshold if rule == "entropy" else score >= threshold
-
-
-def decide(rule: str, threshold: float, logits: np.ndarray, temperature: float = 1.0,
-           learned_confidence: float | None = None) -> Decision:
-    score = exit_score(rule, logits, temperature, learned_confidence)
-    p = softmax(logits, temperature)
-    return Decision(fires(rule, score, threshold), score, float(p.max()), p)
-
-
-def never_fires(rule: str) -> float:
-    """A threshold under which ``rule`` never fires (used to force the full model)."""
-    return -1.0 if rule == "entropy" else math.inf
+    def scores(self, logits: np.ndarray, temperature: float = 1.0,
+               confidence: np.ndarray | None = None) -> np.ndarray:
+        if confidence is None:
+            raise UsageError("exit rule 'confidence' needs a head with a learned confidence output")
+        return np.asarray(confidence, np.float64).reshape(-1)

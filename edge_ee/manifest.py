@@ -26,7 +26,8 @@ Layout of ``manifest.json`` (v1)::
         {"segment": {...}, "head": {... final classifier, "kind": "final" ...}}
       ],
       "full": {...optional (v2): the whole model as one graph, see below...},
-      "calibration": {...optional: operating points, accuracy-vs-MACs table...},
+      "calibration": {...optional, edge_ee.calibration.record: rule, temperatures, operating points,
+                      the chosen point and its guarantee...},
       "producer": {"tool": "edge-ee-export 0.1.0", "torch": "2.13.0", "onnx_opset": 17, ...}
     }
 
@@ -56,7 +57,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from .errors import BundleError
+from .calibration.record import Calibration
+from .errors import BundleError, UsageError
+from .exit_rules import get_rule, rule_names
 
 SCHEMA_VERSION = 2
 SCHEMA_VERSIONS = (1, 2)  # versions this runtime reads
@@ -65,7 +68,6 @@ PROFILE_NAME = "profile.json"
 
 TASKS = ("image_classification", "keyword_spotting")
 HEAD_KINDS = ("softmax", "confidence", "final")
-EXIT_RULES = ("max_softmax", "entropy", "confidence")
 DTYPES = ("float32", "uint8", "int8", "float16")
 LAYOUTS = ("NCHW", "NHWC", "NTF", "NCTF", "NF")
 PREPROCESS_KINDS = ("image", "audio_mfcc", "none")
@@ -198,14 +200,18 @@ class Head:
         if kind == "confidence" and conf is None:
             raise BundleError(f"manifest: {where} has kind 'confidence' but no 'confidence' output name")
         rule = _opt(d, "rule", where, str, "confidence" if kind == "confidence" else "max_softmax")
-        if rule not in EXIT_RULES:
-            raise BundleError(f"manifest: {where}.rule = {rule!r}; expected one of {', '.join(EXIT_RULES)}")
-        if rule == "confidence" and conf is None:
-            raise BundleError(f"manifest: {where}.rule is 'confidence' but the head has no confidence output")
+        try:
+            r = get_rule(rule)
+        except UsageError:
+            raise BundleError(f"manifest: {where}.rule = {rule!r}; expected one of {', '.join(rule_names())}") from None
+        if r.needs_confidence and conf is None:
+            raise BundleError(f"manifest: {where}.rule is {rule!r} but the head has no confidence output")
         thr = float(_opt(d, "threshold", where, (int, float), 1.0))
         temp = float(_opt(d, "temperature", where, (int, float), 1.0))
-        if not math.isfinite(thr):
-            raise BundleError(f"manifest: {where}.threshold must be a finite number")
+        why = r.check_threshold(thr) if kind != "final" else None
+        if why is not None or not math.isfinite(thr):
+            raise BundleError(f"manifest: {where}.threshold: {why or 'must be a finite number'}",
+                              "re-calibrate the bundle (edge-ee profile) or fix the threshold")
         if not (temp > 0 and math.isfinite(temp)):
             raise BundleError(f"manifest: {where}.temperature must be a positive number")
         return cls(
@@ -323,7 +329,7 @@ class Manifest:
     input: InputSpec
     stages: list[Stage]
     description: str = ""
-    calibration: dict[str, Any] = field(default_factory=dict)
+    calibration: Calibration = field(default_factory=Calibration)
     producer: dict[str, Any] = field(default_factory=dict)
     schema_version: int = 1  # written as the lowest version that expresses the manifest (to_dict)
     full: GraphRef | None = None  # v2: the whole model as one graph
@@ -401,7 +407,7 @@ class Manifest:
                 for s in self.stages
             ],
             **({"full": asdict(self.full)} if self.full is not None else {}),
-            "calibration": self.calibration,
+            "calibration": self.calibration.to_dict(),
             "producer": self.producer,
         }
         return d
@@ -478,7 +484,7 @@ def parse_manifest(data: Any) -> Manifest:
         input=inp,
         stages=stages,
         description=_opt(data, "description", "manifest", str, ""),
-        calibration=_opt(data, "calibration", "manifest", dict, {}),
+        calibration=Calibration.from_dict(data.get("calibration")),
         producer=_opt(data, "producer", "manifest", dict, {}),
         schema_version=version,
         full=full,

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
-import itertools
 import json
 import logging
 import math
@@ -46,10 +45,10 @@ from typing import Any
 import numpy as np
 
 from .bundle import Bundle
-from .control.operating_points import NEVER, OperatingPoint, pareto
+from .calibration import ExitTable, select_point_estimate, select_risk_controlled
+from .calibration.select import MIN_FRAMES, Guarantee, check_request
 from .engine import Engine
 from .errors import ConfigError, OutputError, SourceError, UsageError
-from .exit_rules import normalized_entropy, softmax
 from .preprocess import make_preprocessor
 
 log = logging.getLogger("edge_ee.profile")
@@ -180,97 +179,24 @@ def _pct(v: np.ndarray) -> dict[str, float | None]:
             "p99": float(np.percentile(ms, 99))}
 
 
-def _scores(rule: str, logits: np.ndarray, temperature: float, conf: np.ndarray | None) -> np.ndarray:
-    """Per input, a score that fires the exit when >= the score-space threshold (entropy negated)."""
-    if rule == "confidence" and conf is not None:
-        return conf
-    p = np.stack([softmax(row, temperature) for row in logits])
-    if rule == "entropy":
-        return -np.array([normalized_entropy(row) for row in p])
-    return p.max(1)
-
-
-def _to_threshold(rule: str, s: float) -> float:
-    if rule == "entropy":
-        return float(-s)
-    return float(min(s, NEVER.get(rule, 1.01)))
-
-
-def _exits_taken(scores: list[np.ndarray], thresholds: tuple[float, ...], final: int) -> np.ndarray:
-    """Exit index per sample: the first early exit whose score reaches its threshold, else ``final``."""
-    n = len(scores[0])
-    ex = np.full(n, final)
-    undecided = np.ones(n, bool)
-    for k, t in enumerate(thresholds):
-        f = undecided & (scores[k] >= t)
-        ex[f] = k
-        undecided &= ~f
-    return ex
-
-
-def frontier_points(scores: list[np.ndarray], correct: np.ndarray | None, agree: np.ndarray, rule: str,
-                    cum_latency_ms: np.ndarray, cum_energy_mj: np.ndarray | None, cum_macs: np.ndarray,
-                    levels: int = 16, max_points: int = 30) -> list[OperatingPoint]:
-    """Pareto frontier (quality vs predicted latency) over threshold vectors.
-
-    ``scores[k]`` per input for early exit k; ``correct``/``agree``: [exits, N] booleans;
-    ``cum_energy_mj[k]``: energy above idle of answering at exit k (adaptive)."""
-    k_early = len(scores)
-    n = agree.shape[1]
-    never = 0.01 if rule == "entropy" else NEVER.get(rule, 1.01)
-    cands = [np.unique(np.concatenate([np.quantile(s, np.linspace(0, 1, levels)), [never]])) for s in scores]
-    qual = correct if correct is not None else agree
-    idx = np.arange(n)
-    combos: list[tuple[float, ...]]
-    if k_early <= 3:
-        combos = list(itertools.product(*cands))
-    else:  # pragma: no cover - bundles with many exits
-        rng = np.random.default_rng(0)
-        combos = [tuple(float(c[rng.integers(len(c))]) for c in cands) for _ in range(4000)]
-    raw: list[tuple[float, float, tuple[float, ...]]] = []
-    for combo in combos:
-        ex = _exits_taken(scores, combo, k_early)
-        raw.append((float(cum_latency_ms[ex].mean()), float(qual[ex, idx].mean()), combo))
-    raw.sort(key=lambda r: (r[0], -r[1]))
-    front: list[tuple[float, ...]] = []
-    lats_l: list[float] = []
-    best = -1.0
-    for lat, q, combo in raw:
-        if q > best + 1e-12:
-            front.append(combo)
-            lats_l.append(lat)
-            best = q
-    if len(front) > max_points:  # thin evenly in cost, ends kept
-        lats = np.array(lats_l)
-        keep = sorted({int(np.argmin(np.abs(lats - t))) for t in np.linspace(lats[0], lats[-1], max_points)}
-                      | {0, len(front) - 1})
-        front = [front[i] for i in keep]
-    pts = []
-    for combo in front:
-        ex = _exits_taken(scores, combo, k_early)
-        frac = np.bincount(ex, minlength=k_early + 1) / n
-        pts.append(OperatingPoint(
-            thresholds=[_to_threshold(rule, t) for t in combo],
-            accuracy=float(correct[ex, idx].mean()) if correct is not None else None,
-            agreement=float(agree[ex, idx].mean()),
-            mean_macs=float(cum_macs[ex].mean()),
-            exit_fractions=[float(v) for v in frac],
-            latency_ms=float(cum_latency_ms[ex].mean()),
-            energy_mj=float(cum_energy_mj[ex].mean()) if cum_energy_mj is not None else None,
-        ))
-    return pareto(pts, "latency_ms")
-
-
 # ---- the profiling run ------------------------------------------------------------------------------
 def run_profile(engine: Engine, source: Any, *, frames: int = 500, warmup: int = 20, labels: str = "auto",
-                target_drop: float = 0.01, power_prefer: str | None = None, baseline_s: float = 1.0,
-                sampler: Any = None, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Profile ``engine`` on ``source`` (an open Source). ``labels``: auto | source | none."""
+                target_drop: float = 0.01, confidence: float | None = 0.9, power_prefer: str | None = None,
+                baseline_s: float = 1.0, sampler: Any = None,
+                progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Profile ``engine`` on ``source`` (an open Source). ``labels``: auto | source | none. ``confidence``: select the
+    thresholds with a guarantee (risk <= ``target_drop`` with this probability, :mod:`edge_ee.calibration.select`);
+    None: the point estimate (the cheapest point meeting the target on these frames, no guarantee)."""
     from .power import PowerSampler, discover
     from .power.sampler import WindowIntegrator
 
     if labels not in ("auto", "source", "none"):
         raise UsageError(f"--labels {labels!r}: use auto, source (ground truth from the source) or none")
+    if confidence is not None and engine.num_stages > 1:
+        check_request(target_drop, confidence, MIN_FRAMES)
+        if frames + warmup < MIN_FRAMES:
+            raise UsageError(f"--frames {frames}: a guarantee needs at least {MIN_FRAMES} calibration frames (a 1% "
+                             "target at 90% confidence needs a few thousand)", "profile more frames (--frames N)")
     m = engine.manifest
     bundle = engine.bundle
     pre = make_preprocessor(m.input)
@@ -390,15 +316,20 @@ def run_profile(engine: Engine, source: Any, *, frames: int = 500, warmup: int =
     cum_macs = np.cumsum([s.segment.macs + (s.head.macs if s.head else 0) for s in m.stages]).astype(float)
 
     rule = engine.rules[0]
-    scores = []
-    for k in range(ns - 1):
-        h = engine.heads[k]
-        conf = np.array(confs[k], dtype=float) if confs[k] and confs[k][0] is not None else None
-        scores.append(_scores(engine.rules[k], lg[k], h.temperature if h else 1.0, conf))
-    pts = frontier_points(scores, correct, agree, rule, cum_lat, cum_en, cum_macs) if ns > 1 else []
+    table = ExitTable.from_outputs(
+        engine.rules, [h.temperature if h else 1.0 for h in engine.heads], lg,
+        [np.array(c, dtype=float) if c and c[0] is not None else None for c in confs], cum_macs,
+        labels=truth_idx if correct is not None else None, cum_latency_ms=cum_lat, cum_energy_mj=cum_en,
+        full_macs=float(m.full_model_macs()))
+    pts = table.frontier(levels=16, cost="latency_ms") if ns > 1 else []
     qual_full = float(correct[-1].mean()) if correct is not None else 1.0
-    ok = [p for p in pts if (p.quality or 0.0) >= qual_full - target_drop - 1e-12]
-    chosen = min(ok, key=lambda p: p.latency_ms or 0.0) if ok else (pts[-1] if pts else None)
+    guarantee = None
+    point_estimate = select_point_estimate(table, target_drop, "latency_ms") if ns > 1 else None
+    if ns > 1 and confidence is not None:
+        sel = select_risk_controlled(table, target_drop, confidence, cost="latency_ms")
+        chosen, guarantee = sel.point, sel.guarantee
+    else:
+        chosen = point_estimate
 
     # full model (mode full): every segment and only the final head
     full_lat = float(sum(seg_ms[k].mean() for k in range(ns)) + head_ms[-1].mean()) * 1e3
@@ -443,6 +374,9 @@ def run_profile(engine: Engine, source: Any, *, frames: int = 500, warmup: int =
         "measured_inputs": n - warmup,
         "quality_metric": "accuracy" if correct is not None else "agreement_with_final_exit",
         "target_drop": target_drop,
+        "confidence": confidence,
+        "guarantee": guarantee.to_dict() if guarantee is not None else None,
+        "point_estimate": point_estimate.to_dict() if point_estimate is not None else None,
         "full_quality": qual_full,
         "power": {"source": src_info.get("kind"), "name": src_info.get("name"), "rail": src_info.get("rail"),
                   "estimated": estimated, "baseline_w": src_info.get("baseline_w"),
@@ -493,6 +427,12 @@ def format_profile(p: dict[str, Any]) -> str:
         lines.append(f"chosen ({qm} within {100 * p['target_drop']:.2g} pp of the final exit): thresholds "
                      f"{[round(t, 4) for t in c['thresholds']]} -> {qm} {100 * q:.2f}%, "
                      f"{c['latency_ms']:.4f} ms{ce}, exits {[round(x, 3) for x in c['exit_fractions']]}")
+    g = p.get("guarantee")
+    if g:
+        lines.append("guarantee: " + Guarantee.from_dict(g).describe())
+    elif p.get("frontier"):
+        lines.append("guarantee: none (point estimate: the cheapest point meeting the target on these frames; "
+                     "it can miss the target on new data)")
     lines.append(f"frontier: {len(p['frontier'])} operating points")
     return "\n".join(lines)
 

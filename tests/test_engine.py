@@ -12,7 +12,7 @@ from factory import build_bundle
 from edge_ee.deadline import LatencyModel, LatencyStat
 from edge_ee.engine import Engine
 from edge_ee.errors import InferenceError, UsageError
-from edge_ee.exit_rules import decide, normalized_entropy, softmax
+from edge_ee.exit_rules import get_rule, normalized_entropy, softmax
 
 
 def _x(e: Engine, seed: int = 0) -> np.ndarray:
@@ -28,19 +28,20 @@ def test_softmax_and_entropy() -> None:
     assert softmax(np.array([2.0, 0.0]), 10.0).max() < softmax(np.array([2.0, 0.0])).max()
 
 
-def test_decide_rules() -> None:
+def test_rules_fire() -> None:
     logits = np.array([3.0, 0.0, 0.0])
-    assert decide("max_softmax", 0.8, logits).fires
-    assert not decide("max_softmax", 0.95, logits).fires
-    d = decide("entropy", 0.5, logits)
-    assert d.fires and d.score < 0.5
-    assert not decide("entropy", 0.1, logits).fires
-    assert decide("confidence", 0.5, logits, learned_confidence=0.7).fires
-    assert not decide("confidence", 0.5, logits, learned_confidence=0.2).fires
+    ms, ent, conf = get_rule("max_softmax"), get_rule("entropy"), get_rule("confidence")
+    assert ms.fires(ms.score(logits), 0.8)
+    assert not ms.fires(ms.score(logits), 0.95)
+    h = ent.score(logits)
+    assert ent.fires(h, 0.5) and h < 0.5
+    assert not ent.fires(h, 0.1)
+    assert conf.fires(conf.score(logits, confidence=0.7), 0.5)
+    assert not conf.fires(conf.score(logits, confidence=0.2), 0.5)
     with pytest.raises(UsageError):
-        decide("confidence", 0.5, logits)
+        conf.score(logits)
     with pytest.raises(UsageError):
-        decide("nope", 0.5, logits)
+        get_rule("nope")
 
 
 def test_thresholds_control_exit(bundle: Path) -> None:
@@ -192,7 +193,7 @@ def test_prediction_is_a_calibrated_high_quantile_on_heavy_tails() -> None:
 
 
 def test_final_segment_without_head(tmp_path: Path) -> None:
-    b = build_bundle(tmp_path / "nohead", final_head=False, thresholds=[2.0, 2.0])
+    b = build_bundle(tmp_path / "nohead", final_head=False, thresholds=[1.01, 1.01])
     e = Engine(str(b))
     r = e.infer(np.zeros(e.input_shape, np.float32))
     assert r.exit_index == 2 and r.head_ms[-1] is None

@@ -15,47 +15,16 @@ Energies are per inference and above the idle baseline (the quantity the energy 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..budget import BudgetKind
+from ..calibration.points import OperatingPoint, pareto
+from ..exit_rules import get_rule
 from ..manifest import Manifest
 
-ALWAYS = {"max_softmax": 0.0, "confidence": 0.0, "entropy": 1.0}  # the exit always fires
-NEVER = {"max_softmax": 1.01, "confidence": 1.01, "entropy": -0.01}  # the exit never fires
-
-
-@dataclass
-class OperatingPoint:
-    thresholds: list[float]
-    accuracy: float | None = None
-    agreement: float | None = None  # agreement with the final exit (no labels needed)
-    mean_macs: float | None = None
-    exit_fractions: list[float] | None = None
-    latency_ms: float | None = None  # predicted / measured mean latency per inference
-    energy_mj: float | None = None  # predicted / measured energy per inference above idle (inference window)
-    note: str = ""
-
-    @property
-    def quality(self) -> float | None:
-        return self.accuracy if self.accuracy is not None else self.agreement
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None and v != ""}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> OperatingPoint:
-        def f(key: str) -> float | None:
-            v = d.get(key)
-            return float(v) if isinstance(v, (int, float)) and math.isfinite(float(v)) else None
-
-        fr = d.get("exit_fractions")
-        return cls(thresholds=[float(t) for t in d["thresholds"]], accuracy=f("accuracy"),
-                   agreement=f("agreement"), mean_macs=f("mean_macs"),
-                   exit_fractions=[float(x) for x in fr] if isinstance(fr, list) else None,
-                   latency_ms=f("latency_ms"), energy_mj=f("energy_mj"), note=str(d.get("note", "")))
+__all__ = ["Frontier", "OperatingPoint", "pareto", "first_exit_point", "from_manifest", "ladder", "from_profile"]
 
 
 @dataclass
@@ -132,55 +101,29 @@ def _dot(a: Sequence[float], b: Sequence[float]) -> float:
     return float(sum(x * y for x, y in zip(a, b)))
 
 
-def pareto(points: list[OperatingPoint], cost_key: str = "mean_macs") -> list[OperatingPoint]:
-    """Sort by cost and keep only points that improve quality (ties: the cheaper one)."""
-    def cost(p: OperatingPoint) -> float:
-        v = getattr(p, cost_key)
-        return math.inf if v is None else float(v)
-
-    out: list[OperatingPoint] = []
-    best = -math.inf
-    for p in sorted(points, key=lambda p: (cost(p), -(p.quality or 0.0))):
-        q = p.quality if p.quality is not None else -math.inf
-        if not out or q > best + 1e-12:
-            out.append(p)
-            best = max(best, q)
-    return out
-
-
 def first_exit_point(num_exits: int, rule: str, accuracy: float | None = None) -> OperatingPoint:
     """The cheapest possible point: every input answers at exit 0."""
     fr = [1.0] + [0.0] * (num_exits - 1)
-    return OperatingPoint([ALWAYS.get(rule, 0.0)] * (num_exits - 1), accuracy=accuracy, exit_fractions=fr,
+    return OperatingPoint([get_rule(rule).always] * (num_exits - 1), accuracy=accuracy, exit_fractions=fr,
                           note="first exit always")
 
 
 def from_manifest(m: Manifest, rule: str | None = None) -> Frontier | None:
     """The exporter's operating points, or None when the manifest has none (or they are for another
     exit rule than the one in force)."""
-    cal = m.calibration or {}
-    raw = cal.get("operating_points")
-    if not isinstance(raw, list) or not raw:
+    cal = m.calibration
+    if not cal.operating_points:
         return None
-    cal_rule = cal.get("rule")
-    if rule is not None and isinstance(cal_rule, str) and cal_rule != rule:
+    if rule is not None and cal.rule is not None and cal.rule != rule:
         return None
     n_early = m.num_exits - 1
-    pts: list[OperatingPoint] = []
-    for d in raw:
-        try:
-            p = OperatingPoint.from_dict(d)
-        except (KeyError, TypeError, ValueError):
-            continue
-        if len(p.thresholds) == n_early:
-            pts.append(p)
+    pts = [p for p in cal.operating_points if len(p.thresholds) == n_early]
     if not pts:
         return None
     pts = pareto(pts, "mean_macs")
-    r = rule or (cal_rule if isinstance(cal_rule, str) else None) or "max_softmax"
+    r = rule or cal.rule or "max_softmax"
     if pts[0].exit_fractions is None or pts[0].exit_fractions[0] < 1.0 - 1e-9:
-        acc = cal.get("exit_accuracy")
-        first_acc = float(acc[0]) if isinstance(acc, list) and acc else None
+        first_acc = cal.exit_accuracy[0] if cal.exit_accuracy else None
         pts.insert(0, first_exit_point(m.num_exits, r, first_acc))
     return Frontier(pts, "manifest", rule=r)
 
@@ -188,8 +131,9 @@ def from_manifest(m: Manifest, rule: str | None = None) -> Frontier | None:
 def ladder(num_exits: int, rule: str, levels: int = 12) -> Frontier:
     """No calibration: uniform thresholds from 'always exit first' to 'never exit early'. Costs and
     quality are unknown (feedback only); cost grows with the index."""
-    lo, hi = ALWAYS.get(rule, 0.0), NEVER.get(rule, 1.01)
-    if rule in ("max_softmax", "confidence"):  # spread over the useful range of max softmax
+    r = get_rule(rule)
+    lo, hi = r.always, r.never
+    if r.higher_fires:  # spread over the useful range of a probability
         vals = [lo] + [0.3 + 0.69 * i / (levels - 3) for i in range(levels - 2)] + [hi]
     else:
         vals = [lo] + [1.0 - 0.99 * i / (levels - 3) for i in range(levels - 2)] + [hi]

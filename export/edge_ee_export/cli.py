@@ -23,6 +23,9 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from edge_ee.calibration.select import parse_fraction
+from edge_ee.errors import UsageError as RuntimeUsageError
+
 from . import __version__
 from .errors import ExportError, UsageError
 
@@ -34,6 +37,16 @@ DEFAULT_EXIT_EPOCHS = {"fashion-mnist": 8, "kws": 15, "image-folder": 10}
 DEFAULT_ARCH = {"fashion-mnist": "resnet8", "kws": "dscnn", "image-folder": "mobilenet_v1"}
 METHOD_HEAD = {"pteenet": "conv_conf", "eenet": "conv_conf", "sdn": "pool_linear", "trecx": "dws"}
 
+
+
+def _fraction(option: str) -> Any:
+    """argparse type: a fraction in (0, 1) from 1% or 0.01 (the runtime's parser, one implementation)."""
+    def parse(text: str) -> float:
+        try:
+            return parse_fraction(option, text)
+        except RuntimeUsageError as e:
+            raise argparse.ArgumentTypeError(str(e).split(": ", 1)[-1]) from None
+    return parse
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edge-ee-export", description=__doc__.split("\n\n")[0],
@@ -61,8 +74,10 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("--pretrained", default=None, help="state_dict (.pt) of the backbone: skip its training")
         s.add_argument("--train-limit", type=int, default=None, help="use at most N training samples (quick runs)")
         s.add_argument("--seed", type=int, default=0)
-        s.add_argument("--target-drop", type=float, default=0.01, help="allowed accuracy drop (fraction, 0.01 = 1 pp)")
-        s.add_argument("--margin", type=float, default=0.0025, help="safety margin subtracted from --target-drop")
+        s.add_argument("--target-drop", type=_fraction("--target-drop"), default=0.01,
+                       help="allowed accuracy drop vs the full model: 1%% or 0.01")
+        s.add_argument("--confidence", type=_fraction("--confidence"), default=0.9,
+                       help="probability that the drop on new data stays within --target-drop (90%% or 0.9)")
         s.add_argument("--quantize", action="store_true", help="int8 static quantisation (accuracy change recorded)")
         s.add_argument("--cache", default=os.environ.get("EDGE_EE_EXPORT_CACHE",
                                                          str(Path.home() / ".cache" / "edge-ee-export")),
@@ -81,7 +96,42 @@ def _parser() -> argparse.ArgumentParser:
             s.add_argument("--color", choices=["rgb", "gray"], default="rgb")
         else:
             s.add_argument("--words", default=None, help="comma-separated subset of keywords (quick runs)")
+    r = sub.add_parser("recalibrate", help="re-select a Fashion-MNIST bundle's thresholds with a guarantee "
+                       "(no retraining)", description=(__import__("edge_ee_export.recalibrate").recalibrate.__doc__
+                                                        or "").split("\n\n")[0])
+    r.add_argument("bundle", help="bundle directory (rewritten in place)")
+    r.add_argument("--data", default=None, help="Fashion-MNIST IDX directory (default /usr/share/datasets/...)")
+    r.add_argument("--target-drop", type=_fraction("--target-drop"), default=0.01)
+    r.add_argument("--confidence", type=_fraction("--confidence"), default=0.9)
+    r.add_argument("-v", "--verbose", action="store_true")
     return p
+
+
+def recalibrate(a: argparse.Namespace) -> Path:
+    """The threshold split the exporter held out for this bundle, rebuilt from the seed in its manifest."""
+    from edge_ee.bundle import load_bundle
+
+    from .data import fashion_mnist
+    from .recalibrate import recalibrate_bundle
+
+    m = load_bundle(a.bundle).manifest
+    ds = m.producer.get("dataset") or {}
+    if ds.get("name") != "fashion-mnist":
+        raise UsageError(f"{a.bundle} was not exported from Fashion-MNIST (producer.dataset.name = "
+                         f"{ds.get('name')!r})", "recalibrate other bundles with `edge-ee profile` on the device")
+    seed = int(m.producer.get("seed", 0))
+    data = fashion_mnist.load(a.data, seed=seed, calib=6000)
+    want = (ds.get("sizes") or {}).get("calib_thr")
+    if want is not None and want != len(data.calib_thr):
+        raise UsageError(f"the rebuilt threshold split has {len(data.calib_thr)} frames, the bundle recorded {want}",
+                         "the bundle was exported with other data options; re-export it")
+    cal = recalibrate_bundle(a.bundle, data.calib_thr, a.target_drop, a.confidence, seed=seed)
+    g = cal.get("guarantee") or {}
+    log.info("recalibrated: %.2f%% of the MACs, accuracy %.4f vs full %.4f on %s; guarantee: drop <= %.3g%% at "
+             "%.3g%% confidence (upper bound %.3g%%)", 100 * cal["chosen"]["macs_ratio"], cal["chosen"]["accuracy"],
+             cal["full_accuracy"], data.calib_thr.name, 100 * a.target_drop, 100 * a.confidence,
+             100 * g.get("upper_bound", float("nan")))
+    return Path(a.bundle)
 
 
 def run(a: argparse.Namespace, command: str) -> Path:
@@ -168,7 +218,8 @@ def run(a: argparse.Namespace, command: str) -> Path:
     ck = None if a.no_resume else cache / f"{tag}-{a.method}-{head}-{where}-exits-s{a.seed}{lim}.pt"
     h = train_exits(ee, data, method=a.method, epochs=ex_epochs, seed=a.seed, ckpt=ck, progress=progress)
     history["exits"] = {"epochs": ex_epochs, "method": a.method, "final": h[-1] if h else None}
-    cal = calibrate(ee, data.calib_temp, data.calib_thr, target_drop=a.target_drop, margin=a.margin)
+    cal = calibrate(ee, data.calib_temp, data.calib_thr, target_drop=a.target_drop,
+                    confidence=a.confidence)
     cal["split"]["sizes"] = data.sizes()
     log.info("calibrated (%s): accuracy %.4f vs full %.4f at %.1f%% of the MACs (oracle %.1f%%)", cal["rule"],
              cal["chosen"]["accuracy"], cal["full_accuracy"], 100 * cal["chosen"]["macs_ratio"],
@@ -192,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     command = "edge-ee-export " + " ".join(shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:]))
     try:
-        out = run(args, command)
+        out = recalibrate(args) if args.dataset == "recalibrate" else run(args, command)
     except ExportError as e:
         print(f"edge-ee-export: error: {e.message}", file=sys.stderr)
         if e.hint:

@@ -90,14 +90,14 @@ def verify_merged(bundle_dir: str | Path, x: np.ndarray, atol: float = 1e-4, rto
     samples ``x`` (a batch): every exit's logits within ``atol + rtol * |ref|`` and the same labels. Returns the
     largest absolute difference; raises :class:`~edge_ee_export.errors.VerificationError` otherwise."""
     from edge_ee.engine import Engine
-    from edge_ee.exit_rules import never_fires
+    from edge_ee.exit_rules import get_rule
 
     from .errors import VerificationError
 
     sep, mer = Engine(str(bundle_dir), merged=False, warmup=0), Engine(str(bundle_dir), warmup=0)
     worst = 0.0
     for e in (sep, mer):
-        e.set_thresholds([never_fires(r) for r in e.rules[:-1]])
+        e.set_thresholds([get_rule(r).never for r in e.rules[:-1]])
     for i in range(len(x)):
         xi = x[i: i + 1]
         for mode, k in [("exit_at", k) for k in range(sep.num_stages)] + [("full", None)]:

@@ -33,11 +33,13 @@ import torch
 from torch import nn
 
 from edge_ee.bundle import load_bundle
+from edge_ee.calibration import ExitTable
+from edge_ee.calibration.record import Calibration
 from edge_ee.manifest import FileRef, Head, InputSpec, Manifest, Stage, write_manifest
 
 from . import __version__
 from .attach import EarlyExitModel
-from .calibrate import softmax
+from .calibrate import ExitOutputs, select_thresholds, softmax
 from .data import TensorSplit
 from .errors import ExportError, VerificationError
 from .merge import add_merged_graphs, verify_merged
@@ -171,40 +173,49 @@ def quantize_bundle(src: Path, dst: Path, m: Manifest, samples: np.ndarray) -> N
         cur = nxt
 
 
-def chain_accuracy(bundle_dir: Path, m: Manifest, split: TensorSplit, thresholds_scores: dict[str, Any],
+def chain_outputs(bundle_dir: Path, m: Manifest, split: TensorSplit, batch: int = 512) -> ExitOutputs:
+    """Every exit's logits (and learned confidence) of the bundle's ONNX chain on ``split`` (batch mode)."""
+    k = len(m.stages)
+    logits: list[list[np.ndarray]] = [[] for _ in range(k)]
+    conf: list[list[np.ndarray]] = [[] for _ in range(k)]
+    for i in range(0, len(split), batch):
+        for j, (lg, c) in enumerate(run_chain(bundle_dir, m, split.x[i: i + batch].numpy())):
+            logits[j].append(np.asarray(lg, np.float64).reshape(len(lg), -1))
+            if c is not None:
+                conf[j].append(np.asarray(c, np.float64))
+    return ExitOutputs([np.concatenate(v) for v in logits], [np.concatenate(v) if v else None for v in conf],
+                       split.y.numpy().copy())
+
+
+def chain_accuracy(bundle_dir: Path, m: Manifest, split: TensorSplit,
                    batch: int = 512) -> dict[str, Any]:
     """Per-exit and adaptive accuracy of the ONNX chain at the manifest's thresholds (batch mode)."""
-    k = len(m.stages) - 1
-    preds: list[list[np.ndarray]] = [[] for _ in range(k + 1)]
-    fires: list[list[np.ndarray]] = [[] for _ in range(k)]
-    for i in range(0, len(split), batch):
-        outs = run_chain(bundle_dir, m, split.x[i: i + batch].numpy())
-        for j, (lg, c) in enumerate(outs):
-            preds[j].append(lg.argmax(1))
-            if j < k:
-                h = m.stages[j].head
-                assert h is not None
-                p = softmax(lg.astype(np.float64), h.temperature)
-                if h.rule == "max_softmax":
-                    f = p.max(1) >= h.threshold
-                elif h.rule == "entropy":
-                    ent = -(p * np.log(np.clip(p, 1e-300, None))).sum(1) / np.log(p.shape[1])
-                    f = ent <= h.threshold
-                else:
-                    f = c >= h.threshold
-                fires[j].append(f)
-    y = split.y.numpy()
-    pr = [np.concatenate(p) for p in preds]
-    fr = [np.concatenate(f) for f in fires]
-    ex = np.full(len(y), k)
-    und = np.ones(len(y), bool)
-    for j in range(k):
-        f = und & fr[j]
-        ex[f] = j
-        und &= ~f
-    final_pred = np.stack(pr)[ex, np.arange(len(y))]
+    out = chain_outputs(bundle_dir, m, split, batch)
+    heads = [s.head for s in m.stages[:-1]]
+    rules = [h.rule for h in heads if h is not None]
+    table = ExitTable.from_outputs([*rules, "max_softmax"], [h.temperature if h else 1.0 for h in [*heads, None]],
+                                   out.logits, out.conf, np.asarray(m.cumulative_macs(), np.float64),
+                                   labels=out.labels)
+    ex = table.exits(table.key_thresholds([h.threshold for h in heads if h is not None]))
+    y = out.labels
+    pr = table.preds
+    final_pred = pr[ex, np.arange(len(y))]
     return {"exit_accuracy": [float((p == y).mean()) for p in pr], "adaptive_accuracy": float((final_pred == y).mean()),
-            "exit_fractions": (np.bincount(ex, minlength=k + 1) / len(y)).tolist()}
+            "exit_fractions": (np.bincount(ex, minlength=len(m.stages)) / len(y)).tolist()}
+
+
+def apply_thresholds(m: Manifest, cal: dict[str, Any]) -> None:
+    """Write a calibration's chosen thresholds into the heads and the calibration section into the manifest."""
+    chosen = cal["chosen"]
+    for i, s in enumerate(m.stages):
+        if s.head is None:
+            continue
+        if not s.head.is_final:
+            s.head.rule = cal["rule"]
+            s.head.threshold = float(chosen["thresholds"][i])
+        s.head.stats["exit_fraction"] = chosen["exit_fractions"][i]
+        s.head.stats["accuracy"] = cal["exit_accuracy"][i]
+    m.calibration = Calibration.from_dict(cal)
 
 
 # --------------------------------------------------------------------------- bundle
@@ -252,7 +263,7 @@ def build_manifest(ee: EarlyExitModel, cal: dict[str, Any], *, name: str, task: 
     spec = InputSpec(name="input", shape=["N", *meta.input_shape], dtype="float32", layout=layout,
                      preprocess=preprocess)
     return Manifest(name=name, task=task, labels=list(labels), input=spec, stages=stages, description=description,
-                    calibration=cal, producer=producer)
+                    calibration=Calibration.from_dict(cal), producer=producer)
 
 
 def _write_files(ee: EarlyExitModel, m: Manifest, d: Path, example: torch.Tensor) -> None:
@@ -307,19 +318,27 @@ def export_bundle(ee: EarlyExitModel, cal: dict[str, Any], out: str | os.PathLik
         m.producer["verification"] = ver
         if quantize:
             qs = quant_split or verify_split
-            fp32 = chain_accuracy(tmp, m, qs, {})
+            fp32 = chain_accuracy(tmp, m, qs)
             qdir = Path(tempfile.mkdtemp(prefix=".q-", dir=tmp))
             quantize_bundle(tmp, qdir, m, qs.x[:256].numpy())
             for f, _ in m.files():
                 os.replace(qdir / f, tmp / f)
             shutil.rmtree(qdir)
             write_manifest(m, tmp)
-            int8 = chain_accuracy(tmp, m, qs, {})
-            m.calibration["quantization"] = {
+            # thresholds from the int8 model's own outputs: quantisation moves the scores
+            ct = ee.cost_table()
+            cal8 = {**cal, **select_thresholds(chain_outputs(tmp, m, qs), cal["temperatures"], ct["segment_macs"],
+                                               ct["head_macs"], cal["target_drop"], cal.get("confidence", 0.9),
+                                               rules=[cal["rule"]])}
+            cal8["method"] = str(cal.get("method", "")) + "; thresholds re-selected on the int8 bundle's outputs"
+            apply_thresholds(m, cal8)
+            int8 = chain_accuracy(tmp, m, qs)
+            m.calibration.extra["quantization"] = {
                 "kind": "onnxruntime static QDQ int8 (per-channel weights, uint8 activations)",
                 "calibration_samples": int(min(256, len(qs))), "measured_on": qs.name,
                 "fp32": fp32, "int8": int8,
                 "adaptive_accuracy_change": int8["adaptive_accuracy"] - fp32["adaptive_accuracy"],
+                "thresholds": "re-selected on the int8 outputs (fp32 adaptive accuracy at the fp32 thresholds)",
             }
             m.producer["quantized"] = True
         write_manifest(m, tmp)

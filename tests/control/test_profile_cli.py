@@ -130,7 +130,7 @@ def test_profile_for_other_bundle_or_device_is_ignored(profiled: tuple[Path, Pat
 
 def test_profile_embedded_default_goes_to_state_dir(tmp_path: Path) -> None:
     state = tmp_path / "state"
-    r = ee("profile", "--source", "sample", "--frames", "40", "--warmup", "2", "--power-source", "estimate",
+    r = ee("profile", "--source", "sample", "--frames", "60", "--warmup", "2", "--power-source", "estimate",
            "--power-baseline", "0", "--plot", tmp_path / "f.png", state=state)
     assert r.returncode == 0, r.stderr
     files = list((state / "edge-ee" / "profiles").glob("*.json"))

@@ -119,7 +119,7 @@ def test_profile_stage_energy_is_integrated_from_samples_covering_each_window(
             return self.inner.read()
 
     warmup, frames = 2, 20
-    p = run_profile(engine, Source(), frames=frames, warmup=warmup, sampler=sampler)
+    p = run_profile(engine, Source(), frames=frames, warmup=warmup, sampler=sampler, confidence=None)
     measured = windows[warmup * 2 * engine.num_stages:]
     stale_measured = stale[warmup * 2 * engine.num_stages:]
     assert p["power"]["extrapolated_windows"] == 0 and p["power"]["baseline_w"] == IDLE_W
@@ -168,7 +168,7 @@ def test_profile_without_baseline_keeps_totals_only(bundle: Path, caplog: pytest
             return self.inner.read()
 
     with caplog.at_level("WARNING", logger="edge_ee.profile"):
-        p = run_profile(engine, Source(), frames=10, warmup=1, sampler=sampler, baseline_s=0)
+        p = run_profile(engine, Source(), frames=10, warmup=1, sampler=sampler, baseline_s=0, confidence=None)
     assert "no idle baseline" in caplog.text
     assert p["full_model"]["energy_mj"] is None and p["full_model"]["energy_total_mj"] is not None
     assert all(s["energy_mj"] is None and s["energy_total_mj"] is not None for s in p["stages"])

@@ -7,7 +7,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from edge_ee_export.calibrate import Costs, Evaluator, ExitOutputs, fit_temperature, thin  # noqa: E402
+from edge_ee_export.calibrate import ExitOutputs, exit_table, fit_temperature  # noqa: E402
 
 from edge_ee.bundle import load_bundle  # noqa: E402
 from edge_ee.engine import Engine  # noqa: E402
@@ -32,21 +32,22 @@ def test_frontier_is_pareto_and_sorted() -> None:
         z[np.arange(n), labels] += 1.5
         logits.append(z)
     out = ExitOutputs(logits, [None, None, None], labels)
-    ev = Evaluator(out, [1.0, 1.0, 1.0], "max_softmax", Costs([10, 30, 60], [2, 2, 1]))
-    front = ev.grid(levels=20)
-    macs = [p["mean_macs"] for p in front]
-    accs = [p["accuracy"] for p in front]
+    table = exit_table(out, [1.0, 1.0, 1.0], "max_softmax", [10, 30, 60], [2, 2, 1])
+    front = table.frontier(levels=20, max_points=None)
+    macs = [p.mean_macs for p in front]
+    accs = [p.accuracy for p in front]
     assert macs == sorted(macs) and accs == sorted(accs)
-    assert front[0]["exit_fractions"][0] == pytest.approx(1.0)
-    t = thin(front, 10)
-    assert len(t) <= 11 and t[0] is front[0] and t[-1] is front[-1]
+    assert front[0].exit_fractions[0] == pytest.approx(1.0)
+    t = table.frontier(levels=20, max_points=10)
+    assert len(t) <= 11 and t[0] == front[0] and t[-1] == front[-1]
 
 
 def test_manifest_point_matches_engine(fm_export, fm_data) -> None:
     """The chosen thresholds, run by the Engine on the threshold split, give the recorded point."""
     _, path = fm_export
     m = load_bundle(path).manifest
-    chosen = m.calibration["chosen"]
+    chosen = m.calibration.chosen
+    assert chosen is not None and m.calibration.guarantee is not None
     eng = Engine(str(path))
     x, y = fm_data.calib_thr.x.numpy(), fm_data.calib_thr.y.numpy()
     exits, correct, macs = [], [], []
@@ -56,6 +57,25 @@ def test_manifest_point_matches_engine(fm_export, fm_data) -> None:
         correct.append(r.label_index == y[i])
         macs.append(r.macs)
     frac = np.bincount(exits, minlength=3) / len(y)
-    np.testing.assert_allclose(frac, chosen["exit_fractions"], atol=2.5 / len(y))
-    assert abs(np.mean(correct) - chosen["accuracy"]) <= 2.5 / len(y)
-    assert abs(np.mean(macs) - chosen["mean_macs"]) / m.full_model_macs() < 0.02
+    np.testing.assert_allclose(frac, chosen.exit_fractions, atol=2.5 / len(y))
+    assert abs(np.mean(correct) - chosen.accuracy) <= 2.5 / len(y)
+    assert abs(np.mean(macs) - chosen.mean_macs) / m.full_model_macs() < 0.02
+
+
+def test_recalibrate_rewrites_thresholds_with_a_guarantee(fm_export, fm_data, tmp_path) -> None:
+    """A bundle's thresholds re-selected from its own ONNX chain: new guarantee, same ONNX files, still loads."""
+    import shutil
+
+    from edge_ee_export.recalibrate import recalibrate_bundle
+
+    _, path = fm_export
+    b = tmp_path / "b"
+    shutil.copytree(path, b)
+    before = load_bundle(b).manifest
+    cal = recalibrate_bundle(b, fm_data.calib_thr, target_drop=0.05, confidence=0.8)
+    after = load_bundle(b).manifest
+    g = after.calibration.guarantee
+    assert g is not None and g.target == 0.05 and g.confidence == 0.8 and g.n == len(fm_data.calib_thr)
+    assert [h.threshold for h in after.exits[:-1]] == cal["chosen"]["thresholds"]
+    assert [s.segment.sha256 for s in after.stages] == [s.segment.sha256 for s in before.stages]
+    assert after.calibration.temperatures == [h.temperature for h in before.exits]

@@ -35,7 +35,7 @@ def test_bundle_validates(fm_bundle: Path) -> None:
     assert m.input.preprocess["kind"] == "image" and m.input.shape[0] == "N"
     assert m.producer["onnx_opset"] == 17 and m.producer["torch"].startswith("2.")
     assert m.producer["verification"]["max_abs_diff"] <= 1e-3
-    cal = m.calibration
+    cal = m.calibration.to_dict()
     pts = cal["operating_points"]
     assert pts and [p["mean_macs"] for p in pts] == sorted(p["mean_macs"] for p in pts)
     for p in pts:
@@ -43,8 +43,11 @@ def test_bundle_validates(fm_bundle: Path) -> None:
         assert 0 <= p["agreement"] <= 1 and abs(sum(p["exit_fractions"]) - 1) < 1e-9
     accs = [p["accuracy"] for p in pts]
     assert accs == sorted(accs), "operating points must form a Pareto frontier"
-    for key in ("full_accuracy", "full_macs", "oracle_macs_ratio", "target_drop", "split", "temperatures"):
+    for key in ("full_accuracy", "full_macs", "oracle_macs_ratio", "target_drop", "split", "temperatures",
+                "guarantee"):
         assert key in cal
+    g = m.calibration.guarantee
+    assert g is not None and g.risk == "accuracy_drop" and g.confidence == 0.9 and g.n == 150
     for h in m.exits[:-1]:
         assert h.kind == "confidence" and h.confidence == "confidence"
         assert "accuracy" in h.stats and "exit_fraction" in h.stats

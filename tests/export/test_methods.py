@@ -41,7 +41,8 @@ def test_int8_quantisation_records_accuracy_change(fm_export, fm_data, tmp_path:
     cal = api.calibrate(ee, fm_data)
     out = api.export(ee, cal, fm_data, tmp_path / "q", quantize=True)
     m = load_bundle(out).manifest
-    q = m.calibration["quantization"]
+    q = m.calibration.extra["quantization"]
+    assert "int8" in m.calibration.extra["method"] and m.calibration.guarantee is not None
     assert "adaptive_accuracy_change" in q and q["calibration_samples"] > 0
     assert len(q["int8"]["exit_accuracy"]) == 3
     assert m.producer["quantized"] is True
