@@ -29,6 +29,7 @@ and the chain at ``ORT_ENABLE_EXTENDED`` (no NCHWc layout conversions at the cut
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import sys
@@ -111,7 +112,28 @@ def measure(bundle_dir: Path, blocks: int, opt_levels: bool, block_s: float) -> 
     n = max(50, int(block_s / max(per, 1e-6)))
     res = interleaved(variants, n, blocks)
     inline = {mode: inline_overhead(v2, x, mode, max(500, n * 4)) for mode in ("adaptive", "full")}
-    return {"bundle": b, "stages": n_st, "n": n, "blocks": blocks, "res": res, "inline": inline}
+    return {"bundle": b, "stages": n_st, "n": n, "blocks": blocks, "res": res, "inline": inline,
+            "cold": cold_vs_warm(v2, max(200, n))}
+
+
+def cold_vs_warm(e: Engine, calls: int) -> tuple[float, float]:
+    """Median time (us) of the engine's answer step (softmax over the answering logits, the Result) right after
+    the one-graph full model ran, and the same step repeated at once: a large model's run evicts the
+    interpreter's working set from the CPU caches, so the same Python work costs more after it."""
+    if e._full is None:
+        return math.nan, math.nan
+    last = e.num_stages - 1
+    cold, warm = [], []
+    for _ in range(calls):
+        e._full.bound()
+        t0 = time.perf_counter()
+        e._result(last, e._logits[last], math.nan, [0.0], [0.0], 0, 0.0, False, True)  # type: ignore[arg-type]
+        t1 = time.perf_counter()
+        e._result(last, e._logits[last], math.nan, [0.0], [0.0], 0, 0.0, False, True)  # type: ignore[arg-type]
+        t2 = time.perf_counter()
+        cold.append((t1 - t0) * 1e6)
+        warm.append((t2 - t1) * 1e6)
+    return float(np.median(cold)), float(np.median(warm))
 
 
 def inline_overhead(e: Engine, x: np.ndarray, mode: str, calls: int) -> tuple[float, float]:
@@ -155,7 +177,10 @@ def report(r: dict) -> list[str]:
         f"Engine's own Python work per inference, measured inside each call (median over the calls of the wall "
         f"time of `Engine.infer` minus the onnxruntime calls it timed): adaptive v2 path, all heads, "
         f"{inl['adaptive'][0]:.1f} us = **{inl['adaptive'][1]:.1f} us per stage run**; full v2 path (one call) "
-        f"{inl['full'][0]:.1f} us.",
+        f"{inl['full'][0]:.1f} us. Of that, the answer step (softmax, Result) takes {r['cold'][0]:.1f} us right "
+        f"after the model ran and {r['cold'][1]:.1f} us when repeated at once: the model's run evicts the "
+        "interpreter's working set from the CPU caches (the larger the model, the more), which a bare "
+        "`session.run` loop, touching little Python between calls, does not pay.",
         "",
         f"Interleaved-block difference per stage run: adaptive v1 path {ovh('Engine adaptive all heads, v1 path', 'all stages + heads, v1 graphs (session.run)', n_st)}; "  # noqa: E501
         f"adaptive v2 path {ovh('Engine adaptive all heads, v2 path', 'all stages, merged graphs (session.run)', n_st)}, "  # noqa: E501
@@ -192,7 +217,8 @@ def main() -> None:
         "## Engine overhead and the one-graph baseline",
         "",
         f"`benchmarks/engine_overhead.py{' --opt-levels' if a.opt_levels else ''}` on {platform.machine()} "
-        f"({os.cpu_count()} cores, shared), 1 onnxruntime thread, one sample per call, fixed random input. "
+        f"({os.cpu_count()} cores, shared; load average {os.getloadavg()[0]:.1f} at the start), "
+        "1 onnxruntime thread, one sample per call, fixed random input. "
         "*One graph* is the whole model merged into one onnxruntime graph at benchmark time; the v2 path uses "
         "the merged graphs added to a copy of the bundle by `python -m edge_ee_export.merge` when it has none.",
         "",
