@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from edge_ee.datasets import load_fashion_mnist  # noqa: E402
 from edge_ee.engine import Engine  # noqa: E402
-from edge_ee.exit_rules import normalized_entropy  # noqa: E402
+from edge_ee.exit_rules import get_rule  # noqa: E402
 
 START, END = "<!-- accuracy-vs-macs:start -->", "<!-- accuracy-vs-macs:end -->"
 
@@ -200,13 +200,7 @@ def evaluate(bundle: Path, x: np.ndarray, y: np.ndarray, with_latency: bool = Tr
         ex = np.full(n, k_last)
         und = np.ones(n, bool)
         for k, t in enumerate(p["thresholds"]):
-            if rule == "max_softmax":
-                f = probs[k].max(1) >= t
-            elif rule == "entropy":
-                f = np.array([normalized_entropy(pp) for pp in probs[k]]) <= t
-            else:
-                f = score[k] >= t
-            f &= und
+            f = (get_rule(rule).key(score[k]) >= get_rule(rule).key(t)) & und  # the rule's score at exit k
             ex[f] = k
             und &= ~f
         pts.append({"calib_macs_ratio": p["macs_ratio"], "calib_accuracy": p["accuracy"],

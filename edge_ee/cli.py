@@ -177,16 +177,22 @@ def validate(
     b = load_bundle(bundle_dir)
     checks.append(f"manifest schema v{b.manifest.schema_version} parsed")
     checks.append(f"{len(b.manifest.files())} files present inside the bundle, sha256 verified")
+    checks.append(f"input dtype {b.manifest.input.dtype} is what the first segment takes; "
+                  f"{len(b.manifest.external_data)} external-data files, all listed and inside the bundle")
     eng = Engine(b)
     checks.append(f"{len(b.manifest.stages)} stages load in onnxruntime; inputs/outputs chain")
+    from .errors import BundleError
+
+    x_pre = _check_preprocessing(b, eng)
+    checks.append(f"preprocessing ({b.manifest.input.preprocess.get('kind', 'none')}) turns a source frame into "
+                  f"the model's input {list(x_pre.shape)} {x_pre.dtype}, finite values")
     rng = np.random.default_rng(0)
     x = rng.random(eng.input_shape, dtype=np.float32).astype(eng.input_dtype)
-    for k in range(eng.num_stages):
-        r = eng.infer(x, mode="exit_at", exit_at=k)
-        if not np.all(np.isfinite(r.probs)):
-            from .errors import BundleError
-
-            raise BundleError(f"exit {k} produced non-finite outputs on a test input")
+    for inp in (x, x_pre):
+        for k in range(eng.num_stages):
+            r = eng.infer(inp, mode="exit_at", exit_at=k)
+            if not np.all(np.isfinite(r.probs)):
+                raise BundleError(f"exit {k} produced non-finite outputs on a test input")
     r = eng.infer(x)
     checks.append(f"test inference through every exit ok (adaptive run answered at exit {r.exit_index})")
     if as_json:
@@ -197,6 +203,27 @@ def validate(
         typer.echo(f"{bundle_dir}: valid")
 
 
+def _check_preprocessing(b: Bundle, eng: Engine) -> np.ndarray:
+    """The manifest's preprocessing applied to a synthetic source frame: the model's input, or BundleError."""
+    from .errors import BundleError, InferenceError
+    from .preprocess import make_preprocessor
+    from .sources.synthetic import SyntheticSource
+
+    frame = SyntheticSource(b.manifest.input, seed=0).read()
+    try:
+        x = make_preprocessor(b.manifest.input)(frame.data)  # type: ignore[union-attr]
+    except (InferenceError, ValueError) as e:
+        raise BundleError(f"input.preprocess does not produce the model's input: {e}",
+                          "fix the preprocessing spec in the manifest (re-export the bundle)") from None
+    if tuple(x.shape) != tuple(eng.input_shape) or x.dtype != eng.input_dtype:
+        raise BundleError(f"input.preprocess gives {list(x.shape)} {x.dtype}; the model takes "
+                          f"{list(eng.input_shape)} {eng.input_dtype}")
+    if not np.all(np.isfinite(x.astype(np.float64))):
+        raise BundleError("input.preprocess gives non-finite values (inf/NaN) for a test frame",
+                          "check scale, mean and std in the manifest")
+    return x
+
+
 def _parse_thresholds(text: str | None, n: int) -> list[float] | None:
     if text is None:
         return None
@@ -204,11 +231,21 @@ def _parse_thresholds(text: str | None, n: int) -> list[float] | None:
         vals = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise UsageError(f"--thresholds {text!r}: give comma-separated numbers, one per early exit") from None
-    if len(vals) == 1 and n > 1:
+    if not all(math.isfinite(v) for v in vals):  # a NaN threshold silently disables its exit
+        raise UsageError(f"--thresholds {text!r}: every threshold must be a finite number")
+    if len(vals) == 1 and n > 1:  # one value: the same threshold for every early exit (documented in --help)
         vals = vals * n
     if len(vals) != n:
         raise UsageError(f"--thresholds has {len(vals)} values; this bundle has {n} early exits")
     return vals
+
+
+def _check_finite(no_nan: dict[str, float | None], finite: dict[str, float | None]) -> None:
+    """NaN is never a valid option value (every comparison with it is false); some options also need a
+    finite one (an infinite rotation size or idle measurement)."""
+    for name, v in {**no_nan, **finite}.items():
+        if v is not None and (math.isnan(v) or (name in finite and math.isinf(v))):
+            raise UsageError(f"{name} {v}: give a finite number")
 
 
 @app.command()
@@ -224,16 +261,19 @@ def run(
     max_frames: Annotated[int | None, typer.Option("--max-frames", "-n", min=1, help="Stop after N frames.")] = None,
     duration: Annotated[float | None, typer.Option(min=0.0, help="Stop after S seconds.")] = None,
     log: Annotated[Path | None, typer.Option("--log", help="Append one JSON line per inference to FILE.jsonl.")] = None,
-    log_max_mb: Annotated[float, typer.Option(help="Rotate the log at this size (0: never).")] = 0.0,
-    log_keep: Annotated[int, typer.Option(help="Rotated log files to keep.")] = 5,
+    log_max_mb: Annotated[float, typer.Option(min=0.0, help="Rotate the log at this size (0: never).")] = 0.0,
+    log_keep: Annotated[int, typer.Option(min=1, help="Rotated log files to keep.")] = 5,
     mode: Annotated[str, typer.Option(help="adaptive | full (never exit early) | exit-at")] = "adaptive",
     exit_at: Annotated[int | None, typer.Option("--exit-at", help="With --mode exit-at: the exit to use.")] = None,
-    thresholds: Annotated[str | None, typer.Option(help="Comma-separated thresholds, one per early exit.")] = None,
+    thresholds: Annotated[str | None, typer.Option(help="Comma-separated thresholds, one per early exit (one "
+                                                   "value: the same for every early exit).")] = None,
     rule: Annotated[str | None, typer.Option(help="Exit rule: max_softmax | entropy | confidence.")] = None,
     providers: Annotated[str | None, typer.Option(help="onnxruntime providers, e.g. cpu or cuda,cpu.")] = None,
     threads: Annotated[int, typer.Option(min=1, help="intra-op threads per session.")] = 1,
     fps: Annotated[float | None, typer.Option(min=0.01, help="Pace the loop to at most N frames per second.")] = None,
     loop: Annotated[bool, typer.Option(help="Loop images/video sources forever.")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Images: stop at the first unreadable image (default: "
+                                         "skip it, warn and count it as a dropped frame).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live status line.")] = False,
     summary_json: Annotated[Path | None, typer.Option(help="Also write the summary as JSON to this file.")] = None,
     hop: Annotated[str, typer.Option(help="Audio: hop between 1 s windows (250ms, 0.5s).")] = "250ms",
@@ -280,6 +320,9 @@ def run(
 
     if not source:
         raise UsageError("no --source given", "e.g. --source synthetic, --source images:DIR, --source video:FILE")
+    _check_finite({"--duration": duration, "--fps": fps, "--reconnect-timeout": reconnect_timeout,
+                   "--kws-threshold": kws_threshold},
+                  {"--log-max-mb": log_max_mb, "--power-baseline": power_baseline})
     modes = {"adaptive": "adaptive", "full": "full", "exit-at": "exit_at", "exit_at": "exit_at"}
     if mode not in modes:
         raise UsageError(f"--mode {mode!r}: use adaptive, full or exit-at")
@@ -289,7 +332,7 @@ def run(
     from .sources import source_task
     from .streams import check_source_fits, format_stream_summary, parse_seconds, stream_hooks
 
-    stream_opts = {"loop": loop, "hop_s": parse_seconds(hop, "--hop"), "audio_rate": audio_rate,
+    stream_opts = {"loop": loop, "strict": strict, "hop_s": parse_seconds(hop, "--hop"), "audio_rate": audio_rate,
                    "reconnect_timeout_s": reconnect_timeout, "kws_threshold": kws_threshold,
                    "kws_average_s": parse_seconds(kws_average, "--kws-average"),
                    "kws_suppress_s": parse_seconds(kws_suppress, "--kws-suppress")}
@@ -424,7 +467,7 @@ def profile(
                        f"({warmup} warm-up + {len(label_file) - warmup} measured inputs instead of "
                        f"{warmup} + {frames})", err=True)
     engine = Engine(bundle, session=_session_config(providers, threads), rule=rule)
-    src = open_source(source, bundle.manifest, {})
+    src = open_source(source, bundle.manifest, {"strict": True})  # a skipped input would shift --labels FILE
     try:
         if label_file is not None:
             src = LabelledSource(src, label_file)

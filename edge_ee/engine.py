@@ -37,7 +37,7 @@ import onnxruntime as ort
 from .bundle import Bundle, load_bundle
 from .deadline import LatencyModel
 from .errors import BundleError, EdgeEEError, InferenceError, UsageError
-from .exit_rules import ExitRule, get_rule, softmax
+from .exit_rules import DEFAULT_RULE, ExitRule, get_rule, softmax
 from .manifest import GraphRef, Head
 from .sessions import SessionConfig, io_names, make_session, shapes_compatible
 
@@ -121,7 +121,7 @@ class Engine:
         self._check_io()
         self.heads: list[Head | None] = [s.head for s in m.stages]
         self.num_stages = len(m.stages)
-        self.rules = [h.rule if h else "max_softmax" for h in self.heads]
+        self.rules = [h.rule if h else DEFAULT_RULE for h in self.heads]
         if rule is not None:
             self.set_rule(rule)
         self.thresholds = list(thresholds) if thresholds is not None else m.default_thresholds()

@@ -102,6 +102,7 @@ class ExitRule:
 
 
 RULES: dict[str, ExitRule] = {}
+DEFAULT_RULE = "max_softmax"  # a head that names no rule; the final classifier's (it always answers)
 
 
 def register_rule(cls: type[ExitRule]) -> type[ExitRule]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ..exit_rules import get_rule
+from ..exit_rules import DEFAULT_RULE, get_rule
 from .points import OperatingPoint, pareto
 
 
@@ -56,7 +56,7 @@ class ExitTable:
 
     @property
     def rule(self) -> str:
-        return self.rules[0] if self.rules else "max_softmax"
+        return self.rules[0] if self.rules else DEFAULT_RULE
 
     def subset(self, idx: np.ndarray) -> ExitTable:
         return replace(self, keys=self.keys[:, idx], preds=self.preds[:, idx],

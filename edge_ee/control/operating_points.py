@@ -21,7 +21,7 @@ from typing import Any
 
 from ..budget import BudgetKind
 from ..calibration.points import OperatingPoint, pareto
-from ..exit_rules import get_rule
+from ..exit_rules import DEFAULT_RULE, get_rule
 from ..manifest import Manifest
 
 __all__ = ["Frontier", "OperatingPoint", "pareto", "first_exit_point", "from_manifest", "ladder", "from_profile"]
@@ -121,7 +121,7 @@ def from_manifest(m: Manifest, rule: str | None = None) -> Frontier | None:
     if not pts:
         return None
     pts = pareto(pts, "mean_macs")
-    r = rule or cal.rule or "max_softmax"
+    r = rule or cal.rule or DEFAULT_RULE
     if pts[0].exit_fractions is None or pts[0].exit_fractions[0] < 1.0 - 1e-9:
         first_acc = cal.exit_accuracy[0] if cal.exit_accuracy else None
         pts.insert(0, first_exit_point(m.num_exits, r, first_acc))

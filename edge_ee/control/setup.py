@@ -15,11 +15,19 @@ from typing import Any
 
 from ..budget import Budget
 from ..bundle import Bundle
+from ..calibration.select import Guarantee
 from ..engine import Engine
 from ..errors import UsageError
 from ..runner import RunHook, Runner
 
 log = logging.getLogger("edge_ee.control")
+
+
+def guarantee_note(g: dict[str, Any] | None) -> str:
+    """One line on what the thresholds in force promise."""
+    if not g:
+        return "no guarantee recorded (calibrated before guarantees): `edge-ee profile` selects thresholds with one"
+    return "guarantee: " + Guarantee.from_dict(g).describe()
 
 
 def make_run_hooks(bundle: Bundle, engine: Engine, budget: Budget | None, *, mode: str = "adaptive",
@@ -32,6 +40,7 @@ def make_run_hooks(bundle: Bundle, engine: Engine, budget: Budget | None, *, mod
     from ..profile import find_profile
 
     profile, ppath = find_profile(bundle, profile_path, engine=engine)
+    noted = thresholds_given
     if profile is not None:
         chosen = profile.get("chosen") or {}
         th = chosen.get("thresholds")
@@ -43,7 +52,12 @@ def make_run_hooks(bundle: Bundle, engine: Engine, budget: Budget | None, *, mod
             echo(f"edge-ee: profile {ppath} found; --thresholds given, so its thresholds are not used")
         elif isinstance(th, list) and len(th) == engine.num_stages - 1:
             engine.set_thresholds([float(t) for t in th])
-            echo(f"edge-ee: using profile {ppath}: thresholds {[round(float(t), 4) for t in th]}")
+            echo(f"edge-ee: using profile {ppath}: thresholds {[round(float(t), 4) for t in th]}; "
+                 + guarantee_note(profile.get("guarantee")))
+            noted = True
+    if not noted and mode == "adaptive" and engine.num_stages > 1:
+        g = bundle.manifest.calibration.guarantee
+        echo("edge-ee: the bundle's thresholds; " + guarantee_note(g.to_dict() if g is not None else None))
     kind = budget.kind if budget is not None else None
     wants_energy = kind in ("energy", "power") or (power_source is not None and power_source.lower() != "none")
     if kind in ("energy", "power"):

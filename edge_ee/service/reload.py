@@ -18,6 +18,7 @@ from typing import Any
 
 from ..budget import parse_budget
 from ..errors import EdgeEEError, UsageError
+from ..exit_rules import DEFAULT_RULE
 from ..runner import RunHook, Runner
 from ..sources.base import Frame
 from .config import effective_settings, load_run_config
@@ -99,6 +100,11 @@ class ReloadHook(RunHook):
             self.failures += 1
             log.warning("reload (SIGHUP) of %s failed, keeping the previous settings: %s", where, e)
             return False
+        except Exception as e:  # a running service must outlive any reload; the message names the bug
+            self.failures += 1
+            log.error("reload (SIGHUP) of %s failed with an internal error (%s: %s), keeping the previous "
+                      "settings; please report it", where, type(e).__name__, e)
+            return False
         for fn in apply:
             fn()
         applied = changed & LIVE_KEYS
@@ -135,7 +141,7 @@ class ReloadHook(RunHook):
         if "rule" in changed:
             rule = new["rule"]
             if rule is None:
-                defaults = [h.rule if h else "max_softmax" for h in engine.heads]
+                defaults = [h.rule if h else DEFAULT_RULE for h in engine.heads]
                 acts.append(lambda: setattr(engine, "rules", defaults))
             else:
                 old_rules = list(engine.rules)

@@ -23,6 +23,7 @@ import torch
 
 from edge_ee.calibration import ExitTable, select_point_estimate, select_risk_controlled
 from edge_ee.calibration.select import MIN_FRAMES, ORDER_FRACTION, split_indices
+from edge_ee.exit_rules import DEFAULT_RULE, RULES
 
 from .attach import EarlyExitModel
 from .data import TensorSplit
@@ -105,7 +106,7 @@ def exit_table(out: ExitOutputs, temps: list[float], rule: str, segment_macs: li
     """The runtime's calibration table for cached outputs: adaptive MACs of answering at exit k."""
     k = len(out.logits) - 1
     cum = np.cumsum(np.array(segment_macs) + np.array(head_macs), dtype=np.float64)
-    return ExitTable.from_outputs([rule] * k + ["max_softmax"], temps, out.logits, out.conf, cum, labels=out.labels,
+    return ExitTable.from_outputs([rule] * k + [DEFAULT_RULE], temps, out.logits, out.conf, cum, labels=out.labels,
                                   full_macs=float(sum(segment_macs) + head_macs[-1]))
 
 
@@ -116,7 +117,7 @@ def select_thresholds(out: ExitOutputs, temps: list[float], segment_macs: list[i
     that depend on the thresholds. Used on the PyTorch model's outputs and again on an int8 bundle's own outputs."""
     k = len(out.logits) - 1
     has_conf = k > 0 and all(c is not None for c in out.conf[:k])
-    rules = rules or (["max_softmax", "entropy"] + (["confidence"] if has_conf else []))
+    rules = rules or [name for name, r in RULES.items() if has_conf or not r.needs_confidence]
     order_idx, _ = split_indices(out.n, ORDER_FRACTION, seed)
     tables = {r: exit_table(out, temps, r, segment_macs, head_macs) for r in rules}
     # the rule whose point estimate is cheapest on the ordering part (the test part is not looked at)

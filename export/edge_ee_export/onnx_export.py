@@ -35,6 +35,7 @@ from torch import nn
 from edge_ee.bundle import load_bundle
 from edge_ee.calibration import ExitTable
 from edge_ee.calibration.record import Calibration
+from edge_ee.exit_rules import DEFAULT_RULE
 from edge_ee.manifest import FileRef, Head, InputSpec, Manifest, Stage, write_manifest
 
 from . import __version__
@@ -193,7 +194,7 @@ def chain_accuracy(bundle_dir: Path, m: Manifest, split: TensorSplit,
     out = chain_outputs(bundle_dir, m, split, batch)
     heads = [s.head for s in m.stages[:-1]]
     rules = [h.rule for h in heads if h is not None]
-    table = ExitTable.from_outputs([*rules, "max_softmax"], [h.temperature if h else 1.0 for h in [*heads, None]],
+    table = ExitTable.from_outputs([*rules, DEFAULT_RULE], [h.temperature if h else 1.0 for h in [*heads, None]],
                                    out.logits, out.conf, np.asarray(m.cumulative_macs(), np.float64),
                                    labels=out.labels)
     ex = table.exits(table.key_thresholds([h.threshold for h in heads if h is not None]))

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_ee.bundle import load_bundle
+from edge_ee.exit_rules import DEFAULT_RULE
 from edge_ee.manifest import write_manifest
 
 from .calibrate import select_thresholds
@@ -30,7 +31,7 @@ def recalibrate_bundle(bundle_dir: str | os.PathLike[str], split: TensorSplit, t
     heads = [s.head for s in m.stages]
     if len(m.stages) < 2:
         raise UsageError(f"{path} has no early exit to calibrate")
-    rule = heads[0].rule if heads[0] is not None else "max_softmax"
+    rule = heads[0].rule if heads[0] is not None else DEFAULT_RULE
     segment_macs = [s.segment.macs for s in m.stages]
     head_macs = [h.macs if h is not None else 0 for h in heads]
     temps = [h.temperature if h is not None else 1.0 for h in heads]
