@@ -13,6 +13,7 @@ import copy
 import json
 import math
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -304,8 +305,13 @@ def test_fuzz_runs_keep_telemetry_whole(fuzz_bundle: Path, tmp_path_factory: Any
     rotated = sorted(d.glob("t.jsonl*"))
     lines = [x for f in rotated for x in f.read_text().splitlines()]
     assert all(json.loads(x) for x in lines)  # whole lines only
-    if code == 0:
-        assert len(lines) == n or any(f.name.endswith(".5") for f in rotated), (n, len(lines))  # kept files only
+    if code == 0:  # every inference the summary counts is a line (unless rotation deleted the oldest file)
+        m = re.search(r"frames: (\d+)", r.output)
+        assert m is not None and int(m.group(1)) <= n, r.output[-1500:]
+        if any(f.name != log.name for f in rotated):  # rotated: the oldest files beyond --log-keep are gone
+            assert 0 < len(lines) <= int(m.group(1))
+        else:
+            assert len(lines) == int(m.group(1)), (m.group(1), len(lines))
 
 
 def test_case_count() -> None:

@@ -114,6 +114,9 @@ class EnergyHook(RunHook):
         s = self.sampler
         if not s.running:
             s.start()
+        if s.baseline_w is None and s.known_baseline() is not None:
+            s.set_baseline(s.known_baseline())  # type: ignore[arg-type]
+            self.baseline_from = "the estimate's idle model"
         if s.baseline_w is None and self.baseline_s is None:
             reuse = profile_baseline(self.profile_power, s.info())
             if reuse is not None:

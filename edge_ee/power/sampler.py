@@ -490,6 +490,10 @@ class PowerSampler:
             return self._t[idx].copy(), self._p[idx].copy()
 
     # ---- baseline ------------------------------------------------------------------------------
+    def known_baseline(self) -> float | None:
+        """The idle power a source models exactly (a process-scoped estimate), else None: then it is measured."""
+        return float(self.source.idle_power_w) if getattr(self.source, "idle_is_exact", False) else None
+
     def set_baseline(self, watts: float) -> None:
         """Idle baseline [W] for every window (replaces any earlier one)."""
         self._baselines = [(-math.inf, float(watts))]

@@ -130,3 +130,19 @@ def test_short_estimated_runs_report_no_negative_energy(tmp_path: Path) -> None:
         for line in log.read_text().splitlines():
             x = json.loads(line)
             assert x["energy_mj"] >= 0 and all(v >= 0 for v in x["stage_energy_mj"])
+
+
+def test_process_scoped_estimate_uses_its_idle_model_as_the_baseline(bundle: Path, tmp_path: Path) -> None:
+    """The estimate's power with this process idle is exactly its idle model: no measured baseline (which could sit
+    above a quiet run and clamp every figure), no second spent measuring it."""
+    from edge_ee.power.estimate import EstimatedSource
+
+    src = EstimatedSource()
+    sampler = PowerSampler(src, fallback=None)
+    assert sampler.known_baseline() == src.idle_power_w
+    hook = EnergyHook(sampler=sampler, announce=False, baseline_s=None)
+    s, rec = _run(bundle, hook, tmp_path, frames=200)
+    sampler.stop()
+    assert hook.baseline_from == "the estimate's idle model" and sampler.baseline_w == src.idle_power_w
+    assert all(x["energy_mj"] is not None and x["energy_mj"] >= 0 for x in rec)
+    assert s["energy_clamped_inferences"] == 0
