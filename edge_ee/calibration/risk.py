@@ -72,36 +72,45 @@ def _wald(w: np.ndarray, b: np.ndarray, n: int, eps: float) -> np.ndarray:
     return (dh - eps) / np.sqrt(((w + b) / n - dh ** 2 + 1.0 / n) / n)
 
 
-def paired_drop_pvalue(worse: int, better: int, n: int, eps: float, grid: int = 40, gamma: float = 1e-3) -> float:
+def paired_drop_pvalue(worse: int, better: int, n: int, eps: float, grid: int = 40, gamma: float = 1e-3,
+                       stop_above: float = 1.0) -> float:
     """Exact unconditional p-value of H0: p_worse - p_better >= eps (the accuracy drop is at least eps) from paired
     outcomes of n inputs: ``worse`` where the answer given is wrong and the full model right, ``better`` the reverse.
 
     The sample space is ordered by the studentised drop (a Wald statistic) and the p-value is the exact
     multinomial probability of a result at least as small, maximised over the nuisance p_better within a (1 - gamma)
     Clopper-Pearson interval, plus gamma (Berger and Boos 1994): valid for every p_better. The maximum lies on the
-    boundary p_worse = p_better + eps, since the drop grows with p_worse."""
+    boundary p_worse = p_better + eps, since the drop grows with p_worse. ``stop_above``: return as soon as the
+    p-value is known to exceed it (a test at that level needs no more)."""
     if worse - better >= n * eps:  # at or above the null's mean: the p-value is about 1/2 or more
         return 1.0
     lo, hi = lower(better, n, gamma / 2), min(upper(better, n, gamma / 2), (1.0 - eps) / 2)
     if lo > hi:
         return gamma
     lf = _lfact(n)
+    t_obs = float(_wald(np.array(worse), np.array(better), n, eps)) + 1e-12
 
-    def span(p: float) -> int:
-        return int(min(n, n * p + 12 * math.sqrt(n * p * (1 - p) + 1) + 2))
+    def window(p: float) -> np.ndarray:
+        """Counts within 9 standard deviations (+1) of n p: the mass outside is negligible (far below 1e-6)."""
+        sd = math.sqrt(n * p * (1 - p)) + 1.0
+        return np.arange(max(0, int(n * p - 9 * sd)), min(n, int(n * p + 9 * sd) + 1) + 1)
 
-    w = np.arange(span(hi + eps) + 1)[:, None]
-    b = np.arange(span(hi) + 1)[None, :]
-    inside = (w + b) <= n
-    region = inside & (_wald(w, b, n, eps) <= _wald(np.array(worse), np.array(better), n, eps) + 1e-12)
-    rest = np.where(inside, n - w - b, 0)
-    base = np.where(region, lf[n] - lf[w] - lf[b] - lf[rest], -np.inf)
     best = 0.0
-    for q in np.linspace(lo, hi, grid):
+    for q in np.linspace(hi, lo, grid):  # the largest p_better first: the supremum is usually there
         pw = q + eps
+        w, b = window(pw)[:, None], window(q)[None, :]
+        rest = n - w - b
+        region = (rest >= 0) & (_wald(w, b, n, eps) <= t_obs)
+        if not region.any():
+            continue
+        rest = np.where(region, rest, 0)
         lr = math.log1p(-pw - q) if pw + q < 1 else -np.inf
-        lp = base + w * math.log(pw) + (b * math.log(q) if q > 0 else np.where(b == 0, 0.0, -np.inf)) + rest * lr
+        lp = (lf[n] - lf[w] - lf[b] - lf[rest] + w * math.log(pw)
+              + (b * math.log(q) if q > 0 else np.where(b == 0, 0.0, -np.inf)) + rest * lr)
+        lp = np.where(region, lp, -np.inf)
         m = lp.max()
         if np.isfinite(m):
             best = max(best, float(math.exp(m) * np.exp(lp - m).sum()))
+            if best + gamma > stop_above:  # the caller only needs to know that it is above this level
+                break
     return min(1.0, best + gamma)

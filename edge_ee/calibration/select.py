@@ -104,7 +104,7 @@ def passes(worse: int, better: int, disagree: int, n: int, target: float, delta:
     """Is H0: risk > target rejected at level delta? Labels: the exact paired test of the drop; without: the
     Clopper-Pearson bound of the disagreement."""
     if labelled:
-        return _risk.paired_drop_pvalue(worse, better, n, target) <= delta
+        return _risk.paired_drop_pvalue(worse, better, n, target, stop_above=delta) <= delta
     return _risk.upper(disagree, n, delta) <= target
 
 
