@@ -71,13 +71,19 @@ def count_macs(module: nn.Module, *inputs: torch.Tensor) -> int:
 # --------------------------------------------------------------------------- splitting
 
 
+# Modules of converted ONNX graphs (onnx2torch) stay whole when traced: each is one ONNX operator, and their
+# forward may branch on shapes, which torch.fx cannot trace through.
+LEAF_MODULE_PACKAGES = ("onnx2torch.",)
+
+
 class _Tracer(fx.Tracer):
     def __init__(self, leaves: set[str]) -> None:
         super().__init__()
         self.leaves = leaves
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return qualname in self.leaves or super().is_leaf_module(m, qualname)
+        return (qualname in self.leaves or type(m).__module__.startswith(LEAF_MODULE_PACKAGES)
+                or super().is_leaf_module(m, qualname))
 
 
 def module_paths(model: nn.Module) -> list[str]:
