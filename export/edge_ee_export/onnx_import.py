@@ -281,7 +281,12 @@ def load_weights(model: nn.Module, weights: str) -> None:
     if not isinstance(state, dict):
         raise UsageError(f"--weights {weights} holds a {type(state).__name__}, not a state_dict")
     state = {k.removeprefix("module."): v for k, v in state.items()}  # saved from DataParallel
-    res = model.load_state_dict(state, strict=False)
+    try:
+        res = model.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # shape mismatches
+        lines = [ln.strip() for ln in str(e).splitlines()[1:4]]
+        raise ModelError(f"--weights {weights} does not fit {type(model).__name__}: {'; '.join(lines)}",
+                         "build the model with the same architecture and options it was trained with") from e
     if res.missing_keys or res.unexpected_keys:
         def few(keys: list[str]) -> str:
             return ", ".join(keys[:5]) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")

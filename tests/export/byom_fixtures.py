@@ -9,11 +9,11 @@ import torch
 from torch import nn
 
 MEAN, STD = [0.5, 0.5, 0.5], [0.25, 0.25, 0.25]
-CLASSES = ["circle", "square", "stripes"]
+CLASSES = ["circle", "columns", "rows"]
 
 
 def make_image_folder(root: Path, per_class: int = 80, seed: int = 0, classes: list[str] | None = None) -> Path:
-    """Non-square colour photos (48x64) of three easy shapes on noise, one sub-folder per class."""
+    """Non-square colour photos (48x64) of three easy patterns on noise, one sub-folder per class."""
     import cv2
 
     rng = np.random.default_rng(seed)
@@ -27,7 +27,7 @@ def make_image_folder(root: Path, per_class: int = 80, seed: int = 0, classes: l
             if ci % 3 == 0:
                 cv2.circle(img, (cx, cy), r, col, -1)
             elif ci % 3 == 1:
-                cv2.rectangle(img, (cx - r, cy - r), (cx + r, cy + r), col, -1)
+                img[:, ::6] = col
             else:
                 img[::6] = col
             cv2.imwrite(str(d / f"{i:03d}.png"), img)
@@ -64,7 +64,7 @@ def train_small(root: Path, size: tuple[int, int] = (32, 32), epochs: int = 4) -
     x = (x - torch.tensor(MEAN).reshape(1, 3, 1, 1)) / torch.tensor(STD).reshape(1, 3, 1, 1)
     torch.manual_seed(0)
     model = SmallNet(len(set(y.tolist())))
-    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    opt = torch.optim.Adam(model.parameters(), lr=0.003)
     for _ in range(epochs):
         perm = torch.randperm(len(y))
         for i in range(0, len(y), 32):
