@@ -57,18 +57,19 @@ def main() -> int:
     p.add_argument("--exit-epochs", type=int, default=8)
     p.add_argument("--calib", type=int, default=6000)
     p.add_argument("--exits", default="layer1/layer1/0,layer1")
+    p.add_argument("--head", default="dws_conf")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--work", default=str(ROOT / ".cache" / "byom"))
     p.add_argument("--no-doc", action="store_true")
     a = p.parse_args()
     import torch
-
-    from edge_ee.bundle import load_bundle
-    from edge_ee.engine import Engine
     from edge_ee_export.data import image_folder
     from edge_ee_export.onnx_import import ort_logits, ort_session
     from edge_ee_export.train import evaluate, train_backbone
     from export_torchvision import LocalResNet
+
+    from edge_ee.bundle import load_bundle
+    from edge_ee.engine import Engine
 
     torch.set_num_threads(a.threads)
     work = Path(a.work)
@@ -86,8 +87,8 @@ def main() -> int:
                           dynamic_axes={"image": {0: "N"}, "logits": {0: "N"}})
     bundle = work / "bundle"
     cmd = [sys.executable, "-m", "edge_ee_export.cli", "onnx", str(onnx_path), "--data", str(folder), "--mean",
-           str(MEAN), "--std", str(STD), "--exits", a.exits, "--exit-epochs", str(a.exit_epochs), "--calib",
-           str(a.calib), "--threads", str(a.threads), "--no-progress", "--out", str(bundle)]
+           str(MEAN), "--std", str(STD), "--exits", a.exits, "--head", a.head, "--exit-epochs", str(a.exit_epochs),
+           "--calib", str(a.calib), "--threads", str(a.threads), "--no-progress", "--out", str(bundle)]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "export")])}
     t = time.perf_counter()
     subprocess.run(cmd, check=True, env=env)
@@ -112,7 +113,7 @@ def main() -> int:
            "export_seconds": export_s, "threads": a.threads, "original_onnx_accuracy": orig,
            "bundle_full_accuracy": full / n, "early_exit_accuracy": ada / n,
            "macs_ratio": macs / n / m.full_model_macs(), "full_macs": m.full_model_macs(),
-           "guarantee": (m.calibration.extra or {}).get("guarantee") if m.calibration else None,
+           "guarantee": m.calibration.guarantee.describe() if m.calibration and m.calibration.guarantee else None,
            "calib_thr": len(data.calib_thr)}
     print(json.dumps(res, indent=1))
     if not a.no_doc:
@@ -122,7 +123,7 @@ def main() -> int:
 
 def write_doc(r: dict, command: str) -> None:
     drop = 100 * (r["bundle_full_accuracy"] - r["early_exit_accuracy"])
-    g = r.get("guarantee") or {}
+    g = r.get("guarantee")
     text = f"""<!-- byom:start -->
 ## Bring your own model (ONNX in, early-exit bundle out)
 
@@ -138,7 +139,7 @@ folder's test split ({r['test_images']} images, never used for training or calib
 | bundle, early exit | {100 * r['early_exit_accuracy']:.2f}% (drop {drop:.2f} pp) | {100 * r['macs_ratio']:.1f}% |
 
 Time to export (convert, train the exits, calibrate, export, verify, parity with the original ONNX):
-{r['export_seconds']:.0f} s. Guarantee recorded: {g.get('statement', g) if g else 'none'}.
+{r['export_seconds']:.0f} s. Guarantee recorded: {g or 'none'}.
 <!-- byom:end -->"""
     doc = ROOT / "docs" / "benchmarks.md"
     s = doc.read_text()

@@ -12,6 +12,7 @@ import argparse
 import logging
 import math
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -132,7 +133,11 @@ def run_onnx(a: argparse.Namespace, command: str) -> Path:
     final = a.final_split or default_final_split(cands)
     exits = resolve_exits(cands, (a.exits or DEFAULT_EXITS).split(","), final)
     log.info("exits after %s; final split %s", ", ".join(exits), final)
-    ee = attach_exits(im.module, exits, example, final_split=final, head=a.head, num_classes=im.num_classes)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ee = attach_exits(im.module, exits, example, final_split=final, head=a.head, num_classes=im.num_classes)
+    for w in caught:
+        log.warning("%s", w.message)
     hist = train_exits(ee, data, method="pteenet", epochs=a.exit_epochs, seed=a.seed, progress=not a.no_progress)
     cal = calibrate(ee, data.calib_temp, data.calib_thr, target_drop=a.target_drop, confidence=a.confidence)
     cal["split"]["sizes"] = data.sizes()
