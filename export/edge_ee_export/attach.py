@@ -421,6 +421,10 @@ def attach_exits(model: nn.Module, splits: Sequence[str], example_input: torch.T
     pooling + classifier). A head costing more than ``warn_fraction`` of the segment before it
     triggers a warning.
     """
+    if not isinstance(model, nn.Module):
+        raise UsageError(f"attach_exits needs a torch.nn.Module, got {type(model).__name__}",
+                         "for an ONNX model: edge_ee_export.onnx_import.load_onnx(PATH).module (or the CLI "
+                         "`edge-ee-export onnx PATH`)")
     if not splits:
         raise UsageError("give at least one split point for an early exit")
     model.eval()

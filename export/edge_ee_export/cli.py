@@ -218,6 +218,9 @@ def run(a: argparse.Namespace, command: str) -> Path:
     if a.weights:
         history["backbone"] = {"weights": a.weights}
     elif a.pretrained:
+        if str(a.pretrained).endswith(".onnx"):
+            raise UsageError(f"--pretrained {a.pretrained} is an ONNX model; --pretrained takes a state_dict of --arch",
+                             f"use `edge-ee-export onnx {a.pretrained} --data DIR ...`")
         try:
             state = torch.load(a.pretrained, map_location="cpu", weights_only=True)
             model.load_state_dict(state)

@@ -193,3 +193,18 @@ def test_pytorch_module_with_weights(trained: dict[str, Path], tmp_path: Path,
     assert main([*base, "--weights", str(tmp_path / "other.pt"), *NORM, "--out", str(tmp_path / "out")]) == 5
     assert "does not fit SmallNet" in capsys.readouterr().err
     _nothing_written(tmp_path)
+
+
+def test_onnx_where_a_module_or_bundle_is_expected(trained: dict[str, Path], tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from edge_ee_export import api
+    from edge_ee_export.errors import UsageError
+
+    with pytest.raises(UsageError, match="load_onnx"):
+        api.attach_exits(onnx.load(str(trained["onnx"])), ["layer1"], torch.zeros(2, 3, 32, 32))
+    r = CliRunner().invoke(app, ["validate", str(trained["onnx"])])
+    assert r.exit_code == 3 and "edge-ee-export onnx" in r.output
+    rc = main(["image-folder", "--data", str(trained["images"]), "--pretrained", str(trained["onnx"]), "--out",
+               str(tmp_path / "out"), "--no-progress"])
+    assert rc == 2 and "edge-ee-export onnx" in capsys.readouterr().err
+    _nothing_written(tmp_path)
