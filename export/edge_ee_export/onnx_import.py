@@ -134,6 +134,7 @@ def ort_session(onnx_bytes: bytes, threads: int = 1) -> ort.InferenceSession:
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.log_severity_level = 3
+    ort.set_default_logger_severity(3)  # a failing probe run is reported as a ModelError, not as an ORT log line
     return ort.InferenceSession(onnx_bytes, so, providers=["CPUExecutionProvider"])
 
 
