@@ -1,6 +1,6 @@
 """Bring your own model: early exits on an ONNX classifier the project did not define.
 
-    python benchmarks/byom.py                       # full run (image folder of 20k Fashion-MNIST images)
+    python benchmarks/byom.py                       # full run (image folder of 10k Fashion-MNIST images)
     python benchmarks/byom.py --per-class 300 --epochs 2 --exit-epochs 2 --no-doc   # quick look
 
 1. an image folder (one sub-folder per class, PNG) made from Fashion-MNIST's training IDX files;
@@ -51,11 +51,11 @@ def make_folder(out: Path, per_class: int) -> Path:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--per-class", type=int, default=2000)
+    p.add_argument("--per-class", type=int, default=1000)
     p.add_argument("--width", type=int, default=16)
-    p.add_argument("--epochs", type=int, default=12)
-    p.add_argument("--exit-epochs", type=int, default=8)
-    p.add_argument("--calib", type=int, default=6000)
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--exit-epochs", type=int, default=5)
+    p.add_argument("--calib", type=int, default=4000)
     p.add_argument("--exits", default="layer1/layer1/0,layer1")
     p.add_argument("--head", default="dws_conf")
     p.add_argument("--threads", type=int, default=2)
