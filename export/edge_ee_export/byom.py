@@ -172,7 +172,7 @@ def add_parsers(sub: Any, fraction: Any) -> None:
     s.add_argument("--color", choices=["rgb", "bgr", "gray"], default=None,
                    help="channel order the model expects (default: gray for 1 channel, rgb for 3)")
     s.add_argument("--exits", default=None, help=f"comma-separated cut names, module prefixes or MACs fractions "
-                   f"(default {DEFAULT_EXITS}); list them with `edge-ee-export inspect MODEL.onnx`")
+                   f"(default {DEFAULT_EXITS.replace('%', '%%')}); list them with `edge-ee-export inspect MODEL.onnx`")
     s.add_argument("--final-split", default=None, help="cut after which the model's classifier starts (default: the "
                    "last feature map)")
     s.add_argument("--head", default="conv_conf", help="exit head family (pool_linear, dws, conv, *_conf)")

@@ -6,10 +6,17 @@ Recipes (built-in models, see README in export/)::
     edge-ee-export kws --arch dscnn --method pteenet --epochs 40 --exit-epochs 15 --out DIR
     edge-ee-export image-folder --data DIR --arch mobilenet_v1 --size 96 96 --epochs 30 --out DIR
 
+Your own model (export/README.md, "Three ways in")::
+
+    edge-ee-export inspect MODEL.onnx                      # or: inspect --model pkg.mod:factory --input 3,96,96
+    edge-ee-export onnx MODEL.onnx --data DIR --mean M --std S --exits layer1,layer2 --out DIR
+    edge-ee-export image-folder --data DIR --model pkg.mod:factory --weights W.pt --mean M --std S --out DIR
+
 Each run: train (or load with --pretrained) the backbone, attach exits at the recipe's split
 points (or --splits), train the exits, calibrate temperatures and thresholds, export + verify ONNX,
 write the bundle atomically. Exit codes: 0 ok, 2 usage (bad split point, non-logit output),
-3 dataset (missing files, espeak-ng missing), 4 ONNX/PyTorch mismatch, 1 other errors.
+3 dataset (missing files, espeak-ng missing, classes or preprocessing that do not fit the model), 4 ONNX/PyTorch
+mismatch (or bundle vs the original ONNX), 5 model cannot be used (see onnx_import), 1 other errors.
 """
 
 from __future__ import annotations

@@ -208,3 +208,10 @@ def test_onnx_where_a_module_or_bundle_is_expected(trained: dict[str, Path], tmp
                str(tmp_path / "out"), "--no-progress"])
     assert rc == 2 and "edge-ee-export onnx" in capsys.readouterr().err
     _nothing_written(tmp_path)
+
+
+@pytest.mark.parametrize("cmd", ["onnx", "inspect", "image-folder"])
+def test_help(cmd: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        main([cmd, "--help"])
+    assert e.value.code == 0 and "usage" in capsys.readouterr().out
