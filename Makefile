@@ -65,6 +65,17 @@ test: system-deps $(VENV)/.dev-installed
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .
 
+.PHONY: wheel arm64-smoke
+# The installable wheel (pure Python, bundles and samples inside): dist/edge_ee-VERSION-py3-none-any.whl
+wheel: | $(BIN)/python
+	$(PIP) wheel --no-deps -w dist .
+	@ls dist/edge_ee-*.whl
+
+# The runtime on emulated arm64 (qemu user mode, Debian 12 arm64 Python 3.11, aarch64 wheels from PyPI)
+# plus a Python 3.10 (JetPack 6) dependency resolution; downloads are cached in .cache/arm64-smoke.
+arm64-smoke: | $(BIN)/python
+	PYTHON=$(abspath $(BIN)/python) bash scripts/arm64-smoke.sh
+
 samples: system-deps $(VENV)/.dev-installed
 	$(BIN)/python scripts/make_samples.py
 

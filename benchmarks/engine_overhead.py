@@ -11,10 +11,13 @@ with the merged graphs added when it has none (``edge_ee_export.merge``, the exp
 * **Engine.infer** ``mode="full"`` and ``mode="adaptive"`` with thresholds that never fire (every stage and
   head runs), through the v1 path (``Engine(merged=False)``: one session per segment and per head) and the
   v2 path (merged stage graphs, one-graph full model);
-* **engine overhead per stage run** = (Engine.infer - the raw ``session.run`` calls of the same graphs for the
-  same stages) / stages run: input check, copies, exit rule, timing, result. Negative when the engine's
-  IO-bound calls are cheaper than ``session.run``'s numpy path. "vs bound" subtracts the engine's own
-  IO-bound calls instead (the pure Python cost around onnxruntime).
+* **engine overhead per stage run**, two ways: (1) inside each call: the wall time of ``Engine.infer`` minus the
+  onnxruntime calls it made (its own per-stage timings), median over many calls, per stage run: the engine's
+  Python work (input check and copy, exit rule, timing, result), robust to a load that slows every call alike;
+  (2) across the interleaved blocks: (Engine.infer - the raw ``session.run`` calls of the same graphs for the
+  same stages) / stages run, which also counts the difference between the engine's IO-bound calls and
+  ``session.run`` (negative when the IO binding is cheaper); "vs its own IO-bound calls" subtracts those
+  instead. On a shared machine (2) moves by several microseconds from run to run.
 
 All variants of a bundle are timed side by side in interleaved blocks (``interleave.py``): median of the
 per-block means and [min-max], thread CPU time and wall time. ``--opt-levels`` also times the one graph
@@ -26,6 +29,7 @@ and the chain at ``ORT_ENABLE_EXTENDED`` (no NCHWc layout conversions at the cut
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import sys
@@ -107,7 +111,45 @@ def measure(bundle_dir: Path, blocks: int, opt_levels: bool, block_s: float) -> 
     per = (time.perf_counter() - t0) / 20
     n = max(50, int(block_s / max(per, 1e-6)))
     res = interleaved(variants, n, blocks)
-    return {"bundle": b, "stages": n_st, "n": n, "blocks": blocks, "res": res}
+    inline = {mode: inline_overhead(v2, x, mode, max(500, n * 4)) for mode in ("adaptive", "full")}
+    return {"bundle": b, "stages": n_st, "n": n, "blocks": blocks, "res": res, "inline": inline,
+            "cold": cold_vs_warm(v2, max(200, n))}
+
+
+def cold_vs_warm(e: Engine, calls: int) -> tuple[float, float]:
+    """Median time (us) of the engine's answer step (softmax over the answering logits, the Result) right after
+    the one-graph full model ran, and the same step repeated at once: a large model's run evicts the
+    interpreter's working set from the CPU caches, so the same Python work costs more after it."""
+    if e._full is None:
+        return math.nan, math.nan
+    last = e.num_stages - 1
+    cold, warm = [], []
+    for _ in range(calls):
+        e._full.bound()
+        t0 = time.perf_counter()
+        e._result(last, e._logits[last], math.nan, [0.0], [0.0], 0, 0.0, False, True)  # type: ignore[arg-type]
+        t1 = time.perf_counter()
+        e._result(last, e._logits[last], math.nan, [0.0], [0.0], 0, 0.0, False, True)  # type: ignore[arg-type]
+        t2 = time.perf_counter()
+        cold.append((t1 - t0) * 1e6)
+        warm.append((t2 - t1) * 1e6)
+    return float(np.median(cold)), float(np.median(warm))
+
+
+def inline_overhead(e: Engine, x: np.ndarray, mode: str, calls: int) -> tuple[float, float]:
+    """Median over ``calls`` inferences of (wall time of the ``Engine.infer`` call - the time of the onnxruntime
+    calls it made, from its own per-stage timings), total and per stage run, microseconds. Measured within each
+    call, so a load that slows every call alike cancels; it counts the engine's Python work only."""
+    over, per_stage = [], []
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        r = e.infer(x, mode=mode)  # type: ignore[arg-type]
+        t = (time.perf_counter() - t0) * 1e6
+        ort_us = 1e3 * (sum(r.segment_ms) + sum(h for h in r.head_ms if h is not None))
+        runs = 1 if r.one_graph else sum(1 for _ in r.segment_ms)
+        over.append(t - ort_us)
+        per_stage.append((t - ort_us) / runs)
+    return float(np.median(over)), float(np.median(per_stage))
 
 
 def report(r: dict) -> list[str]:
@@ -129,9 +171,18 @@ def report(r: dict) -> list[str]:
         w = (res[eng].wall - res[raw].wall) / runs
         return f"{c:+.1f} us CPU ({w:+.1f} us wall)"
 
+    inl = r["inline"]
     lines += [
         "",
-        f"Engine overhead per stage run: adaptive v1 path {ovh('Engine adaptive all heads, v1 path', 'all stages + heads, v1 graphs (session.run)', n_st)}; "  # noqa: E501
+        f"Engine's own Python work per inference, measured inside each call (median over the calls of the wall "
+        f"time of `Engine.infer` minus the onnxruntime calls it timed): adaptive v2 path, all heads, "
+        f"{inl['adaptive'][0]:.1f} us = **{inl['adaptive'][1]:.1f} us per stage run**; full v2 path (one call) "
+        f"{inl['full'][0]:.1f} us. Of that, the answer step (softmax, Result) takes {r['cold'][0]:.1f} us right "
+        f"after the model ran and {r['cold'][1]:.1f} us when repeated at once: the model's run evicts the "
+        "interpreter's working set from the CPU caches (the larger the model, the more), which a bare "
+        "`session.run` loop, touching little Python between calls, does not pay.",
+        "",
+        f"Interleaved-block difference per stage run: adaptive v1 path {ovh('Engine adaptive all heads, v1 path', 'all stages + heads, v1 graphs (session.run)', n_st)}; "  # noqa: E501
         f"adaptive v2 path {ovh('Engine adaptive all heads, v2 path', 'all stages, merged graphs (session.run)', n_st)}, "  # noqa: E501
         f"vs its own IO-bound calls {ovh('Engine adaptive all heads, v2 path', 'all stages, merged graphs (engine' + chr(39) + 's IO-bound calls)', n_st)}; "  # noqa: E501
         f"full v1 path {ovh('Engine full, v1 path (chain)', 'chain: segments + final head (session.run)', n_st)}; "
@@ -166,7 +217,8 @@ def main() -> None:
         "## Engine overhead and the one-graph baseline",
         "",
         f"`benchmarks/engine_overhead.py{' --opt-levels' if a.opt_levels else ''}` on {platform.machine()} "
-        f"({os.cpu_count()} cores, shared), 1 onnxruntime thread, one sample per call, fixed random input. "
+        f"({os.cpu_count()} cores, shared; load average {os.getloadavg()[0]:.1f} at the start), "
+        "1 onnxruntime thread, one sample per call, fixed random input. "
         "*One graph* is the whole model merged into one onnxruntime graph at benchmark time; the v2 path uses "
         "the merged graphs added to a copy of the bundle by `python -m edge_ee_export.merge` when it has none.",
         "",

@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 __version__ = "0.1.0"
 
-from .bundle import Bundle, load_bundle  # noqa: E402
-from .engine import Engine, Result  # noqa: E402
-from .errors import EdgeEEError, ExitCode  # noqa: E402
+# Imported on first use, so ``edge-ee`` can install its SIGTERM handler (edge_ee.entry) before
+# onnxruntime and numpy load.
+_LAZY = {"Bundle": "bundle", "load_bundle": "bundle", "Engine": "engine", "Result": "engine",
+         "EdgeEEError": "errors", "ExitCode": "errors"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["Bundle", "EdgeEEError", "Engine", "ExitCode", "Result", "__version__", "load_bundle"]

@@ -11,6 +11,7 @@ import functools
 import json
 import logging
 import math
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -30,7 +31,7 @@ from .service.config import config_option_callback
 from .sessions import SessionConfig
 
 app = typer.Typer(
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish)
     no_args_is_help=True,
     help="edge-ee: early-exit inference on edge devices. Exit codes: 0 ok, 2 usage, 3 bad bundle, "
     "4 source error, 5 runtime error, 6 output error, 7 device not found, 8 config error.",
@@ -44,7 +45,8 @@ def _fail(e: EdgeEEError) -> None:
 
 
 def handle_errors(fn: F) -> F:
-    """Turn EdgeEEError into one message on stderr and its exit code (no traceback)."""
+    """Turn EdgeEEError into one message on stderr and its exit code (no traceback); a reader that closed
+    stdout (``edge-ee ... | head``) ends the command quietly with exit code 0."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -52,6 +54,9 @@ def handle_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except EdgeEEError as e:
             _fail(e)
+        except BrokenPipeError:
+            _stdout_closed()
+            raise typer.Exit(0) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -152,6 +157,9 @@ def info(model: ModelOpt = None, as_json: JsonOpt = False) -> None:
             f"{'final' if final else s['rule']:>12} {thr:>9} {_fmt_stat(s['stats'].get('accuracy')):>9} "
             f"{_fmt_stat(s['stats'].get('exit_fraction')):>7}"
         )
+    if any((s["cumulative_fraction_of_full"] or 0) > 1 for s in d["stages"]):
+        typer.echo("(of full: MACs up to that exit, the early-exit heads run on the way included, vs the model "
+                   "without exits; over 100% = the heads' overhead when no exit is taken)")
     cal = d["calibration"]
     if cal:
         chosen = cal.get("chosen") or {}
@@ -163,7 +171,31 @@ def info(model: ModelOpt = None, as_json: JsonOpt = False) -> None:
         typer.echo("guarantee: " + (Guarantee.from_dict(g).describe() if g else
                                     "none recorded (calibrated before guarantees; `edge-ee profile` makes one)"))
     if d["producer"]:
-        typer.echo("producer: " + ", ".join(f"{k}={v}" for k, v in d["producer"].items() if k != "command"))
+        typer.echo("producer:")
+        for line in _readable_lines(d["producer"]):
+            typer.echo("  " + line)
+
+
+def _readable_value(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, list | tuple):
+        return ", ".join(_readable_value(x) for x in v) or "-"
+    return str(v)
+
+
+def _readable_lines(d: dict[str, Any], indent: str = "") -> list[str]:
+    """A nested dict as ``key: value`` lines, sub-dicts indented, floats to 4 significant digits."""
+    lines: list[str] = []
+    for k, v in d.items():
+        if isinstance(v, dict) and v and all(not isinstance(x, dict | list) for x in v.values()):
+            lines.append(f"{indent}{k}: " + ", ".join(f"{kk} {_readable_value(x)}" for kk, x in v.items()))
+        elif isinstance(v, dict) and v:
+            lines.append(f"{indent}{k}:")
+            lines.extend(_readable_lines(v, indent + "  "))
+        else:
+            lines.append(f"{indent}{k}: {_readable_value(v)}")
+    return lines
 
 
 @app.command()
@@ -181,16 +213,22 @@ def validate(
     b = load_bundle(bundle_dir)
     checks.append(f"manifest schema v{b.manifest.schema_version} parsed")
     checks.append(f"{len(b.manifest.files())} files present inside the bundle, sha256 verified")
+    checks.append(f"input dtype {b.manifest.input.dtype} is what the first segment takes; "
+                  f"{len(b.manifest.external_data)} external-data files, all listed and inside the bundle")
     eng = Engine(b)
     checks.append(f"{len(b.manifest.stages)} stages load in onnxruntime; inputs/outputs chain")
+    from .errors import BundleError
+
+    x_pre = _check_preprocessing(b, eng)
+    checks.append(f"preprocessing ({b.manifest.input.preprocess.get('kind', 'none')}) turns a source frame into "
+                  f"the model's input {list(x_pre.shape)} {x_pre.dtype}, finite values")
     rng = np.random.default_rng(0)
     x = rng.random(eng.input_shape, dtype=np.float32).astype(eng.input_dtype)
-    for k in range(eng.num_stages):
-        r = eng.infer(x, mode="exit_at", exit_at=k)
-        if not np.all(np.isfinite(r.probs)):
-            from .errors import BundleError
-
-            raise BundleError(f"exit {k} produced non-finite outputs on a test input")
+    for inp in (x, x_pre):
+        for k in range(eng.num_stages):
+            r = eng.infer(inp, mode="exit_at", exit_at=k)
+            if not np.all(np.isfinite(r.probs)):
+                raise BundleError(f"exit {k} produced non-finite outputs on a test input")
     r = eng.infer(x)
     checks.append(f"test inference through every exit ok (adaptive run answered at exit {r.exit_index})")
     if data is not None:
@@ -205,6 +243,27 @@ def validate(
         typer.echo(f"{bundle_dir}: valid")
 
 
+def _check_preprocessing(b: Bundle, eng: Engine) -> np.ndarray:
+    """The manifest's preprocessing applied to a synthetic source frame: the model's input, or BundleError."""
+    from .errors import BundleError, InferenceError
+    from .preprocess import make_preprocessor
+    from .sources.synthetic import SyntheticSource
+
+    frame = SyntheticSource(b.manifest.input, seed=0).read()
+    try:
+        x = make_preprocessor(b.manifest.input)(frame.data)  # type: ignore[union-attr]
+    except (InferenceError, ValueError) as e:
+        raise BundleError(f"input.preprocess does not produce the model's input: {e}",
+                          "fix the preprocessing spec in the manifest (re-export the bundle)") from None
+    if tuple(x.shape) != tuple(eng.input_shape) or x.dtype != eng.input_dtype:
+        raise BundleError(f"input.preprocess gives {list(x.shape)} {x.dtype}; the model takes "
+                          f"{list(eng.input_shape)} {eng.input_dtype}")
+    if not np.all(np.isfinite(x.astype(np.float64))):
+        raise BundleError("input.preprocess gives non-finite values (inf/NaN) for a test frame",
+                          "check scale, mean and std in the manifest")
+    return x
+
+
 def _parse_thresholds(text: str | None, n: int) -> list[float] | None:
     if text is None:
         return None
@@ -212,11 +271,21 @@ def _parse_thresholds(text: str | None, n: int) -> list[float] | None:
         vals = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise UsageError(f"--thresholds {text!r}: give comma-separated numbers, one per early exit") from None
-    if len(vals) == 1 and n > 1:
+    if not all(math.isfinite(v) for v in vals):  # a NaN threshold silently disables its exit
+        raise UsageError(f"--thresholds {text!r}: every threshold must be a finite number")
+    if len(vals) == 1 and n > 1:  # one value: the same threshold for every early exit (documented in --help)
         vals = vals * n
     if len(vals) != n:
         raise UsageError(f"--thresholds has {len(vals)} values; this bundle has {n} early exits")
     return vals
+
+
+def _check_finite(no_nan: dict[str, float | None], finite: dict[str, float | None]) -> None:
+    """NaN is never a valid option value (every comparison with it is false); some options also need a
+    finite one (an infinite rotation size or idle measurement)."""
+    for name, v in {**no_nan, **finite}.items():
+        if v is not None and (math.isnan(v) or (name in finite and math.isinf(v))):
+            raise UsageError(f"{name} {v}: give a finite number")
 
 
 @app.command()
@@ -232,18 +301,22 @@ def run(
     max_frames: Annotated[int | None, typer.Option("--max-frames", "-n", min=1, help="Stop after N frames.")] = None,
     duration: Annotated[float | None, typer.Option(min=0.0, help="Stop after S seconds.")] = None,
     log: Annotated[Path | None, typer.Option("--log", help="Append one JSON line per inference to FILE.jsonl.")] = None,
-    log_max_mb: Annotated[float, typer.Option(help="Rotate the log at this size (0: never).")] = 0.0,
-    log_keep: Annotated[int, typer.Option(help="Rotated log files to keep.")] = 5,
+    log_max_mb: Annotated[float, typer.Option(min=0.0, help="Rotate the log at this size (0: never).")] = 0.0,
+    log_keep: Annotated[int, typer.Option(min=1, help="Rotated log files to keep.")] = 5,
     mode: Annotated[str, typer.Option(help="adaptive | full (never exit early) | exit-at")] = "adaptive",
     exit_at: Annotated[int | None, typer.Option("--exit-at", help="With --mode exit-at: the exit to use.")] = None,
-    thresholds: Annotated[str | None, typer.Option(help="Comma-separated thresholds, one per early exit.")] = None,
+    thresholds: Annotated[str | None, typer.Option(help="Comma-separated thresholds, one per early exit (one "
+                                                   "value: the same for every early exit).")] = None,
     rule: Annotated[str | None, typer.Option(help="Exit rule: max_softmax | entropy | confidence.")] = None,
     providers: Annotated[str | None, typer.Option(help="onnxruntime providers, e.g. cpu or cuda,cpu.")] = None,
     threads: Annotated[int, typer.Option(min=1, help="intra-op threads per session.")] = 1,
     fps: Annotated[float | None, typer.Option(min=0.01, help="Pace the loop to at most N frames per second.")] = None,
     loop: Annotated[bool, typer.Option(help="Loop images/video sources forever.")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Images: stop at the first unreadable image (default: "
+                                         "skip it, warn and count it as a dropped frame).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No live status line.")] = False,
-    summary_json: Annotated[Path | None, typer.Option(help="Also write the summary as JSON to this file.")] = None,
+    summary_json: Annotated[Path | None, typer.Option(help="Also write the summary as JSON to this file "
+                                                                   "(-: stdout, as --json).")] = None,
     hop: Annotated[str, typer.Option(help="Audio: hop between 1 s windows (250ms, 0.5s).")] = "250ms",
     audio_rate: Annotated[int | None, typer.Option("--audio-rate", min=1000, help="Audio: sample rate of mic / "
                                                    "stdin input (default: the model's); resampled.")] = None,
@@ -263,6 +336,13 @@ def run(
     metrics_port: Annotated[int | None, typer.Option(
         min=0, max=65535, help="Serve Prometheus metrics on this port (0: any free port).")] = None,
     metrics_addr: Annotated[str, typer.Option(help="Address for --metrics-port.")] = "127.0.0.1",
+    mqtt: Annotated[str | None, typer.Option(
+        "--mqtt", help="Publish answers, keyword events and status to an MQTT broker, with Home Assistant "
+                       "discovery: mqtt://HOST:PORT/TOPIC (mqtts:// for TLS, USER:PASS@HOST, options "
+                       "?status=10&queue=1000&qos=0&rate=0&discovery=homeassistant|off; needs the mqtt extra).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object on stdout (human "
+                                                         "text goes to stderr).")] = False,
     controller: Annotated[bool, typer.Option("--controller/--no-controller",
                                              help="With --budget: move the thresholds along the accuracy/cost "
                                                   "frontier to track the budget (latency: the deadline guard "
@@ -273,9 +353,10 @@ def run(
                                "CPU utilisation, labelled estimated wherever it shows), jetson[:RAIL], "
                                "tegrastats, pi5, hwmon[:NAME], rapl, estimate[:PRESET|idle=W,core=W], or none "
                                "(no energy measurement).")] = "auto",
-    power_baseline: Annotated[float, typer.Option(min=0.0, help="Seconds of idle power measured at start "
-                                                                "(subtracted: energy is reported above idle).")
-                              ] = 1.0,
+    power_baseline: Annotated[float | None, typer.Option(
+        min=0.0, help="Seconds of idle power measured at start (subtracted: energy is reported above idle). "
+                      "Default: the idle baseline of a matching device profile made with the same power source, "
+                      "else 1 s.")] = None,
     profile: Annotated[Path | None, typer.Option(
         "--profile", help="Device profile from `edge-ee profile` (default: a matching one beside the bundle or "
                           "in ~/.local/state/edge-ee/profiles).")] = None,
@@ -288,19 +369,30 @@ def run(
 
     if not source:
         raise UsageError("no --source given", "e.g. --source synthetic, --source images:DIR, --source video:FILE")
+    _check_finite({"--duration": duration, "--fps": fps, "--reconnect-timeout": reconnect_timeout,
+                   "--kws-threshold": kws_threshold},
+                  {"--log-max-mb": log_max_mb, "--power-baseline": power_baseline})
     modes = {"adaptive": "adaptive", "full": "full", "exit-at": "exit_at", "exit_at": "exit_at"}
     if mode not in modes:
         raise UsageError(f"--mode {mode!r}: use adaptive, full or exit-at")
     if modes[mode] == "exit_at" and exit_at is None:
         raise UsageError("--mode exit-at needs --exit-at K")
     b = parse_budget(budget)
+    from .service.mqtt import parse_mqtt_url
+
+    mqtt_target = parse_mqtt_url(mqtt) if mqtt is not None else None
+    if summary_json is not None and str(summary_json) == "-":  # the usual "-" = stdout
+        as_json, summary_json = True, None
+    out = functools.partial(typer.echo, err=as_json)  # human-readable results: stderr when stdout is JSON
     from .sources import source_task
     from .streams import check_source_fits, format_stream_summary, parse_seconds, stream_hooks
 
-    stream_opts = {"loop": loop, "hop_s": parse_seconds(hop, "--hop"), "audio_rate": audio_rate,
+    stream_opts = {"loop": loop, "strict": strict, "hop_s": parse_seconds(hop, "--hop"), "audio_rate": audio_rate,
                    "reconnect_timeout_s": reconnect_timeout, "kws_threshold": kws_threshold,
                    "kws_average_s": parse_seconds(kws_average, "--kws-average"),
                    "kws_suppress_s": parse_seconds(kws_suppress, "--kws-suppress")}
+    if as_json:
+        stream_opts["echo"] = lambda line: typer.echo(line, err=True)  # keyword events
     bundle = load_bundle(model, task=source_task(source))
     engine = Engine(bundle, session=_session_config(providers, threads), rule=rule)
     th = _parse_thresholds(thresholds, engine.num_stages - 1)
@@ -328,10 +420,12 @@ def run(
         runner = Runner(engine, src, cfg, telemetry=telemetry, hooks=hooks)
         runner.hooks.extend(stream_hooks(src, bundle.manifest, stream_opts))
         svc = attach_service_hooks(runner, bundle, config=config, metrics_port=metrics_port,
-                                   metrics_addr=metrics_addr)
+                                   metrics_addr=metrics_addr, mqtt=mqtt_target)
         cleanup.callback(svc.close)
         if svc.metrics_url:
             typer.echo(f"edge-ee: metrics at {svc.metrics_url}", err=True)
+        if svc.mqtt_url:
+            typer.echo(f"edge-ee: mqtt to {svc.mqtt_url}", err=True)
 
         def _on_signal(signum: int, _frame: Any) -> None:
             runner.stop(signal.Signals(signum).name)
@@ -347,13 +441,14 @@ def run(
             typer.echo("edge-ee: stopped by an error; work done so far:\n" + format_summary(runner.stats.summary()),
                        err=True)
             raise
-    typer.echo(format_summary(summary))
-    extras = format_extras(summary)
-    if extras:
-        typer.echo(extras)
-    extra = format_stream_summary(summary)
-    if extra:
-        typer.echo(extra)
+    from .service.mqtt import format_mqtt_summary
+
+    out(format_summary(summary))
+    for extra in (format_extras(summary), format_stream_summary(summary), format_mqtt_summary(summary)):
+        if extra:
+            out(extra)
+    if as_json:
+        typer.echo(json.dumps(_nan_to_none(summary), default=float))
     if summary_json is not None:
         try:
             summary_json.write_text(json.dumps(summary, indent=2, default=float) + "\n")
@@ -432,7 +527,7 @@ def profile(
                        f"({warmup} warm-up + {len(label_file) - warmup} measured inputs instead of "
                        f"{warmup} + {frames})", err=True)
     engine = Engine(bundle, session=_session_config(providers, threads), rule=rule)
-    src = open_source(source, bundle.manifest, {})
+    src = open_source(source, bundle.manifest, {"strict": True})  # a skipped input would shift --labels FILE
     try:
         if label_file is not None:
             src = LabelledSource(src, label_file)
@@ -465,6 +560,17 @@ def profile(
         typer.echo(f"profile: {path}" + (f"\nplot: {png}" if png else ""))
 
 
+def _nan_to_none(obj: Any) -> Any:
+    """NaN/inf are not JSON: null instead (``--json`` output must parse everywhere)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _nan_to_none(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_nan_to_none(v) for v in obj]
+    return obj
+
+
 def _have_matplotlib() -> bool:
     try:
         import matplotlib  # noqa: F401
@@ -492,12 +598,28 @@ def _add_service_commands() -> None:
 _add_service_commands()
 
 
+def _stdout_closed() -> None:
+    """The reader of stdout went away: point stdout at /dev/null so the interpreter's final flush does not
+    fail again (and print a BrokenPipeError) on the way out."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout is not a real file (tests capture it)
+        pass
+
+
 def main() -> None:
     try:
         app()
     except EdgeEEError as e:  # errors raised outside a command body
         typer.echo(f"edge-ee: {e.kind}: {e}", err=True)
         sys.exit(int(e.exit_code))
+    finally:
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            _stdout_closed()
 
 
 __all__ = ["app", "main", "ExitCode"]

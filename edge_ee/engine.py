@@ -90,12 +90,12 @@ class _Graph:
             v = ort.OrtValue.ortvalue_from_numpy(arr)
             b.bind_ortvalue_output(name, v)
             vals.append(v)
-        self._keep = [b, vals, inp, outs]  # the buffers must outlive the binding
-        self._binding = b._iobinding
-        self._run_bound = self.sess._sess.run_with_iobinding
+        self._keep = [vals, inp, outs]  # the buffers must outlive the binding
+        self._binding = b
+        self._run_bound = self.sess.run_with_iobinding
 
     def bound(self) -> None:
-        self._run_bound(self._binding, None)
+        self._run_bound(self._binding)
 
     def run(self, x: np.ndarray) -> list[np.ndarray]:
         return self.sess.run(self.outputs, {self.input: x})
@@ -543,22 +543,23 @@ class Engine:
                 f"batch has shape {tuple(xs.shape)}, the bundle expects (N, {', '.join(map(str, want))})",
                 "stack preprocessed samples along a first (batch) dimension",
             )
-        if self._fixed_batch is not None and xs.shape[0] != self._fixed_batch:
+        fixed = self._fixed_batch
+        if fixed is not None and xs.shape[0] != fixed[0]:
             raise InferenceError(
-                f"batch has shape {tuple(xs.shape)}, but {self._fixed_batch_file} has a fixed batch dimension "
-                f"of {self._fixed_batch}", "re-export the bundle with a dynamic batch dimension (edge-ee-export "
-                "does), or run one sample at a time")
+                f"batch has shape {tuple(xs.shape)}, but {fixed[1]} has a fixed batch dimension of {fixed[0]}",
+                "re-export the bundle with a dynamic batch dimension (edge-ee-export does), or run one sample "
+                "at a time")
         if xs.dtype != self.input_dtype:
             xs = xs.astype(self.input_dtype)
         return xs
 
     @property
-    def _fixed_batch(self) -> int | None:
+    def _fixed_batch(self) -> tuple[int, str] | None:
+        """(batch size, file) of the first segment whose ONNX input has a fixed batch dimension, if any."""
         for g in self._segs:
             d = g.sess.get_inputs()[0].shape[0]
             if isinstance(d, int) and d > 0:
-                self._fixed_batch_file = g.file
-                return d
+                return d, g.file
         return None
 
     def infer_batch(self, xs: np.ndarray, mode: Mode = "adaptive", exit_at: int | None = None) -> list[Result]:

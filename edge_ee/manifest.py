@@ -28,7 +28,8 @@ Layout of ``manifest.json`` (v1)::
       "full": {...optional (v2): the whole model as one graph, see below...},
       "calibration": {...optional, edge_ee.calibration.record: rule, temperatures, operating points,
                       the chosen point and its guarantee...},
-      "producer": {"tool": "edge-ee-export 0.1.0", "torch": "2.13.0", "onnx_opset": 17, ...}
+      "producer": {"tool": "edge-ee-export 0.1.0", "torch": "2.13.0", "onnx_opset": 17, ...},
+      "external_data": [{"file": "weights.bin", "sha256": "..."}]   (optional: ONNX external-data files)
     }
 
 The last stage's head is the model's own classifier (``kind: "final"``): it always answers.
@@ -71,6 +72,17 @@ HEAD_KINDS = ("softmax", "confidence", "final")
 DTYPES = ("float32", "uint8", "int8", "float16")
 LAYOUTS = ("NCHW", "NHWC", "NTF", "NCTF", "NF")
 PREPROCESS_KINDS = ("image", "audio_mfcc", "none")
+
+# Limits (README "Limits"): far above any real bundle, low enough that a hostile manifest cannot make
+# the runtime read, allocate or open without bound before it fails.
+MAX_MANIFEST_BYTES = 8 << 20  # manifest.json size
+MAX_NESTING = 64  # JSON objects/arrays nested in the manifest
+MAX_STAGES = 64  # stages (each opens up to three onnxruntime sessions: segment, head, merged graph)
+MAX_MACS = (1 << 63) - 1  # per file: an int64
+MAX_INPUT_VALUES = 1 << 24  # values in one input sample (64 MiB of float32)
+MAX_IMAGE_SIDE = 8192  # preprocess.size [H, W]
+IMAGE_COLORS = ("gray", "rgb", "bgr")
+IMAGE_CROPS = ("center", "none")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -126,6 +138,9 @@ def check_relative_path(rel: str, where: str) -> str:
     """A bundle file name must be a relative POSIX path that stays inside the bundle."""
     if not isinstance(rel, str) or not rel:
         raise BundleError(f"manifest: {where} must be a non-empty file name")
+    if any(ord(c) < 32 or c == "\x7f" for c in rel) or len(rel) > 1024:
+        raise BundleError(f"manifest: {where} = {rel[:80]!r} contains control characters (NUL, newline...) "
+                          "or is longer than 1024 characters", "re-export the bundle")
     p = PurePosixPath(rel)
     if p.is_absolute() or "\\" in rel or rel.startswith("~") or ".." in p.parts:
         raise BundleError(
@@ -155,8 +170,8 @@ class FileRef:
         if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
             raise BundleError(f"manifest: {where}.sha256 is not a lowercase hex sha256 digest")
         macs = _req(d, "macs", where, int)
-        if macs < 0:
-            raise BundleError(f"manifest: {where}.macs must be >= 0")
+        if not 0 <= macs <= MAX_MACS:
+            raise BundleError(f"manifest: {where}.macs must be >= 0 and <= 2**63-1")
         out_shape = d.get("output_shape")
         return cls(
             file=check_relative_path(_req(d, "file", where, str), f"{where}.file"),
@@ -312,13 +327,86 @@ class InputSpec:
                 f"manifest: input.preprocess.kind = {pre.get('kind')!r}; "
                 f"expected one of {', '.join(PREPROCESS_KINDS)}"
             )
-        return cls(
-            name=_req(d, "name", w, str),
-            shape=_shape(_req(d, "shape", w, list), "input.shape"),
-            dtype=dtype,
-            layout=layout,
-            preprocess=pre,
-        )
+        shape = _shape(_req(d, "shape", w, list), "input.shape")
+        values = math.prod(x for x in shape[1:] if isinstance(x, int) and x > 0)
+        if values > MAX_INPUT_VALUES:
+            raise BundleError(f"manifest: input.shape {shape} has {values} values per sample; "
+                              f"the limit is {MAX_INPUT_VALUES}")
+        spec = cls(name=_req(d, "name", w, str), shape=shape, dtype=dtype, layout=layout, preprocess=pre)
+        check_preprocess(spec)
+        return spec
+
+
+def _number(pre: dict[str, Any], key: str, default: Any, *, integer: bool = False, lo: float = 0.0,
+            hi: float = math.inf, lo_open: bool = True) -> float:
+    """preprocess[key] (or ``default``): a finite number (an integer if asked) in (lo, hi] ([lo, hi] when
+    not ``lo_open``)."""
+    v = pre.get(key, default)
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) \
+        and (v > lo if lo_open else v >= lo) and v <= hi and (not integer or isinstance(v, int))
+    if not ok:
+        kind = "an integer" if integer else "a finite number"
+        rng = f"{'>' if lo_open else '>='} {lo:g}" + (f" and <= {hi:g}" if hi != math.inf else "")
+        raise BundleError(f"manifest: input.preprocess.{key} = {v!r}; expected {kind} {rng}",
+                          "fix the exporter's preprocessing spec and re-export the bundle")
+    return v
+
+
+def check_preprocess(spec: InputSpec) -> None:
+    """Every value the preprocessors read: type and range, so a bundle that loads also runs (a zero std
+    or a 100000x100000 resize is refused here, not found frame by frame)."""
+    pre = spec.preprocess
+    kind = pre.get("kind", "none")
+    w = "manifest: input.preprocess"
+    if kind == "image":
+        if pre.get("color", "rgb") not in IMAGE_COLORS:
+            raise BundleError(f"{w}.color = {pre.get('color')!r}; expected one of {', '.join(IMAGE_COLORS)}")
+        if pre.get("crop", "center") not in IMAGE_CROPS:
+            raise BundleError(f"{w}.crop = {pre.get('crop')!r}; expected one of {', '.join(IMAGE_CROPS)}")
+        if not isinstance(pre.get("invert", False), bool):
+            raise BundleError(f"{w}.invert = {pre.get('invert')!r}; expected true or false")
+        channels = 1 if pre.get("color", "rgb") == "gray" else 3
+        if "size" in pre:
+            size = pre["size"]
+            if not (isinstance(size, list) and len(size) == 2 and all(
+                    isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_IMAGE_SIDE for v in size)):
+                raise BundleError(f"{w}.size = {size!r}; expected [H, W], integers 1..{MAX_IMAGE_SIDE}")
+        else:
+            dims = spec.sample_shape
+            if len(dims) != 4 or not all(1 <= v <= MAX_IMAGE_SIDE for v in dims[1:]):
+                raise BundleError(f"{w} has no size and input.shape {spec.shape} is not a 4-d image shape "
+                                  f"with sides 1..{MAX_IMAGE_SIDE}")
+        _number(pre, "scale", 1 / 255.0, lo=-math.inf)
+        if pre.get("scale", 1.0) == 0:
+            raise BundleError(f"{w}.scale is 0: every input would be the same")
+        for key, default in (("mean", [0.0]), ("std", [1.0])):
+            v = pre.get(key, default)
+            if not (isinstance(v, list) and len(v) in (1, channels) and all(
+                    isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v)):
+                raise BundleError(f"{w}.{key} = {v!r}; expected a list of 1 or {channels} finite numbers "
+                                  f"(one per channel)")
+            if key == "std" and not all(x > 0 for x in v):
+                raise BundleError(f"{w}.std = {v!r}; every value must be > 0 (a zero std divides by zero)")
+    elif kind == "audio_mfcc":
+        from .features import DEFAULT_SPEC
+
+        full = {**DEFAULT_SPEC, **pre}
+        sr = _number(full, "sample_rate", None, integer=True, lo=1000, lo_open=False, hi=384000)
+        clip = _number(full, "clip_samples", None, integer=True, hi=60 * sr)
+        win_ms = _number(full, "window_ms", None, hi=10_000)
+        hop_ms = _number(full, "stride_ms", None, hi=10_000)
+        n_fft = _number(full, "n_fft", None, integer=True, hi=1 << 16)
+        n_mels = _number(full, "n_mels", None, integer=True, hi=1024)
+        fmin = _number(full, "fmin", None, lo=0, lo_open=False)
+        _number(full, "fmax", None, lo=fmin, hi=sr / 2)
+        _number(full, "n_mfcc", None, integer=True, hi=n_mels)
+        _number(full, "log_offset", None)
+        if not isinstance(full.get("peak_normalize", False), bool):
+            raise BundleError(f"{w}.peak_normalize = {pre.get('peak_normalize')!r}; expected true or false")
+        win, hop = round(sr * win_ms / 1000), round(sr * hop_ms / 1000)
+        if not 1 <= win <= min(n_fft, clip) or hop < 1:
+            raise BundleError(f"{w}: window of {win} samples and hop of {hop} must be >= 1 and the window "
+                              f"no longer than n_fft ({n_fft}) or the clip ({clip})")
 
 
 @dataclass
@@ -333,6 +421,9 @@ class Manifest:
     producer: dict[str, Any] = field(default_factory=dict)
     schema_version: int = 1  # written as the lowest version that expresses the manifest (to_dict)
     full: GraphRef | None = None  # v2: the whole model as one graph
+    #: ONNX external-data files (tensor weights kept beside a model): {"file", "sha256"} each, checked
+    #: like the models; a model that refers to a file not listed here is refused
+    external_data: list[dict[str, str]] = field(default_factory=list)
 
     # ---- derived views
     @property
@@ -369,6 +460,7 @@ class Manifest:
                 out.append((s.merged.file, s.merged.sha256))
         if self.full is not None:
             out.append((self.full.file, self.full.sha256))
+        out += [(e["file"], e["sha256"]) for e in self.external_data]
         return out
 
     def full_io(self) -> tuple[str, list[str], list[str]]:
@@ -410,6 +502,8 @@ class Manifest:
             "calibration": self.calibration.to_dict(),
             "producer": self.producer,
         }
+        if self.external_data:
+            d["external_data"] = [dict(e) for e in self.external_data]
         return d
 
 
@@ -433,13 +527,16 @@ def parse_manifest(data: Any) -> Manifest:
     raw_stages = _req(data, "stages", "manifest", list)
     if not raw_stages:
         raise BundleError("manifest: stages is empty; a bundle needs at least one stage")
+    if len(raw_stages) > MAX_STAGES:
+        raise BundleError(f"manifest: {len(raw_stages)} stages; the limit is {MAX_STAGES}")
     stages: list[Stage] = []
     for i, rs in enumerate(raw_stages):
         where = f"stages[{i}]"
         if not isinstance(rs, dict):
             raise BundleError(f"manifest: {where} must be an object")
         seg = FileRef.from_dict(_req(rs, "segment", where, dict), f"{where}.segment")
-        head = Head.from_dict(rs["head"], f"{where}.head") if rs.get("head") is not None else None
+        raw_head = _opt(rs, "head", where, dict, None)
+        head = Head.from_dict(raw_head, f"{where}.head") if raw_head is not None else None
         last = i == len(raw_stages) - 1
         if not last and head is None:
             raise BundleError(f"manifest: {where} has no exit head; only the last stage may omit it")
@@ -472,7 +569,8 @@ def parse_manifest(data: Any) -> Manifest:
         raise BundleError(
             f"manifest: stages[0].segment.input = {stages[0].segment.input!r} is not the bundle input {inp.name!r}"
         )
-    probe = Manifest("", task, labels, inp, stages, full=full)
+    external = _external_data(_opt(data, "external_data", "manifest", list, []))
+    probe = Manifest("", task, labels, inp, stages, full=full, external_data=external)
     names = [f for f, _ in probe.files()]
     if len(set(names)) != len(names):
         raise BundleError("manifest: the same file is named twice")
@@ -488,7 +586,32 @@ def parse_manifest(data: Any) -> Manifest:
         producer=_opt(data, "producer", "manifest", dict, {}),
         schema_version=version,
         full=full,
+        external_data=external,
     )
+
+
+def _external_data(raw: list[Any]) -> list[dict[str, str]]:
+    out = []
+    for i, e in enumerate(raw):
+        where = f"external_data[{i}]"
+        sha = _req(e, "sha256", where, str)
+        if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+            raise BundleError(f"manifest: {where}.sha256 is not a lowercase hex sha256 digest")
+        out.append({"file": check_relative_path(_req(e, "file", where, str), f"{where}.file"), "sha256": sha})
+    return out
+
+
+def _depth(data: Any) -> int:
+    """Nesting depth of decoded JSON, without recursion."""
+    best, todo = 0, [(data, 1)]
+    while todo:
+        v, d = todo.pop()
+        if isinstance(v, (dict, list)):
+            best = max(best, d)
+            if best > MAX_NESTING:
+                return best
+            todo.extend((x, d + 1) for x in (v.values() if isinstance(v, dict) else v))
+    return best
 
 
 def read_manifest(bundle_dir: str | os.PathLike[str]) -> Manifest:
@@ -500,8 +623,18 @@ def read_manifest(bundle_dir: str | os.PathLike[str]) -> Manifest:
     if not path.is_file():
         raise BundleError(f"bundle {bundle_dir} has no {MANIFEST_NAME}", "is this an edge-ee bundle directory?")
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as f:
+            raw = f.read(MAX_MANIFEST_BYTES + 1)
+        if len(raw) > MAX_MANIFEST_BYTES:
+            raise BundleError(f"{path}: larger than {MAX_MANIFEST_BYTES >> 20} MiB, the limit for a manifest",
+                              "is this an edge-ee bundle? re-export it")
+        text = raw.decode("utf-8")
         data = json.loads(text)
+        if _depth(data) > MAX_NESTING:
+            raise RecursionError
+    except RecursionError:
+        raise BundleError(f"{path}: JSON nested deeper than {MAX_NESTING} levels",
+                          "the manifest was damaged or is not an edge-ee manifest; re-export the bundle") from None
     except UnicodeDecodeError as e:
         raise BundleError(f"{path}: not UTF-8 text ({e})", "re-export or re-copy the bundle") from e
     except json.JSONDecodeError as e:
@@ -528,6 +661,8 @@ def write_manifest(manifest: Manifest, bundle_dir: str | os.PathLike[str], fill_
                     continue
                 check_relative_path(ref.file, "file")
                 ref.sha256 = sha256_file(bundle_dir / ref.file)
+        for e in manifest.external_data:
+            e["sha256"] = sha256_file(bundle_dir / check_relative_path(e["file"], "external_data.file"))
         # merged graphs last: their sources are the checksums just filled in
         last = len(manifest.stages) - 1
         for k, s in enumerate(manifest.stages):

@@ -204,6 +204,8 @@ def run_profile(engine: Engine, source: Any, *, frames: int = 500, warmup: int =
     if sampler is None:
         sampler = PowerSampler(discover(power_prefer)).start()
     try:
+        if sampler.baseline_w is None and sampler.known_baseline() is not None:
+            sampler.set_baseline(sampler.known_baseline())  # type: ignore[arg-type]
         if sampler.baseline_w is None:
             if baseline_s > 0:
                 if progress:

@@ -38,6 +38,8 @@ def encode(record: dict[str, Any]) -> str:
 
 class TelemetryWriter:
     def __init__(self, path: str | os.PathLike[str], max_bytes: int = 0, keep: int = 5) -> None:
+        if max_bytes < 0:  # rotating before every record would delete all but the last few
+            raise OutputError(f"telemetry rotation size {max_bytes} bytes is negative", "give 0 (never) or a size")
         self.path = Path(path)
         self.max_bytes = max_bytes
         self.keep = max(1, keep)

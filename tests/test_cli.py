@@ -151,11 +151,17 @@ def test_unreadable_image_mid_stream_keeps_telemetry(bundle: Path, tmp_path: Pat
         cv2.imwrite(str(imgs / f"a{i}.png"), np.full((28, 28), 40 * i, np.uint8))
     (imgs / "z_broken.png").write_bytes(b"not a png")
     log = tmp_path / "t.jsonl"
-    r = ee("run", "--model", bundle, "-s", f"images:{imgs}", "--log", log, "-q")
+    r = ee("run", "--model", bundle, "-s", f"images:{imgs}", "--log", log, "-q", "--strict")
     assert r.returncode == ExitCode.SOURCE and "z_broken.png" in r.stderr
     lines = log.read_text().splitlines()
     assert len(lines) == 3 and all(json.loads(x) for x in lines)
     assert "work done so far" in r.stderr
+    # without --strict the unreadable image is skipped with a warning and counted as a dropped frame
+    log.unlink()
+    r = ee("run", "--model", bundle, "-s", f"images:{imgs}", "--log", log, "-q")
+    assert r.returncode == 0 and "z_broken.png" in r.stderr and "skipped" in r.stderr
+    assert "dropped frames: 1" in r.stdout and "Traceback" not in r.stderr
+    assert len(log.read_text().splitlines()) == 3
 
 
 def test_sigterm_mid_run_exits_cleanly(bundle: Path, tmp_path: Path) -> None:

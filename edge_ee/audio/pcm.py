@@ -64,8 +64,11 @@ class WavReader(PcmReader):
                 f"convert it, e.g. `sox {p.name} -b 16 -e signed-integer out.wav` "
                 f"or `ffmpeg -i {p.name} -c:a pcm_s16le out.wav`",
             ) from None
-        except (OSError, EOFError) as e:
-            raise SourceError(f"wav:{self.path}: cannot read the file ({e})",
+        except EOFError:
+            raise SourceError(f"wav:{self.path}: the file ends inside its WAV header (truncated)",
+                              "check that it is a complete WAV file") from None
+        except OSError as e:
+            raise SourceError(f"wav:{self.path}: cannot read the file ({e.strerror or e})",
                               "check that it is a complete WAV file") from None
         width = self._w.getsampwidth()
         if width != 2:

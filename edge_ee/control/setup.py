@@ -31,7 +31,7 @@ def guarantee_note(g: dict[str, Any] | None) -> str:
 
 
 def make_run_hooks(bundle: Bundle, engine: Engine, budget: Budget | None, *, mode: str = "adaptive",
-                   controller: bool = True, power_source: str | None = None, power_baseline_s: float = 1.0,
+                   controller: bool = True, power_source: str | None = None, power_baseline_s: float | None = None,
                    profile_path: Path | None = None, thresholds_given: bool = False, fps: float | None = None,
                    setpoint: float = 0.9, echo: Callable[[str], None] = print,
                    ) -> tuple[list[RunHook], dict[str, Any] | None]:
@@ -73,7 +73,8 @@ def make_run_hooks(bundle: Bundle, engine: Engine, budget: Budget | None, *, mod
         from .energy_hook import EnergyHook
 
         prefer = None if power_source is None or power_source.lower() == "auto" else power_source
-        energy = EnergyHook(prefer, baseline_s=power_baseline_s)
+        energy = EnergyHook(prefer, baseline_s=power_baseline_s,
+                            profile_power=(profile or {}).get("power"), profile_path=ppath)
         hooks.append(energy)
     if budget is not None and controller and mode == "adaptive" and engine.num_stages > 1:
         from .hook import ControllerHook
@@ -134,6 +135,13 @@ def format_extras(s: dict[str, Any]) -> str:
     if per_exit and any(v is not None for v in per_exit):
         lines.append(f"energy per exit above idle{est}: " + "  ".join(
             f"exit{k}: {_f(v)} mJ" for k, v in enumerate(per_exit) if v is not None))
+    if s.get("energy_clamped_inferences") or s.get("energy_clamped"):
+        what = [f"{s['energy_clamped_inferences']} inferences"] if s.get("energy_clamped_inferences") else []
+        if s.get("energy_clamped"):
+            what.append("the mean per inference")
+        lines.append("energy below the idle baseline reported as 0 mJ: " + " and ".join(what)
+                     + " (noise: the device drew less than the idle baseline, measured at a busier moment, or "
+                       "inferences too short for the power source's update period)")
     if s.get("energy_extrapolated_inferences"):
         lines.append(f"energy of {s['energy_extrapolated_inferences']} inferences not covered by power samples "
                      "(the last reading was held)")

@@ -86,12 +86,12 @@ def parse_power_model(spec: str) -> DevicePowerModel:
 
 
 def _process_times() -> tuple[float, float]:
-    """(CPU seconds used by this process, all threads; monotonic wall seconds)."""
-    t = _PROC.cpu_times()
-    return t.user + t.system, time.monotonic()
+    """(CPU seconds used by this process, all threads; monotonic wall seconds). ``process_time`` reads the
+    process's CPU clock to the nanosecond; /proc's counters (psutil) advance in 10 ms ticks, so a window shorter
+    than a tick would see no CPU time at all and its energy above idle would be noise around zero."""
+    return time.process_time(), time.monotonic()
 
 
-_PROC = psutil.Process()
 
 
 def _busy_total(t: Any) -> tuple[float, float]:
@@ -139,6 +139,9 @@ class EstimatedSource(PowerSource):
         self._last = self._origin
         self._last_cores = 0.0
         self.idle_power_w = model.idle_w
+        # Scoped to this process, the model's power with this process idle is exactly idle_w: the baseline is
+        # known, not measured (a measured one adds the sampler's own noise and can sit above a quiet run).
+        self.idle_is_exact = model.scope == "process"
 
     def read(self) -> float:
         """Cumulative energy [J] since this source was opened."""

@@ -19,7 +19,10 @@ CPU-utilisation estimate with one warning; windows reaching past that moment are
 
 *The* energy of an inference or a stage is its energy above the idle baseline (``marginal_j``, the
 integral of power minus the baseline over the window); the total including idle power is kept
-beside it (``energy_j``). The baseline is a piecewise-constant function of time: a fallback source
+beside it (``energy_j``). ``marginal_j`` itself may come out below zero (a window where the device drew
+less than the baseline: sensor noise, or the estimate's CPU-time granularity for windows shorter than
+its update period); what is *reported* never is: :func:`clamp_above_idle` raises it to 0 and says so.
+The baseline is a piecewise-constant function of time: a fallback source
 brings its own idle power from the moment it takes over.
 
 Right after an inference the newest sample is usually older than the end of its window, so its last
@@ -67,10 +70,13 @@ class EnergyWindow:
 
     def to_telemetry(self) -> dict[str, Any]:
         """JSON-friendly fields for one telemetry record (energies in mJ, rounded to 0.1 uJ):
-        ``energy_mj`` above the idle baseline (None without a baseline), ``energy_total_mj`` with idle
-        power included, ``power_source``, ``power_rail``, ``energy_estimated``, ``energy_extrapolated``."""
+        ``energy_mj`` above the idle baseline (None without a baseline; never negative: ``energy_clamped``
+        is true when it was raised to 0), ``energy_total_mj`` with idle power included, ``power_source``,
+        ``power_rail``, ``energy_estimated``, ``energy_extrapolated``."""
+        m = self.marginal_j
         return {
-            "energy_mj": None if self.marginal_j is None else round_mj(self.marginal_j * 1e3),
+            "energy_mj": None if m is None else round_mj(max(m, 0.0) * 1e3),
+            "energy_clamped": m is not None and m < 0.0,
             "energy_total_mj": round_mj(self.energy_j * 1e3),
             "power_source": self.source,
             "power_rail": self.rail,
@@ -99,6 +105,24 @@ def round_mj(x: float | None, nd: int = 4) -> float | None:
     if x is None or not math.isfinite(x):
         return None
     return round(x, nd) + 0.0  # + 0.0 turns -0.0 into 0.0
+
+
+def clamp_above_idle(total: float | None, pieces: list[float | None]) -> tuple[float | None, list[float | None],
+                                                                             bool]:
+    """Energy above idle as reported: never negative, and the pieces (stages) still add up to the total.
+
+    A negative total is reported as 0 with every piece 0; otherwise negative pieces become 0 and the
+    positive ones are scaled down so that they add up to the total again. Returns (total, pieces,
+    clamped), ``clamped`` true when anything was raised. ``None`` (no baseline) stays ``None``."""
+    if total is None:
+        return None, pieces, False
+    if total < 0.0:
+        return 0.0, [None if p is None else 0.0 for p in pieces], True
+    if all(p is None or p >= 0.0 for p in pieces):
+        return total, pieces, False
+    pos = math.fsum(p for p in pieces if p is not None and p > 0.0)
+    f = total / pos if pos > 0.0 else 0.0
+    return total, [None if p is None else (p * f if p > 0.0 else 0.0) for p in pieces], True
 
 
 def _default_fallback() -> PowerSource:
@@ -466,6 +490,10 @@ class PowerSampler:
             return self._t[idx].copy(), self._p[idx].copy()
 
     # ---- baseline ------------------------------------------------------------------------------
+    def known_baseline(self) -> float | None:
+        """The idle power a source models exactly (a process-scoped estimate), else None: then it is measured."""
+        return float(self.source.idle_power_w) if getattr(self.source, "idle_is_exact", False) else None
+
     def set_baseline(self, watts: float) -> None:
         """Idle baseline [W] for every window (replaces any earlier one)."""
         self._baselines = [(-math.inf, float(watts))]

@@ -11,6 +11,7 @@ from ..bundle import Bundle
 from ..runner import RunHook, Runner
 from . import _click as click
 from .config import command_line_keys, run_params
+from .mqtt import MqttTarget
 from .reload import ReloadHook
 from .sdnotify import Notifier, watchdog_usec
 
@@ -20,6 +21,7 @@ class ServiceHooks:
     reload: ReloadHook
     hooks: list[RunHook] = field(default_factory=list)
     metrics_url: str | None = None
+    mqtt_url: str | None = None
 
     def request_reload(self, *_: Any) -> None:
         """SIGHUP handler: only sets a flag; the loop applies it before the next frame."""
@@ -34,10 +36,11 @@ class ServiceHooks:
 
 def attach_service_hooks(runner: Runner, bundle: Bundle, config: Path | None = None,
                          metrics_port: int | None = None, metrics_addr: str = "127.0.0.1",
-                         environ: dict[str, str] | None = None) -> ServiceHooks:
-    """Add reload (always), systemd notification (when ``$NOTIFY_SOCKET`` is set) and metrics (when a
-    port is given) to ``runner``. Called inside the ``run`` command, so the click context tells which
-    options came from the command line (they keep overriding the file on reload)."""
+                         environ: dict[str, str] | None = None, mqtt: MqttTarget | None = None) -> ServiceHooks:
+    """Add reload (always), systemd notification (when ``$NOTIFY_SOCKET`` is set), metrics (when a
+    port is given) and MQTT (when a target is given) to ``runner``. Called inside the ``run`` command, so
+    the click context tells which options came from the command line (they keep overriding the file on
+    reload)."""
     env = os.environ if environ is None else environ
     ctx = click.current_context()
     if ctx is not None:
@@ -69,4 +72,13 @@ def attach_service_hooks(runner: Runner, bundle: Bundle, config: Path | None = N
         runner.hooks.append(mh)
         svc.hooks.append(mh)
         svc.metrics_url = mh.url
+    if mqtt is not None:
+        from .mqtt import MqttHook
+
+        m = bundle.manifest
+        mq = MqttHook(mqtt, bundle_info={"name": m.name, "task": m.task, "sha256": bundle.content_hash()[:16]},
+                      labels=list(m.labels))
+        runner.hooks.append(mq)
+        svc.hooks.append(mq)
+        svc.mqtt_url = mqtt.url
     return svc

@@ -14,6 +14,8 @@ Problems raise :class:`~edge_ee.errors.ConfigError` (exit code 8) naming the fil
 from __future__ import annotations
 
 import difflib
+import math
+import reprlib
 import sys
 from pathlib import Path
 from typing import Any
@@ -60,7 +62,7 @@ def _convert(param: Any, value: Any, ctx: Any) -> Any:
     return param.type_cast_value(ctx, value)
 
 
-_TOML_TYPE = {"bool": "true or false", "int": "an integer", "float": "a number", "str": "a string"}
+_TOML_TYPE = {"bool": "true or false", "int": "an integer", "float": "a number (not nan)", "str": "a string"}
 
 
 def _check_scalar(kind: str, value: Any) -> Any:
@@ -72,14 +74,25 @@ def _check_scalar(kind: str, value: Any) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     elif kind == "float":
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value):
             return float(value)
     elif isinstance(value, str):
         return value
     elif isinstance(value, list) and value and all(
-            isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in value):
+            isinstance(v, (str, int, float)) and not isinstance(v, bool)
+            and not (isinstance(v, float) and not math.isfinite(v)) for v in value):
         return ",".join(str(v) for v in value)  # options that take comma-separated values
-    raise TypeError(_TOML_TYPE[kind] + (" (or a list, for comma-separated values)" if kind == "str" else ""))
+    raise TypeError(_TOML_TYPE[kind]
+                    + (" (or a list of finite values, for comma-separated values)" if kind == "str" else ""))
+
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 80
+
+
+def _short(value: Any) -> str:
+    """repr of a config value for a message: bounded in depth and length (a file may nest 100,000 levels)."""
+    return _REPR.repr(value)
 
 
 def _what(value: Any) -> str:
@@ -87,19 +100,74 @@ def _what(value: Any) -> str:
             dict: "a table"}.get(type(value), type(value).__name__)
 
 
+#: config files larger than this are refused (a real one is a few KiB); /dev/zero or a log given by mistake
+#: must not be read into memory
+MAX_CONFIG_BYTES = 1 << 20
+#: tables/arrays nested deeper than this are refused before the TOML parser recurses into them
+MAX_CONFIG_NESTING = 32
+
+
+def _read_limited(path: Path) -> bytes:
+    """At most MAX_CONFIG_BYTES + 1 bytes of ``path`` (a regular file only: no devices, FIFOs, directories)."""
+    import os
+    import stat
+
+    with open(path, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(f"config file {path} is not a regular file",
+                              "give a TOML file with --config, e.g. /etc/edge-ee/edge-ee.toml")
+        return f.read(MAX_CONFIG_BYTES + 1)
+
+
+def _nesting(text: str) -> int:
+    """Upper bound of the nesting depth of a TOML text: brackets/braces, plus the dots of a dotted key or
+    table header on one line (tomllib's time grows with the square of a dotted key's length). Strings are
+    not skipped: that can only over-estimate, and the limit is far above any real run config."""
+    depth = best = 0
+    for line in text.splitlines():
+        head = line.split("=", 1)[0] if "=" in line else (line if line.lstrip().startswith("[") else "")
+        best = max(best, depth + head.count("."))
+        for c in line:
+            if c in "[{":
+                depth += 1
+                best = max(best, depth)
+            elif c in "]}":
+                depth = max(0, depth - 1)
+    return best
+
+
 def parse_toml(path: Path) -> dict[str, Any]:
+    """The parsed document; every way a file can be unusable is a ConfigError naming it (never a traceback)."""
+    fix = "give a TOML file with --config (`edge-ee service config` prints a default one)"
     try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
+        raw = _read_limited(path)
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist",
                           "give an existing file with --config, e.g. /etc/edge-ee/edge-ee.toml "
                           "(`edge-ee service config` prints a default one)") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a directory", fix) from None
     except OSError as e:
         raise ConfigError(f"cannot read config file {path}: {e.strerror}",
                           "check the path and its permissions") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"config file {path} is larger than {MAX_CONFIG_BYTES >> 10} KiB", fix)
+    if b"\0" in raw:
+        raise ConfigError(f"config file {path} is binary (it contains NUL bytes), not TOML", fix)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {e.start}), not TOML", fix) from None
+    if _nesting(text) > MAX_CONFIG_NESTING:
+        raise ConfigError(f"config file {path} nests arrays or tables deeper than {MAX_CONFIG_NESTING} levels",
+                          "a run config is flat: key = value lines") from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}", "fix the syntax (see https://toml.io)") from None
+    except (RecursionError, ValueError, MemoryError) as e:
+        raise ConfigError(f"{path}: not usable TOML ({type(e).__name__})", fix) from None
 
 
 def validate(data: dict[str, Any], command: Any, path: Path | str = "<config>",
@@ -133,13 +201,13 @@ def validate(data: dict[str, Any], command: Any, path: Path | str = "<config>",
             else:
                 checked = _check_scalar(kind, value)
         except TypeError as e:
-            raise ConfigError(f"{path}: {key!r} must be {e}, not {_what(value)} ({value!r})",
+            raise ConfigError(f"{path}: {key!r} must be {e}, not {_what(value)} ({_short(value)})",
                               f"see `edge-ee run --help` for --{name.replace('_', '-')}") from None
         try:  # the option's own checks (ranges, choices, ...)
             if kind != "bool":
                 _convert(p, checked, ctx)
         except click.ClickException as e:
-            raise ConfigError(f"{path}: {key!r} = {value!r}: {e.format_message()}",
+            raise ConfigError(f"{path}: {key!r} = {_short(value)}: {e.format_message()}",
                               f"see `edge-ee run --help` for --{name.replace('_', '-')}") from None
         out[name] = checked
     return out

@@ -13,7 +13,10 @@ than a sensor (0 when measured), so dashboards can label them "estimated".
 
 from __future__ import annotations
 
+import io
+import logging
 import socket
+import sys
 import threading
 from socketserver import ThreadingMixIn
 from typing import Any
@@ -23,6 +26,8 @@ from .. import __version__
 from ..errors import UsageError
 from ..runner import RunHook, Runner
 from ..sources.base import Frame
+
+log = logging.getLogger("edge_ee.service")
 
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
                    2.5, 5.0, 10.0)
@@ -41,6 +46,12 @@ class _Server(ThreadingMixIn, WSGIServer):
     daemon_threads = True
     allow_reuse_address = True
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A malformed or aborted request is the client's problem: one debug line, never a traceback
+        (socketserver prints one to stderr, i.e. into the journal, for each)."""
+        err = sys.exc_info()[1]
+        log.debug("metrics: request from %s failed: %s: %s", client_address, type(err).__name__, err)
+
 
 class _Server6(_Server):
     address_family = socket.AF_INET6
@@ -49,6 +60,22 @@ class _Server6(_Server):
 class _QuietHandler(WSGIRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - signature of the base class
         pass
+
+    def get_stderr(self) -> Any:
+        """wsgiref writes an application error's traceback here: to the debug log, one line."""
+        return _DebugStream()
+
+
+class _DebugStream(io.StringIO):
+    def flush(self) -> None:
+        text = self.getvalue().strip()
+        if text:
+            log.debug("metrics: %s", text.splitlines()[-1])
+        self.seek(0)
+        self.truncate()
+
+
+WILDCARD_ADDRS = ("0.0.0.0", "::", "[::]")
 
 
 class MetricsHook(RunHook):
@@ -92,6 +119,13 @@ class MetricsHook(RunHook):
         self._seen_dropped = 0
         self._seen_tel_dropped = 0
         self._lock = threading.Lock()
+        if not addr.strip():
+            raise UsageError("--metrics-addr is empty", "give 127.0.0.1 (this machine only, the default), or "
+                             "0.0.0.0 / :: to serve every network interface")
+        if addr in WILDCARD_ADDRS:
+            log.warning("metrics: --metrics-addr %s serves every network interface: anyone who can reach "
+                        "this device can read the metrics (use 127.0.0.1 or one interface's address)", addr)
+            addr = addr.strip("[]")
         server_cls = _Server6 if ":" in addr else _Server
         try:
             self.server = make_server(addr, port, pc.make_wsgi_app(r), server_cls, handler_class=_QuietHandler)

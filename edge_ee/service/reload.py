@@ -100,6 +100,11 @@ class ReloadHook(RunHook):
             self.failures += 1
             log.warning("reload (SIGHUP) of %s failed, keeping the previous settings: %s", where, e)
             return False
+        except Exception as e:  # a running service must outlive any reload; the message names the bug
+            self.failures += 1
+            log.error("reload (SIGHUP) of %s failed with an internal error (%s: %s), keeping the previous "
+                      "settings; please report it", where, type(e).__name__, e)
+            return False
         for fn in apply:
             fn()
         applied = changed & LIVE_KEYS

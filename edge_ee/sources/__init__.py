@@ -66,7 +66,9 @@ def _synthetic(arg: str, m: Manifest, opts: dict) -> Source:
     try:
         seed = int(arg) if arg else 0
     except ValueError:
-        raise UsageError(f"synthetic:{arg}: the argument must be an integer seed") from None
+        seed = -1
+    if not 0 <= seed < 2**63:
+        raise UsageError(f"synthetic:{arg}: the argument must be an integer seed from 0 to 2**63-1") from None
     return SyntheticSource(m.input, seed=seed)
 
 
@@ -76,7 +78,7 @@ def _images(arg: str, m: Manifest, opts: dict) -> Source:
 
     if not arg:
         raise UsageError("images: needs a directory or glob, e.g. images:photos/ or images:'shots/*.png'")
-    return ImageSource(arg, labels=m.labels, loop=bool(opts.get("loop")))
+    return ImageSource(arg, labels=m.labels, loop=bool(opts.get("loop")), strict=bool(opts.get("strict")))
 
 
 @register("video", "a video file, video:FILE")

@@ -187,7 +187,10 @@ def open_wav(arg: str, m: Manifest, opts: dict) -> AudioSource:
 def open_stdin(arg: str, m: Manifest, opts: dict) -> AudioSource:
     rate, window = model_audio_params(m)
     in_rate = int(opts.get("audio_rate") or rate)
-    stream = opts.get("stdin") or sys.stdin.buffer
+    stream = opts.get("stdin") or getattr(sys.stdin, "buffer", None)
+    if stream is None or getattr(stream, "closed", False):
+        raise SourceError("--source - reads raw 16-bit PCM from stdin, but stdin is closed",
+                          "pipe audio in, e.g. `arecord -f S16_LE -r 16000 -c 1 -t raw | edge-ee run --source -`")
     if hasattr(stream, "isatty") and stream.isatty():
         raise UsageError("--source - reads raw 16-bit PCM from stdin, but stdin is a terminal",
                          "pipe audio in, e.g. `arecord -f S16_LE -r 16000 -c 1 -t raw | edge-ee run --source -`")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from ..cv import require_cv2
 from ..errors import SourceError
 from .base import Frame, Source
+
+log = logging.getLogger("edge_ee.sources")
 
 
 class VideoSource(Source):
@@ -14,7 +17,14 @@ class VideoSource(Source):
 
     def __init__(self, path: str, loop: bool = False) -> None:
         cv2 = require_cv2("the video source")
-        if not Path(path).is_file():
+        p = Path(path)
+        if p.is_dir():
+            raise SourceError(f"video:{path} is a directory, not a video file",
+                              "give a file (video:clip.mp4); for a folder of images use --source images:DIR")
+        if p.exists() and not p.is_file():
+            raise SourceError(f"video:{path} is not a regular file (a device or pipe)",
+                              "give a video file; for a camera use --source camera:/dev/videoN")
+        if not p.is_file():
             raise SourceError(f"video:{path}: no such file", "check the path; for a camera use --source camera")
         self.cap = cv2.VideoCapture(path)
         if not self.cap.isOpened():
@@ -25,6 +35,9 @@ class VideoSource(Source):
         self.path = path
         self.loop = loop
         self.fps = float(self.cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        count = self.cap.get(cv2.CAP_PROP_FRAME_COUNT)
+        self.expected = int(count) if count and count > 0 and count == count else None  # from the header
+        self.short = False  # ended well before the frame count in its header (truncated)
         self.description = f"video:{path}"
         self.i = 0
         self._cv2 = cv2
@@ -37,6 +50,10 @@ class VideoSource(Source):
         if not ok or img is None:
             if self.i == 0:
                 raise SourceError(f"video:{self.path}: the file opened but contains no decodable frame")
+            if self.expected and self.i < 0.95 * self.expected and not self.short:
+                self.short = True
+                log.warning("video:%s ended after %d of the %d frames its header announces: the file is "
+                            "truncated or damaged", self.path, self.i, self.expected)
             return None
         frame = Frame(self.i, img, meta={"path": self.path})
         self.i += 1

@@ -143,7 +143,7 @@ def test_baseline_and_marginal_energy(clock):
     assert w.marginal_j == pytest.approx(2.5 * (b - a)) and w.baseline_w == pytest.approx(1.5)
     # the energy is the energy above idle; the total (idle power included) is kept beside it
     assert w.to_telemetry() == {"energy_mj": pytest.approx(2500 * (b - a), abs=1e-3),
-                                "energy_total_mj": pytest.approx(4000 * (b - a), abs=1e-3),
+                                "energy_total_mj": pytest.approx(4000 * (b - a), abs=1e-3), "energy_clamped": False,
                                 "power_source": "fake", "power_rail": "fake rail", "energy_estimated": False,
                                 "energy_extrapolated": False}
 

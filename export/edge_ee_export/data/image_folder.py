@@ -61,7 +61,7 @@ def read_images(root: str | os.PathLike[str], classes: list[str], size: Sequence
         if not any(f.suffix.lower() in EXTS for f in d.rglob("*")):
             continue
         try:
-            src = ImageSource(str(d))
+            src = ImageSource(str(d), strict=True)  # training data: an unreadable image is an error
             n = 0
             while (frame := src.read()) is not None and (limit_per_class is None or n < limit_per_class):
                 xs.append(pre(frame.data)[0])
