@@ -1,6 +1,6 @@
 """Bring your own model: early exits on an ONNX classifier the project did not define.
 
-    python benchmarks/byom.py                       # full run (image folder of 10k Fashion-MNIST images)
+    python benchmarks/byom.py                       # full run (image folder of 15k Fashion-MNIST images)
     python benchmarks/byom.py --per-class 300 --epochs 2 --exit-epochs 2 --no-doc   # quick look
 
 1. an image folder (one sub-folder per class, PNG) made from Fashion-MNIST's training IDX files;
@@ -51,7 +51,7 @@ def make_folder(out: Path, per_class: int) -> Path:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--per-class", type=int, default=1000)
+    p.add_argument("--per-class", type=int, default=1500)
     p.add_argument("--width", type=int, default=16)
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--exit-epochs", type=int, default=20)
