@@ -15,19 +15,17 @@ import re
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
 import time
-import zlib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 import numpy as np  # noqa: E402
-from factory import build_bundle, edit_manifest  # noqa: E402
+from factory import build_bundle, edit_manifest, png_header  # noqa: E402
 
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
 CLI = [sys.executable, "-m", "edge_ee"]
@@ -59,14 +57,6 @@ def record(case: str, expect: int, r: subprocess.CompletedProcess | None = None,
         code, text = r.returncode, r.stdout + r.stderr
     RESULTS.append({"case": case, "exit": code, "expected": expect, "tracebacks": text.count("Traceback"),
                     "lost": lost, "ok": code == expect and "Traceback" not in text and not lost})
-
-
-def png_header(w: int, h: int) -> bytes:
-    def chunk(t: bytes, d: bytes) -> bytes:
-        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
-
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b""))
 
 
 def fresh(tmp: Path, name: str) -> Path:

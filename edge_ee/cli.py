@@ -360,6 +360,16 @@ def run(
     profile: Annotated[Path | None, typer.Option(
         "--profile", help="Device profile from `edge-ee profile` (default: a matching one beside the bundle or "
                           "in ~/.local/state/edge-ee/profiles).")] = None,
+    audit: Annotated[str | None, typer.Option(
+        help="Audit this share of the frames answered early (2% or 0.02): also run the whole model on them, "
+             "estimate the agreement with the final exit (telemetry, summary, metrics; the work counts in the "
+             "reported cost) and raise a drift alarm when the disagreement exceeds the target.")] = None,
+    audit_target: Annotated[str | None, typer.Option(
+        "--audit-target", help="With --audit: largest acceptable disagreement with the final exit (1% or 0.01; "
+                               "default: the device profile's or the bundle's target drop).")] = None,
+    recalibrate: Annotated[bool, typer.Option(
+        help="With --audit: on a drift alarm, re-select the thresholds without labels on the audited frames "
+             "and move to the safe point (logged).")] = False,
 ) -> None:
     """Run the model on a stream, exiting early when confident, and print a summary."""
     from .runner import RunConfig, Runner
@@ -378,6 +388,7 @@ def run(
     if modes[mode] == "exit_at" and exit_at is None:
         raise UsageError("--mode exit-at needs --exit-at K")
     b = parse_budget(budget)
+    audit_fraction = _check_audit(audit, audit_target, recalibrate, modes[mode], b, controller)
     from .service.mqtt import parse_mqtt_url
 
     mqtt_target = parse_mqtt_url(mqtt) if mqtt is not None else None
@@ -417,6 +428,8 @@ def run(
                                       power_source=power_source, power_baseline_s=power_baseline,
                                       profile_path=profile, thresholds_given=th is not None, fps=fps,
                                       echo=lambda m: typer.echo(m, err=True))
+        if audit_fraction is not None:
+            hooks.insert(0, _audit_hook(bundle, _prof, audit_fraction, audit_target, recalibrate))
         runner = Runner(engine, src, cfg, telemetry=telemetry, hooks=hooks)
         runner.hooks.extend(stream_hooks(src, bundle.manifest, stream_opts))
         svc = attach_service_hooks(runner, bundle, config=config, metrics_port=metrics_port,
@@ -441,10 +454,12 @@ def run(
             typer.echo("edge-ee: stopped by an error; work done so far:\n" + format_summary(runner.stats.summary()),
                        err=True)
             raise
+    from .calibration.audit import format_audit
     from .service.mqtt import format_mqtt_summary
 
     out(format_summary(summary))
-    for extra in (format_extras(summary), format_stream_summary(summary), format_mqtt_summary(summary)):
+    for extra in (format_extras(summary), format_stream_summary(summary), format_mqtt_summary(summary),
+                  format_audit(summary)):
         if extra:
             out(extra)
     if as_json:
@@ -456,6 +471,45 @@ def run(
             from .errors import OutputError
 
             raise OutputError(f"cannot write {summary_json}: {e.strerror}") from e
+
+
+def _check_audit(audit: str | None, target: str | None, recalibrate: bool, mode: str, budget: Any,
+                 controller: bool) -> float | None:
+    """The audited share of early answers (None: no audit), after checking the audit options together."""
+    if audit is None:
+        for given, opt in ((target is not None, "--audit-target"), (recalibrate, "--recalibrate")):
+            if given:
+                raise UsageError(f"{opt} needs --audit", "e.g. --audit 2%")
+        return None
+    from .calibration.audit import parse_audit_fraction
+
+    fraction = parse_audit_fraction(audit)
+    if target is not None:
+        parse_fraction("--audit-target", target)
+    if mode == "full":
+        raise UsageError("--audit with --mode full: every frame already runs the whole model, there is nothing "
+                         "to audit", "leave out --audit, or use --mode adaptive")
+    if recalibrate and mode != "adaptive":
+        raise UsageError(f"--recalibrate with --mode {mode.replace('_', '-')}: thresholds only matter in adaptive mode",
+                         "use --mode adaptive, or leave out --recalibrate")
+    if recalibrate and budget is not None and controller:
+        raise UsageError("--recalibrate with --budget: the budget controller sets the thresholds",
+                         "use --no-controller (the deadline guard alone), or leave out --recalibrate")
+    return fraction
+
+
+def _audit_hook(bundle: Any, profile: dict[str, Any] | None, fraction: float, target: str | None,
+                recalibrate: bool) -> Any:
+    from .calibration.audit import AuditHook, AuditSettings, default_target
+
+    if target is not None:
+        t, where = parse_fraction("--audit-target", target), "--audit-target"
+    else:
+        t, where = default_target(bundle.manifest, profile)
+    typer.echo(f"edge-ee: auditing {100 * fraction:.3g}% of the frames answered early; drift alarm above "
+               f"{100 * t:.3g}% disagreement with the final exit ({where})"
+               + (", recalibrating on an alarm" if recalibrate else ""), err=True)
+    return AuditHook(AuditSettings(fraction=fraction, target=t, target_source=where, recalibrate=recalibrate))
 
 
 @app.command()

@@ -119,6 +119,13 @@ def _opt(d: dict[str, Any], key: str, where: str, types: type | tuple[type, ...]
     return _req(d, key, where, types)
 
 
+def _sha256(d: dict[str, Any], where: str) -> str:
+    sha = _req(d, "sha256", where, str)
+    if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+        raise BundleError(f"manifest: {where}.sha256 is not a lowercase hex sha256 digest")
+    return sha
+
+
 def _as_tuple(t: type | tuple[type, ...]) -> tuple[type, ...]:
     return t if isinstance(t, tuple) else (t,)
 
@@ -166,9 +173,7 @@ class FileRef:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], where: str) -> FileRef:
-        sha = _req(d, "sha256", where, str)
-        if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
-            raise BundleError(f"manifest: {where}.sha256 is not a lowercase hex sha256 digest")
+        sha = _sha256(d, where)
         macs = _req(d, "macs", where, int)
         if not 0 <= macs <= MAX_MACS:
             raise BundleError(f"manifest: {where}.macs must be >= 0 and <= 2**63-1")
@@ -256,9 +261,7 @@ class GraphRef:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], where: str) -> GraphRef:
-        sha = _req(d, "sha256", where, str)
-        if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
-            raise BundleError(f"manifest: {where}.sha256 is not a lowercase hex sha256 digest")
+        sha = _sha256(d, where)
         outs = _req(d, "outputs", where, list)
         srcs = _req(d, "sources", where, list)
         if not outs or not all(isinstance(o, str) for o in outs):

@@ -7,6 +7,10 @@ On the device, one pass per input runs every segment and every head (``Engine.in
   total including idle power beside it (``*_energy_total_mj``); "estimated" when no sensor. The time
   windows are recorded during profiling and integrated once power samples cover them (a final wait
   for one more sample), so no window is extrapolated from a stale reading;
+* the latency that decides (the frontier's, each exit's ``adaptive_ms`` and the full model's) is measured on the
+  calls ``run`` makes: every stage through ``Engine.infer`` (one call per stage when the bundle has merged stage
+  graphs) and ``mode="full"`` (one call when it has the one-graph full model), not as the sum of separate
+  segment and head calls, which would overstate both;
 * every exit's answer on the calibration data: accuracy against the source's ground truth (e.g.
   ``--source sample``), or without labels the agreement with the final exit (the usual case on a
   device: no labels needed);
@@ -49,6 +53,7 @@ from .calibration import ExitTable, select_point_estimate, select_risk_controlle
 from .calibration.select import MIN_FRAMES, Guarantee, check_request
 from .engine import Engine
 from .errors import ConfigError, OutputError, SourceError, UsageError
+from .exit_rules import get_rule
 from .preprocess import make_preprocessor
 
 log = logging.getLogger("edge_ee.profile")
@@ -225,8 +230,12 @@ def run_profile(engine: Engine, source: Any, *, frames: int = 500, warmup: int =
         truths: list[str | None] = []
         seg_t: list[list[float]] = [[] for _ in range(ns)]
         head_t: list[list[float]] = [[] for _ in range(ns)]
+        path_t: list[list[float]] = [[] for _ in range(ns)]  # stage k on the path run uses (merged graph or not)
+        full_t: list[float] = []  # the plain model on the path --mode full uses (one graph when the bundle has it)
         windows = WindowIntegrator(sampler)  # integrated once samples cover them, not from a stale reading
         total = frames + warmup
+        saved = list(engine.thresholds)
+        never = [get_rule(r).never for r in engine.rules[:-1]]
         i = 0
         while i < total:
             fr = source.read()
@@ -234,7 +243,15 @@ def run_profile(engine: Engine, source: Any, *, frames: int = 500, warmup: int =
                 break
             x = pre(fr.data)
             a = engine.infer_all_exits(x)
+            # latency as `run` pays it: every stage through the calls adaptive mode makes, and the full model
+            engine.set_thresholds(never)
+            r_all = engine.infer(x)
+            engine.set_thresholds(saved)
+            r_full = engine.infer(x, mode="full")
             if i >= warmup:
+                for k in range(ns):
+                    path_t[k].append((r_all.segment_ms[k] + (r_all.head_ms[k] or 0.0)) / 1e3)
+                full_t.append((sum(r_full.segment_ms) + sum(h or 0.0 for h in r_full.head_ms)) / 1e3)
                 t = a.t_start
                 for k in range(ns):
                     s_, h_ = a.segment_s[k], a.head_s[k]
@@ -288,7 +305,7 @@ def run_profile(engine: Engine, source: Any, *, frames: int = 500, warmup: int =
 
     seg_ms = [np.array(v) for v in seg_t]
     head_ms = [np.array(v) for v in head_t]
-    st_lat = np.array([seg_ms[k].mean() + head_ms[k].mean() for k in range(ns)]) * 1e3
+    st_lat = np.array([np.mean(path_t[k]) for k in range(ns)]) * 1e3  # as adaptive runs pay it
     cum_lat = np.cumsum(st_lat)  # adaptive: answering at exit k costs every segment and head up to k
     # energy per stage part [mJ]: above idle (None without a baseline) and total; a stage without head: 0
     extrapolated = sum(v.extrapolated for v in sums.values())
@@ -334,10 +351,10 @@ def run_profile(engine: Engine, source: Any, *, frames: int = 500, warmup: int =
         chosen = point_estimate
 
     # full model (mode full): every segment and only the final head
-    full_lat = float(sum(seg_ms[k].mean() for k in range(ns)) + head_ms[-1].mean()) * 1e3
+    full_lat = float(np.mean(full_t)) * 1e3
     full_e = float(above[0].sum() + above[1][-1]) if above is not None else None
     full_tot = float(total_e[0].sum() + total_e[1][-1]) if total_e is not None else None
-    full_samples = np.sum(seg_ms, axis=0) + head_ms[-1]
+    full_samples = np.array(full_t)
     exits = []
     for k in range(ns):
         exit_at = float(sum(seg_ms[j].mean() for j in range(k + 1)) + head_ms[k].mean()) * 1e3
@@ -426,7 +443,9 @@ def format_profile(p: dict[str, Any]) -> str:
     if c:
         ce = "" if c.get("energy_mj") is None else f", {c['energy_mj']:.4f} mJ above idle{est}"
         q = c.get("accuracy") if c.get("accuracy") is not None else c.get("agreement", 0.0)
-        lines.append(f"chosen ({qm} within {100 * p['target_drop']:.2g} pp of the final exit): thresholds "
+        how = (f"{qm} drop <= {100 * p['target_drop']:.2g} pp at {100 * p['confidence']:.3g}% confidence"
+               if p.get("guarantee") else f"{qm} within {100 * p['target_drop']:.2g} pp of the final exit here")
+        lines.append(f"chosen ({how}): thresholds "
                      f"{[round(t, 4) for t in c['thresholds']]} -> {qm} {100 * q:.2f}%, "
                      f"{c['latency_ms']:.4f} ms{ce}, exits {[round(x, 3) for x in c['exit_fractions']]}")
     g = p.get("guarantee")

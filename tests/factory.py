@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -104,3 +106,12 @@ def edit_manifest(bundle: Path, fn) -> None:
     d = json.loads(p.read_text())
     fn(d)
     p.write_text(json.dumps(d))
+
+
+def png_header(w: int, h: int) -> bytes:
+    """A PNG that claims w x h pixels in its header but carries almost no data (a decompression bomb's shape)."""
+    def chunk(t: bytes, d: bytes) -> bytes:
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b""))

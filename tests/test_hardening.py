@@ -6,16 +6,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import struct
 import subprocess
 import sys
 import time
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
-from factory import build_bundle, edit_manifest
+from factory import build_bundle, edit_manifest, png_header
 
 from edge_ee.bundle import load_bundle
 from edge_ee.errors import BundleError, ConfigError, ExitCode, OutputError
@@ -324,14 +322,6 @@ def test_truncated_wav_header(tmp_path: Path) -> None:
     clean(ee("run", "-s", f"wav:{f}", "-n", "2"), ExitCode.SOURCE, "ends inside its WAV header")
 
 
-def _png_header(w: int, h: int) -> bytes:
-    def chunk(t: bytes, d: bytes) -> bytes:
-        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
-
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b""))
-
-
 def test_huge_and_truncated_images_are_skipped_and_counted(bundle: Path, tmp_path: Path) -> None:
     cv2 = pytest.importorskip("cv2")
     d = tmp_path / "imgs"
@@ -339,7 +329,7 @@ def test_huge_and_truncated_images_are_skipped_and_counted(bundle: Path, tmp_pat
     img = np.random.default_rng(0).integers(0, 255, (40, 40, 3), dtype=np.uint8)
     for i in range(3):
         cv2.imwrite(str(d / f"ok{i}.png"), img)
-    (d / "huge.png").write_bytes(_png_header(60000, 60000))
+    (d / "huge.png").write_bytes(png_header(60000, 60000))
     cv2.imwrite(str(d / "full.jpg"), img)
     (d / "trunc.jpg").write_bytes((d / "full.jpg").read_bytes()[:200])
     (d / "full.jpg").unlink()
@@ -387,7 +377,7 @@ def test_image_size_reader(tmp_path: Path) -> None:
         f = tmp_path / f"x{ext}"
         if cv2.imwrite(str(f), img):
             assert image_size(f) == (53, 37), ext
-    (tmp_path / "h.png").write_bytes(_png_header(60000, 50000))
+    (tmp_path / "h.png").write_bytes(png_header(60000, 50000))
     assert image_size(tmp_path / "h.png") == (60000, 50000)
     (tmp_path / "n.bin").write_bytes(b"nothing")
     assert image_size(tmp_path / "n.bin") is None

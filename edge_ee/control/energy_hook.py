@@ -15,6 +15,10 @@ it under a ``_total`` name. Per frame, with the inference window ``[t_start, t_s
 * ``stage_energy_mj``: energy above idle per stage run; stage k's window is its segment + head time,
   and the engine's own work between stages is counted in the last stage run, so the stages add up to
   ``energy_mj``;
+* ``audit_energy_mj`` (any :class:`~edge_ee.runner.ExtraWork` by name): a hook's work on the frame after
+  the answer (the audit's full-model run) extends the window; its energy is its own piece (from the engine's
+  answer to the end of that work) and counts in ``energy_mj``, ``energy_total_mj`` and the summary (so
+  ``stage_energy_mj`` then adds up to less);
 * ``energy_total_mj``: the inference window's energy with idle power included;
 * ``energy_clamped``: true when a figure came out below the idle baseline (noise) and was reported as 0
   (stages: negative ones 0, the others scaled so they still add up to ``energy_mj``);
@@ -162,19 +166,25 @@ class EnergyHook(RunHook):
             t += (seg + (h or 0.0)) * 1e-3
             bounds.append(min(t, t1))
         bounds.append(t1)  # the last stage run also gets the engine's work between stages
-        w, stages = s.split_window(bounds)
+        n = len(result.segment_ms)
+        extra = runner.extra  # work after the answer (the audit): its own pieces, counted in energy_mj
+        for x in extra:
+            bounds.append(max(x.t_end, bounds[-1]))
+        w, pieces = s.split_window(bounds)
         self.last = w
         record.update(w.to_telemetry())  # energy_mj: 1e3 * w.marginal_j, never below 0; None without a baseline
         if w.marginal_j is not None:
-            _, stages, clamped = clamp_above_idle(w.marginal_j, stages)
-            record["stage_energy_mj"] = [round_mj(1e3 * (v or 0.0)) for v in stages]
+            _, pieces, clamped = clamp_above_idle(w.marginal_j, pieces)
+            record["stage_energy_mj"] = [round_mj(1e3 * (v or 0.0)) for v in pieces[:n]]
+            for x, v in zip(extra, pieces[n:]):
+                record[f"{x.name}_energy_mj"] = round_mj(1e3 * (v or 0.0))
             if clamped:
                 record["energy_clamped"] = True
                 self.clamped += 1
         integ = self._integ
         if integ is not None:
-            integ.add(result.exit_index, t0, t1)
-            for k in range(len(bounds) - 1):  # each stage run: per-exit energy from the stage means
+            integ.add(result.exit_index, t0, bounds[-1])
+            for k in range(n):  # each stage run: per-exit energy from the stage means
                 integ.add(("stage", k), bounds[k], bounds[k + 1])
             integ.update()
 

@@ -9,6 +9,10 @@ is the energy above the idle baseline (``energy_mj``), ``edge_ee_power_watts`` t
 the inference with idle power included (``power_w``, else ``energy_total_mj`` / inference time), and
 ``edge_ee_power_estimated`` is 1 while those figures come from the CPU-utilisation estimate rather
 than a sensor (0 when measured), so dashboards can label them "estimated".
+
+With ``--audit``, the audit's series appear with the first frame: ``edge_ee_audit_agreement`` (with
+``_lower``/``_upper``), ``edge_ee_audit_samples_total``, ``edge_ee_audit_disagreements_total`` and the
+``edge_ee_audit_drift_alarm`` gauge.
 """
 
 from __future__ import annotations
@@ -116,6 +120,8 @@ class MetricsHook(RunHook):
         for k in range(num_exits):  # every series exists from the start, at zero
             self.exits.labels(exit=str(k))
             self.latency.labels(exit=str(k))
+        self._pc = pc
+        self._audit: dict[str, Any] | None = None  # created with the first audited run's record
         self._seen_dropped = 0
         self._seen_tel_dropped = 0
         self._lock = threading.Lock()
@@ -181,7 +187,39 @@ class MetricsHook(RunHook):
             if isinstance(t, (int, float)):
                 self.threshold.labels(exit=str(k)).set(t)
         self.last_time.set(record.get("ts") or 0)
+        if "audited" in record:
+            self._audit_metrics(record)
         self._sync_drops(runner)
+
+    def _audit_metrics(self, record: dict[str, Any]) -> None:
+        """``--audit``: the running agreement with the final exit (and its interval), audits, the drift alarm."""
+        a = self._audit
+        if a is None:
+            pc, r = self._pc, self.registry
+            a = self._audit = {
+                "agreement": pc.Gauge("edge_ee_audit_agreement", "Audit: estimated agreement of the answers given "
+                                      "with the final exit (all frames; last 800 audits).", registry=r),
+                "lower": pc.Gauge("edge_ee_audit_agreement_lower", "Audit: lower end of the agreement's "
+                                  "interval.", registry=r),
+                "upper": pc.Gauge("edge_ee_audit_agreement_upper", "Audit: upper end of the agreement's "
+                                  "interval.", registry=r),
+                "samples": pc.Counter("edge_ee_audit_samples", "Audit: frames answered early that were also "
+                                      "run through the whole model.", registry=r),
+                "disagreements": pc.Counter("edge_ee_audit_disagreements", "Audit: audited frames whose answer "
+                                            "differed from the final exit's.", registry=r),
+                "alarm": pc.Gauge("edge_ee_audit_drift_alarm", "Audit: 1 while the drift alarm is on (the "
+                                  "disagreement with the final exit exceeds the target).", registry=r),
+            }
+        if record.get("audited"):
+            a["samples"].inc()
+            if record.get("audit_agree") is False:
+                a["disagreements"].inc()
+            for key, name in (("agreement", "audit_agreement"), ("lower", "audit_agreement_lower"),
+                              ("upper", "audit_agreement_upper")):
+                v = record.get(name)
+                if isinstance(v, (int, float)):
+                    a[key].set(v)
+        a["alarm"].set(int(bool(record.get("drift_alarm"))))
 
     def on_stop(self, runner: Runner, summary: dict[str, Any]) -> None:
         self._sync_drops(runner)

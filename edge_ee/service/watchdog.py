@@ -1,7 +1,8 @@
 """systemd readiness, status and watchdog as a :class:`~edge_ee.runner.RunHook`.
 
 - ``READY=1`` when the run starts (the bundle is loaded and the source opened by then);
-- ``STATUS=`` every few seconds: frames, rate, exits, latency; "no frame for N s" when stalled;
+- ``STATUS=`` every few seconds: frames, rate, exits, latency; "no frame for N s" when stalled; hooks'
+  ``status_note()`` (the audit's drift alarm), sent at once when a hook's ``status_version`` changes;
 - ``WATCHDOG=1`` every half ``$WATCHDOG_USEC``, but **only while the loop makes progress**: a pinger
   thread pings only if a frame was read or an inference finished within the last ping interval
   (plus the ``--fps`` pacing period). A source whose ``read()`` hangs, or an inference that never
@@ -36,6 +37,7 @@ class SystemdHook(RunHook):
         self._stopping_sent = False
         self._last_frames = 0
         self._last_status_t = time.monotonic()
+        self._notes_version = 0
 
     # ------------------------------------------------------------------ hook
     def on_start(self, runner: Runner) -> None:
@@ -51,6 +53,16 @@ class SystemdHook(RunHook):
 
     def on_result(self, runner: Runner, frame: Frame, result: Any, record: dict[str, Any]) -> None:
         self.last_progress = time.monotonic()
+        version = sum(getattr(h, "status_version", 0) for h in runner.hooks)
+        if version != self._notes_version:  # a hook's note changed (drift alarm): STATUS= now, not in 5 s
+            self._notes_version = version
+            self.notifier.status(self.status_text())
+
+    def _notes(self) -> list[str]:
+        """Notes of hooks that have one now (``status_note()``, e.g. the audit's drift alarm)."""
+        r = self.runner
+        notes = [getattr(h, "status_note", lambda: None)() for h in (r.hooks if r is not None else [])]
+        return [n for n in notes if n]
 
     def on_stop(self, runner: Runner, summary: dict[str, Any]) -> None:
         self._halt()
@@ -85,6 +97,8 @@ class SystemdHook(RunHook):
             text += f", deadline hit {100 * s.deadline_hits / s.budget_frames:.1f}%"
         if r.telemetry is not None and r.telemetry.dropped:
             text += f", telemetry dropped {r.telemetry.dropped}"
+        for note in self._notes():
+            text += f"; {note}"
         idle = now - self.last_progress
         if idle > self.stall_limit_s:
             text += f"; NO PROGRESS for {idle:.0f} s (source or inference stalled)"
