@@ -16,10 +16,14 @@ $(VENV)/.runtime-installed: pyproject.toml | $(BIN)/python
 	$(PIP) install -e '.[opencv]'
 	touch $@
 
-$(VENV)/.dev-installed: pyproject.toml $(wildcard export/pyproject.toml) | $(BIN)/python
+# constraints.txt pins torch for every later install; onnx2torch (edge-ee-export onnx) goes in without its torchvision
+# dependency: PyPI's torchvision does not load beside the CPU torch, and a classifier never needs it
+# (edge_ee_export/onnx_import.py explains).
+$(VENV)/.dev-installed: pyproject.toml constraints.txt $(wildcard export/pyproject.toml) | $(BIN)/python
 	$(PIP) install '$(TORCH)'
 	$(PIP) install -e '.[dev]'
-	if [ -f export/pyproject.toml ]; then $(PIP) install -e ./export; fi
+	if [ -f export/pyproject.toml ]; then $(PIP) install -c constraints.txt -e ./export; fi
+	$(PIP) install -c constraints.txt --no-deps 'onnx2torch==1.5.15'
 	touch $(VENV)/.runtime-installed $@
 
 system-deps:

@@ -203,6 +203,10 @@ def _readable_lines(d: dict[str, Any], indent: str = "") -> list[str]:
 def validate(
     bundle_dir: Annotated[Path, typer.Argument(help="Bundle directory to check.")],
     as_json: JsonOpt = False,
+    data: Annotated[Path | None, typer.Option(help="Labelled images (one sub-folder per class): fail when the full "
+                                              "model's accuracy through the bundle's preprocessing is far below the "
+                                              "recorded one.")] = None,
+    per_class: Annotated[int, typer.Option("--per-class", min=1, help="With --data: images per class.")] = 20,
 ) -> None:
     """Fully check a bundle: manifest, paths, checksums, ONNX I/O chaining, and a test inference."""
     checks: list[str] = []
@@ -227,6 +231,10 @@ def validate(
                 raise BundleError(f"exit {k} produced non-finite outputs on a test input")
     r = eng.infer(x)
     checks.append(f"test inference through every exit ok (adaptive run answered at exit {r.exit_index})")
+    if data is not None:
+        from .validate_data import check_data, describe
+
+        checks.append(describe(check_data(b, data, per_class)))
     if as_json:
         typer.echo(json.dumps({"bundle": str(bundle_dir), "ok": True, "checks": checks}, indent=2))
     else:

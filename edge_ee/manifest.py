@@ -620,7 +620,9 @@ def _depth(data: Any) -> int:
 def read_manifest(bundle_dir: str | os.PathLike[str]) -> Manifest:
     path = Path(bundle_dir) / MANIFEST_NAME
     if not Path(bundle_dir).is_dir():
-        raise BundleError(f"bundle {bundle_dir} is not a directory", "pass the directory that holds manifest.json")
+        raise BundleError(f"bundle {bundle_dir} is not a directory", "pass the directory that holds manifest.json"
+                          + ("; make one from an ONNX model with `edge-ee-export onnx MODEL.onnx --data DIR ...`"
+                             if str(bundle_dir).endswith(".onnx") else ""))
     if not path.is_file():
         raise BundleError(f"bundle {bundle_dir} has no {MANIFEST_NAME}", "is this an edge-ee bundle directory?")
     try:

@@ -16,6 +16,7 @@ one sub-folder per class, or build one from tensors with :func:`dataset_from_ten
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,15 @@ def export(ee: EarlyExitModel, cal: dict[str, Any], data: Dataset, out: str | os
 def dataset_from_tensors(x: torch.Tensor, y: torch.Tensor, labels: list[str], *, preprocess: dict | None = None,
                          layout: str = "NCHW", task: str = "image_classification", calib_fraction: float = 0.2,
                          test: tuple[torch.Tensor, torch.Tensor] | None = None, seed: int = 0) -> Dataset:
-    """Split tensors into train / calib_temp / calib_thr (and test, if not given)."""
+    """Split tensors into train / calib_temp / calib_thr (and test, if not given).
+
+    ``preprocess`` is what the runtime will do to a frame before the model sees it (export/README.md, "Preprocessing");
+    without it the bundle expects ready-made tensors, and images fed to it (``run --source images:``) are not
+    normalised like ``x`` was: a warning says so."""
+    if preprocess is None and task == "image_classification":
+        warnings.warn("dataset_from_tensors: no preprocess given, the bundle will declare {'kind': 'none'} (frames are "
+                      "model inputs as they are); pass preprocess={'kind': 'image', 'size': [H, W], 'mean': ..., "
+                      "'std': ...} if it will see camera or image files", stacklevel=2)
     g = torch.Generator().manual_seed(seed)
     n = len(y)
     perm = torch.randperm(n, generator=g)

@@ -71,13 +71,19 @@ def count_macs(module: nn.Module, *inputs: torch.Tensor) -> int:
 # --------------------------------------------------------------------------- splitting
 
 
+# Modules of converted ONNX graphs (onnx2torch) stay whole when traced: each is one ONNX operator, and their
+# forward may branch on shapes, which torch.fx cannot trace through.
+LEAF_MODULE_PACKAGES = ("onnx2torch.",)
+
+
 class _Tracer(fx.Tracer):
     def __init__(self, leaves: set[str]) -> None:
         super().__init__()
         self.leaves = leaves
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return qualname in self.leaves or super().is_leaf_module(m, qualname)
+        return (qualname in self.leaves or type(m).__module__.startswith(LEAF_MODULE_PACKAGES)
+                or super().is_leaf_module(m, qualname))
 
 
 def module_paths(model: nn.Module) -> list[str]:
@@ -415,6 +421,10 @@ def attach_exits(model: nn.Module, splits: Sequence[str], example_input: torch.T
     pooling + classifier). A head costing more than ``warn_fraction`` of the segment before it
     triggers a warning.
     """
+    if not isinstance(model, nn.Module):
+        raise UsageError(f"attach_exits needs a torch.nn.Module, got {type(model).__name__}",
+                         "for an ONNX model: edge_ee_export.onnx_import.load_onnx(PATH).module (or the CLI "
+                         "`edge-ee-export onnx PATH`)")
     if not splits:
         raise UsageError("give at least one split point for an early exit")
     model.eval()

@@ -6,10 +6,17 @@ Recipes (built-in models, see README in export/)::
     edge-ee-export kws --arch dscnn --method pteenet --epochs 40 --exit-epochs 15 --out DIR
     edge-ee-export image-folder --data DIR --arch mobilenet_v1 --size 96 96 --epochs 30 --out DIR
 
+Your own model (export/README.md, "Three ways in")::
+
+    edge-ee-export inspect MODEL.onnx                      # or: inspect --model pkg.mod:factory --input 3,96,96
+    edge-ee-export onnx MODEL.onnx --data DIR --mean M --std S --exits layer1,layer2 --out DIR
+    edge-ee-export image-folder --data DIR --model pkg.mod:factory --weights W.pt --mean M --std S --out DIR
+
 Each run: train (or load with --pretrained) the backbone, attach exits at the recipe's split
 points (or --splits), train the exits, calibrate temperatures and thresholds, export + verify ONNX,
 write the bundle atomically. Exit codes: 0 ok, 2 usage (bad split point, non-logit output),
-3 dataset (missing files, espeak-ng missing), 4 ONNX/PyTorch mismatch, 1 other errors.
+3 dataset (missing files, espeak-ng missing, classes or preprocessing that do not fit the model), 4 ONNX/PyTorch
+mismatch (or bundle vs the original ONNX), 5 model cannot be used (see onnx_import), 1 other errors.
 """
 
 from __future__ import annotations
@@ -72,6 +79,9 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("--exit-epochs", type=int, default=None, help="exit training epochs (overrides --epochs)")
         s.add_argument("--lr", type=float, default=0.1, help="backbone learning rate (one-cycle peak)")
         s.add_argument("--pretrained", default=None, help="state_dict (.pt) of the backbone: skip its training")
+        s.add_argument("--model", default=None, help="your own backbone instead of --arch: module.path:factory or "
+                       "file.py:factory (factory() returns the nn.Module); split points from `edge-ee-export inspect`")
+        s.add_argument("--weights", default=None, help="with --model: its state_dict; skips backbone training")
         s.add_argument("--train-limit", type=int, default=None, help="use at most N training samples (quick runs)")
         s.add_argument("--seed", type=int, default=0)
         s.add_argument("--target-drop", type=_fraction("--target-drop"), default=0.01,
@@ -93,9 +103,15 @@ def _parser() -> argparse.ArgumentParser:
         elif name == "image-folder":
             s.add_argument("--data", required=True, help="root folder with one sub-folder per class")
             s.add_argument("--size", type=int, nargs=2, default=[96, 96], metavar=("H", "W"))
-            s.add_argument("--color", choices=["rgb", "gray"], default="rgb")
+            s.add_argument("--color", choices=["rgb", "bgr", "gray"], default="rgb")
+            s.add_argument("--mean", default=None, help="per-channel mean on the [0, 1] scale (default: measured on "
+                           "the images; required with --weights: the one the model was trained with)")
+            s.add_argument("--std", default=None, help="per-channel std (default: measured; required with --weights)")
         else:
             s.add_argument("--words", default=None, help="comma-separated subset of keywords (quick runs)")
+    from .byom import add_parsers
+
+    add_parsers(sub, _fraction)
     r = sub.add_parser("recalibrate", help="re-select a Fashion-MNIST bundle's thresholds with a guarantee "
                        "(no retraining)", description=(__import__("edge_ee_export.recalibrate").recalibrate.__doc__
                                                         or "").split("\n\n")[0])
@@ -138,6 +154,7 @@ def run(a: argparse.Namespace, command: str) -> Path:
     import torch
 
     from .attach import attach_exits, place_splits
+    from .byom import DEFAULT_EXITS, check_above_chance, floats, require_normalisation, user_backbone
     from .calibrate import calibrate
     from .onnx_export import export_bundle, producer_info
     from .train import evaluate, set_seed, train_backbone, train_exits
@@ -145,10 +162,14 @@ def run(a: argparse.Namespace, command: str) -> Path:
 
     if a.threads:
         torch.set_num_threads(a.threads)
-    arch = a.arch or DEFAULT_ARCH[a.dataset]
-    if arch not in RECIPES:
+    if a.weights and not a.model:
+        raise UsageError("--weights goes with --model", "for the built-in --arch models use --pretrained")
+    if a.model and (a.arch or a.pretrained):
+        raise UsageError("--model replaces --arch and --pretrained", "give the state_dict with --weights")
+    arch = a.model.rsplit(":", 1)[-1] if a.model else (a.arch or DEFAULT_ARCH[a.dataset])
+    if not a.model and arch not in RECIPES:
         raise UsageError(f"unknown --arch {arch!r}; choose one of {', '.join(RECIPES)}")
-    recipe = RECIPES[arch]
+    recipe = RECIPES[arch if not a.model else DEFAULT_ARCH[a.dataset]]
     progress = not a.no_progress
     cache = Path(a.cache)
     set_seed(a.seed)
@@ -157,27 +178,42 @@ def run(a: argparse.Namespace, command: str) -> Path:
 
         data = fashion_mnist.load(a.data, seed=a.seed, calib=6000, train_limit=a.train_limit,
                                   test_limit=a.train_limit)
-        model = recipe.build(num_classes=len(data.labels), **({"in_channels": 1} if arch != "dscnn" else {}))
+        model = (user_backbone(a, data.labels, data.train.x[:2]) if a.model else
+                 recipe.build(num_classes=len(data.labels), **({"in_channels": 1} if arch != "dscnn" else {})))
     elif a.dataset == "kws":
         from .data import kws
 
         words = a.words.split(",") if a.words else None
         data = kws.load(cache / "kws", seed=a.seed, train_limit=a.train_limit, words=words, progress=progress)
-        if arch != "dscnn":
+        if a.model:
+            model = user_backbone(a, data.labels, data.train.x[:2])
+        elif arch != "dscnn":
             raise UsageError("the kws recipe uses --arch dscnn (49x10 MFCC input)")
-        model = recipe.build(num_classes=len(data.labels))
+        else:
+            model = recipe.build(num_classes=len(data.labels))
     else:
         from .data import image_folder
 
-        data = image_folder.load(a.data, size=tuple(a.size), color=a.color, seed=a.seed, train_limit=a.train_limit)
+        mean, std = (require_normalisation(a, "with --weights") if a.weights else
+                     (floats("--mean", a.mean), floats("--std", a.std)))
+        data = image_folder.load(a.data, size=tuple(a.size), color=a.color, seed=a.seed, train_limit=a.train_limit,
+                                 mean=mean, std=std)
         cin = 1 if a.color == "gray" else 3
         if arch == "dscnn":
             raise UsageError("--arch dscnn is for keyword spotting")
-        model = recipe.build(num_classes=len(data.labels), in_channels=cin)
+        model = (user_backbone(a, data.labels, data.train.x[:2]) if a.model else
+                 recipe.build(num_classes=len(data.labels), in_channels=cin))
     log.info("data %s: %s", a.dataset, data.sizes())
     # check the split points before spending time on training
     from .attach import split_model
 
+    if a.model:  # the user's module: split points from its cut points unless given
+        from .cut_points import cut_points, default_final_split, resolve_exits
+
+        cands = cut_points(model, data.train.x[:2])
+        a.final_split = a.final_split or default_final_split(cands)
+        if not a.splits and not a.place:
+            a.splits = ",".join(resolve_exits(cands, DEFAULT_EXITS.split(","), a.final_split))
     if not a.place:
         early = a.splits.split(",") if a.splits else list(recipe.splits)
         split_model(model, early + [a.final_split or recipe.final_split])
@@ -186,7 +222,12 @@ def run(a: argparse.Namespace, command: str) -> Path:
     tag = f"{a.dataset}-{arch}"
     lim = f"-lim{a.train_limit}" if a.train_limit else ""
     history: dict[str, Any] = {}
-    if a.pretrained:
+    if a.weights:
+        history["backbone"] = {"weights": a.weights}
+    elif a.pretrained:
+        if str(a.pretrained).endswith(".onnx"):
+            raise UsageError(f"--pretrained {a.pretrained} is an ONNX model; --pretrained takes a state_dict of --arch",
+                             f"use `edge-ee-export onnx {a.pretrained} --data DIR ...`")
         try:
             state = torch.load(a.pretrained, map_location="cpu", weights_only=True)
             model.load_state_dict(state)
@@ -201,6 +242,8 @@ def run(a: argparse.Namespace, command: str) -> Path:
         history["backbone"] = {"epochs": bb_epochs, "final": h[-1] if h else None}
     backbone_test = evaluate(model, data.test)
     log.info("backbone test accuracy %.4f", backbone_test)
+    if a.weights or a.pretrained:
+        check_above_chance(backbone_test, len(data.test), data.labels, "the given backbone")
     example = data.train.x[:2]
     if a.place:
         splits = place_splits(model, example, [float(f) for f in a.place.split(",")])
@@ -211,7 +254,7 @@ def run(a: argparse.Namespace, command: str) -> Path:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         ee = attach_exits(model, splits, example, final_split=final_split, head=head,
-                          num_classes=len(data.labels), **(recipe.head_kw if not a.head else {}))
+                          num_classes=len(data.labels), **(recipe.head_kw if not a.head and not a.model else {}))
     for w in caught:
         log.warning("%s", w.message)
     where = "_".join(splits).replace(".", "-")
@@ -243,7 +286,17 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     command = "edge-ee-export " + " ".join(shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:]))
     try:
-        out = recalibrate(args) if args.dataset == "recalibrate" else run(args, command)
+        if args.dataset == "inspect":
+            from .byom import inspect
+
+            inspect(args)
+            return 0
+        if args.dataset == "onnx":
+            from .byom import run_onnx
+
+            out = run_onnx(args, command)
+        else:
+            out = recalibrate(args) if args.dataset == "recalibrate" else run(args, command)
     except ExportError as e:
         print(f"edge-ee-export: error: {e.message}", file=sys.stderr)
         if e.hint:

@@ -33,3 +33,10 @@ class VerificationError(ExportError):
     """The exported ONNX graphs do not reproduce the PyTorch model within tolerance."""
 
     exit_code = 4
+
+
+class ModelError(ExportError):
+    """The given model cannot be used: not a single-input image classifier, a dynamic spatial size, operators
+    the ONNX converter cannot handle, weights that do not fit the module, outputs that disagree with the original."""
+
+    exit_code = 5

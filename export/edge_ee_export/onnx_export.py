@@ -23,6 +23,7 @@ import shutil
 import sys
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -298,9 +299,12 @@ def export_bundle(ee: EarlyExitModel, cal: dict[str, Any], out: str | os.PathLik
                   labels: list[str], preprocess: dict[str, Any], layout: str, verify_split: TensorSplit,
                   description: str = "", producer: dict[str, Any] | None = None, quantize: bool = False,
                   quant_split: TensorSplit | None = None, verify_samples: int = 64, atol: float = 1e-4,
-                  rtol: float = 1e-3, overwrite: bool = True, merged: bool = True) -> Path:
+                  rtol: float = 1e-3, overwrite: bool = True, merged: bool = True,
+                  check: Callable[[Path], dict[str, Any]] | None = None) -> Path:
     """Write a verified bundle to ``out`` (atomically: temp dir, then rename); with ``merged`` (default) add
-    the merged stage graphs and the one-graph full model."""
+    the merged stage graphs and the one-graph full model. ``check(bundle_dir)`` runs last on the finished bundle
+    (e.g. parity with an original ONNX model); it raises to reject the bundle, its result is recorded as
+    ``producer.check``."""
     out = Path(out)
     if out.exists() and not overwrite:
         raise ExportError(f"{out} already exists", "pass --force to replace it")
@@ -346,6 +350,9 @@ def export_bundle(ee: EarlyExitModel, cal: dict[str, Any], out: str | os.PathLik
         if merged:
             m = add_merged_graphs(tmp)
             verify_merged(tmp, xs[:8].numpy())
+        if check is not None:
+            m.producer["check"] = check(tmp)
+            write_manifest(m, tmp)
         load_bundle(tmp)  # the runtime must accept it
         if out.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
