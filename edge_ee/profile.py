@@ -424,13 +424,14 @@ def format_profile(p: dict[str, Any]) -> str:
              f"({p['measured_inputs']} inputs measured, {p['warmup_discarded']} warm-up discarded)",
              "power: " + describe_power({**pw, "kind": pw.get("source")})]
     lines.append(f"{'stage':>5} {'seg p50':>8} {'seg p99':>8} {'head p50':>8} {'head p99':>8} {'seg mJ':>8} "
-                 f"{'head mJ':>8} {'exit ' + qm[:8]:>14}   (ms; mJ above idle{est_c})")
+                 f"{'head mJ':>8} {'accuracy' if qm == 'accuracy' else 'agrees w/ final':>15}"
+                 f"   (ms; mJ above idle{est_c})")
     for k, (s, e) in enumerate(zip(p["stages"], p["exits"])):
         h = s["head_ms"] or {}
         q = e["accuracy"] if e["accuracy"] is not None else e["agreement"]
         lines.append(f"{k:>5} {s['segment_ms']['p50']:>8.4f} {s['segment_ms']['p99']:>8.4f} "
                      f"{_f(h.get('p50')):>8} {_f(h.get('p99')):>8} {_f(s.get('segment_energy_mj')):>8} "
-                     f"{_f(s.get('head_energy_mj')):>8} {100 * q:>13.2f}%")
+                     f"{_f(s.get('head_energy_mj')):>8} {100 * q:>14.2f}%")
     f = p["full_model"]
     fe = "" if f["energy_mj"] is None else f", {f['energy_mj']:.4f} mJ above idle"
     if f.get("energy_total_mj") is not None:

@@ -22,7 +22,9 @@ if ! "$PY" -c "import torch" 2>/dev/null; then
   echo "make bundles: torch is not importable by $PY; install it pinned: pip install torch==2.13.0" >&2
   exit 3
 fi
-run() { "$PY" -m edge_ee_export.cli "$@" --cache "$CACHE" --threads "$THREADS" --no-progress; }
+# progress bars on a terminal; a log file or CI gets the per-epoch log lines only
+PROGRESS=(); [ -t 2 ] || PROGRESS=(--no-progress)
+run() { "$PY" -m edge_ee_export.cli "$@" --cache "$CACHE" --threads "$THREADS" "${PROGRESS[@]}"; }
 FM=(fashion-mnist --arch resnet8 --method pteenet --epochs 24 --exit-epochs 8)
 KWS=(kws --arch dscnn --method pteenet --epochs 40 --exit-epochs 15)
 if [ "${BUILD:-}" = bench ]; then
