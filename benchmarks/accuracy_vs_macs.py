@@ -34,12 +34,11 @@ sys.path.insert(0, str(ROOT))
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from docsection import write_section  # noqa: E402
+
 from edge_ee.datasets import load_fashion_mnist  # noqa: E402
 from edge_ee.engine import Engine  # noqa: E402
 from edge_ee.exit_rules import get_rule  # noqa: E402
-
-START, END = "<!-- accuracy-vs-macs:start -->", "<!-- accuracy-vs-macs:end -->"
-
 
 # --------------------------------------------------------------------------- data (torch-free)
 
@@ -307,19 +306,6 @@ def plot(results: list[tuple[str, dict[str, Any]]], path: Path) -> None:
     plt.close(fig)
 
 
-def write_section(doc: Path, body: str) -> None:
-    text = doc.read_text(encoding="utf-8") if doc.is_file() else "# Benchmarks\n"
-    block = f"{START}\n{body.rstrip()}\n{END}"
-    if START in text and END in text:
-        a, rest = text.split(START, 1)
-        _, b = rest.split(END, 1)
-        text = a + block + b
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    doc.parent.mkdir(parents=True, exist_ok=True)
-    doc.write_text(text, encoding="utf-8")
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--fm-bundle", default=str(ROOT / "edge_ee/bundles/fashion_mnist"))
@@ -423,7 +409,7 @@ def main() -> int:
         f"![accuracy vs MACs]({rel})",
         "",
     ]
-    write_section(doc, "\n".join(head + out))
+    write_section(doc, "accuracy-vs-macs", "\n".join(head + out))
     if a.json:
         Path(a.json).write_text(json.dumps(raw, indent=1, default=float))
     assert "torch" not in sys.modules, "the benchmark must not import torch"

@@ -38,6 +38,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from docsection import write_section  # noqa: E402
+
 from edge_ee.budget import parse_budget  # noqa: E402
 from edge_ee.bundle import load_bundle  # noqa: E402
 from edge_ee.control.hook import ControllerHook  # noqa: E402
@@ -541,17 +543,6 @@ def report(bundle: Any, prof: dict, rows: list[dict], best: dict | None, best_gu
             lines += ["", "The profile's most accurate point predicted within the budget: "
                       f"{100 * e['pred_best_acc']:.2f}% at {e['pred_best_mj']:.4f} mJ."]
     return "\n".join(lines)
-
-
-def write_section(path: Path, name: str, text: str) -> None:
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    old = path.read_text() if path.is_file() else "# Benchmarks\n"
-    block = f"{start}\n{text}\n{end}"
-    if start in old and end in old:
-        new = old[: old.index(start)] + block + old[old.index(end) + len(end):]
-    else:
-        new = old.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(new)
 
 
 if __name__ == "__main__":

@@ -45,6 +45,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from docsection import write_section  # noqa: E402
 
 from edge_ee.bundle import load_bundle  # noqa: E402
 from edge_ee.calibration import ExitTable, select_point_estimate, select_risk_controlled  # noqa: E402
@@ -52,7 +55,6 @@ from edge_ee.calibration.audit import Auditor, AuditSettings, default_target  # 
 from edge_ee.datasets import load_fashion_mnist  # noqa: E402
 from edge_ee.engine import Engine  # noqa: E402
 
-START, END = "<!-- calibration:start -->", "<!-- calibration:end -->"
 DOC = ROOT / "docs/benchmarks.md"
 PLOT = ROOT / "docs/img/calibration.png"
 CACHE = ROOT / ".cache/benchmarks/calibration"
@@ -397,18 +399,6 @@ def plot(r: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def write_section(doc: Path, body: str) -> None:
-    text = doc.read_text(encoding="utf-8") if doc.is_file() else "# Benchmarks\n"
-    block = f"{START}\n{body.rstrip()}\n{END}"
-    if START in text and END in text:
-        a, rest = text.split(START, 1)
-        _, b = rest.split(END, 1)
-        text = a + block + b
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    doc.write_text(text, encoding="utf-8")
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--bundle", default=str(ROOT / "edge_ee/bundles/fashion_mnist"))
@@ -494,7 +484,7 @@ def main() -> int:
         a.json.write_text(json.dumps(res, indent=1, default=float))
     if not a.no_docs:
         plot(res, PLOT)
-        write_section(DOC, text)
+        write_section(DOC, "calibration", text)
         print(f"updated {DOC} and {PLOT}", file=sys.stderr)
     return 0
 

@@ -231,7 +231,7 @@ def main() -> None:
             print("\n".join(report(r)), flush=True)
     text = "\n".join(lines).rstrip()
     if a.write:
-        from budget_control import write_section
+        from docsection import write_section
 
         write_section(ROOT / "docs/benchmarks.md", "engine-overhead", text)
 

@@ -120,7 +120,7 @@ def main() -> None:
         print("\n".join(part), flush=True)
         lines += part
     if a.write:
-        from budget_control import write_section
+        from docsection import write_section
 
         write_section(ROOT / "docs/benchmarks.md", "run-throughput", "\n".join(lines).rstrip())
 
