@@ -8,6 +8,8 @@ which ends the loop between frames and prints the summary.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import sys
 from typing import Any
@@ -33,4 +35,10 @@ def main() -> None:
     except StoppedEarly as e:
         sys.stderr.write(f"edge-ee: stopped by {e} during start-up, before the first frame: nothing to "
                          "summarise\n")
-        sys.exit(0)
+        # The context managers have run while the exception unwound. The signal may have landed inside the
+        # import of a C extension (numpy, onnxruntime), whose half-initialised state can deadlock the
+        # interpreter's own shutdown: leave without it.
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(0)

@@ -104,9 +104,10 @@ def paired_drop_pvalue(worse: int, better: int, n: int, eps: float, grid: int = 
         if not region.any():
             continue
         rest = np.where(region, rest, 0)
-        lr = math.log1p(-pw - q) if pw + q < 1 else -np.inf
+        lr = math.log1p(-pw - q) if pw + q < 1 else -np.inf  # log P(neither); 0 * -inf counts as 0 below
         lp = (lf[n] - lf[w] - lf[b] - lf[rest] + w * math.log(pw)
-              + (b * math.log(q) if q > 0 else np.where(b == 0, 0.0, -np.inf)) + rest * lr)
+              + (b * math.log(q) if q > 0 else np.where(b == 0, 0.0, -np.inf))
+              + (rest * lr if np.isfinite(lr) else np.where(rest == 0, 0.0, -np.inf)))
         lp = np.where(region, lp, -np.inf)
         m = lp.max()
         if np.isfinite(m):
