@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .power import sysfs
+from .power.board import board_model
 
 CMD_TIMEOUT_S = 3.0
 CPU_UNKNOWN = "unknown (no model name in /proc/cpuinfo)"
@@ -54,18 +55,6 @@ def _probe(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
 
 
 # ---- static facts -----------------------------------------------------------------------------
-def board_model() -> str | None:
-    """``/proc/device-tree/model`` (Pi, Jetson), else DMI vendor + product (x86), else None."""
-    for p in ("/proc/device-tree/model", "/sys/firmware/devicetree/base/model"):
-        s = sysfs.read_text_opt(sysfs.resolve(p))
-        if s:
-            return s
-    vendor = sysfs.read_text_opt(sysfs.resolve("/sys/class/dmi/id/sys_vendor"))
-    product = sysfs.read_text_opt(sysfs.resolve("/sys/class/dmi/id/product_name"))
-    dmi = " ".join(x for x in (vendor, product) if x and x.lower() not in ("to be filled by o.e.m.", "default string"))
-    return dmi or None
-
-
 def cpu_model() -> str | None:
     """CPU model from ``/proc/cpuinfo`` ("model name", or the ARM implementer/part), else platform."""
     text = sysfs.read_text_opt(sysfs.resolve("/proc/cpuinfo"), limit=1 << 20) or ""

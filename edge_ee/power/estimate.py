@@ -21,6 +21,7 @@ from typing import Any
 import psutil
 
 from .base import Candidate, PowerSource
+from .board import board_model
 
 
 @dataclass(frozen=True)
@@ -118,8 +119,6 @@ class EstimatedSource(PowerSource):
                  cpu_times: Callable[[], Any] = psutil.cpu_times, ncpu: int | None = None,
                  process_times: Callable[[], tuple[float, float]] = _process_times) -> None:
         if model is None:
-            from ..device import board_model  # local import: device imports power
-
             model = preset_for_board(board_model())
         self.model = model
         whose = "this process's" if model.scope == "process" else "system"
