@@ -23,11 +23,11 @@ from ..runner import RunHook, Runner
 log = logging.getLogger("edge_ee.control")
 
 
-def guarantee_note(g: dict[str, Any] | None) -> str:
-    """One line on what the thresholds in force promise."""
+def guarantee_note(g: Guarantee | dict[str, Any] | None) -> str:
+    """One line on what the thresholds in force promise (a profile's guarantee dict or a manifest's record)."""
     if not g:
         return "no guarantee recorded (calibrated before guarantees): `edge-ee profile` selects thresholds with one"
-    return "guarantee: " + Guarantee.from_dict(g).describe()
+    return "guarantee: " + (g if isinstance(g, Guarantee) else Guarantee.from_dict(g)).describe()
 
 
 def make_run_hooks(bundle: Bundle, engine: Engine, budget: Budget | None, *, mode: str = "adaptive",
@@ -56,8 +56,7 @@ def make_run_hooks(bundle: Bundle, engine: Engine, budget: Budget | None, *, mod
                  + guarantee_note(profile.get("guarantee")))
             noted = True
     if not noted and mode == "adaptive" and engine.num_stages > 1:
-        g = bundle.manifest.calibration.guarantee
-        echo("edge-ee: the bundle's thresholds; " + guarantee_note(g.to_dict() if g is not None else None))
+        echo("edge-ee: the bundle's thresholds; " + guarantee_note(bundle.manifest.calibration.guarantee))
     kind = budget.kind if budget is not None else None
     wants_energy = kind in ("energy", "power") or (power_source is not None and power_source.lower() != "none")
     if kind in ("energy", "power"):
