@@ -28,7 +28,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from .errors import UsageError
+from ..errors import UsageError
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
