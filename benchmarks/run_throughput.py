@@ -29,6 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from interleave import ROOT, one_graph_session  # noqa: E402
 
+from edge_ee.control.settings import RunSettings  # noqa: E402
 from edge_ee.control.setup import make_run_hooks  # noqa: E402
 from edge_ee.core.bundle import load_bundle  # noqa: E402
 from edge_ee.core.engine import Engine  # noqa: E402
@@ -56,7 +57,8 @@ def variants(bundle_dir: Path) -> dict[str, Callable[[int], None]]:
     def edge_ee(power_source: str) -> Callable[[int], None]:
         def run(n: int) -> None:
             src = open_source("synthetic", m)
-            hooks, _ = make_run_hooks(b, engine, None, mode="full", power_source=power_source, echo=lambda s: None)
+            hooks, _ = make_run_hooks(b, engine, RunSettings(mode="full", power_source=power_source),
+                                      echo=lambda s: None)
             r = Runner(engine, src, RunConfig(mode="full", max_frames=n, status=False), hooks=hooks)
             r.hooks.extend(stream_hooks(src, m, {}))
             r.run()

@@ -6,6 +6,10 @@ Exit codes (see :class:`edge_ee.errors.ExitCode`): 0 ok, 1 internal error, 2 usa
 
 from __future__ import annotations
 
+from typing import Any
+
+import typer
+
 from ..errors import ExitCode
 from . import doctor, info, profile, run, validate
 from .app import app, main
@@ -13,6 +17,12 @@ from .app import app, main
 # Registered here, in the order ``--help`` lists them.
 for _command in (info.info, validate.validate, run.run, profile.profile, doctor.doctor):
     app.command()(_command)
+
+
+def run_command() -> Any:
+    """The click command behind ``edge-ee run`` (its options are the config file's keys)."""
+    group = typer.main.get_command(app)
+    return group.commands["run"]  # type: ignore[attr-defined]
 
 
 def _add_service_commands() -> None:
@@ -23,4 +33,4 @@ def _add_service_commands() -> None:
 
 _add_service_commands()
 
-__all__ = ["app", "main", "ExitCode"]
+__all__ = ["app", "main", "run_command", "ExitCode"]

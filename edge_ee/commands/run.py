@@ -5,37 +5,21 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import math
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ..calibration.select import parse_fraction
-from ..core.budget import parse_budget
 from ..core.bundle import load_bundle
 from ..core.engine import Engine
 from ..errors import EdgeEEError, UsageError
 from ..service.config import config_option_callback
 from .app import ModelOpt, _check_finite, _nan_to_none, _session_config, handle_errors
 
-
-def _parse_thresholds(text: str | None, n: int) -> list[float] | None:
-    if text is None:
-        return None
-    try:
-        vals = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise UsageError(f"--thresholds {text!r}: give comma-separated numbers, one per early exit") from None
-    if not all(math.isfinite(v) for v in vals):  # a NaN threshold silently disables its exit
-        raise UsageError(f"--thresholds {text!r}: every threshold must be a finite number")
-    if len(vals) == 1 and n > 1:  # one value: the same threshold for every early exit (documented in --help)
-        vals = vals * n
-    if len(vals) != n:
-        raise UsageError(f"--thresholds has {len(vals)} values; this bundle has {n} early exits")
-    return vals
+if TYPE_CHECKING:
+    from ..control.settings import RunSettings
 
 
 @handle_errors
@@ -121,48 +105,51 @@ def run(
              "and move to the safe point (logged).")] = False,
 ) -> None:
     """Run the model on a stream, exiting early when confident, and print a summary."""
-    from ..pipeline.runner import RunConfig, Runner
-    from ..pipeline.stats import format_summary
-    from ..pipeline.telemetry import TelemetryWriter
-    from ..sources import open_source
+    from ..control.settings import RunSettings
+    from ..pipeline.streams import parse_seconds
 
     if not source:
         raise UsageError("no --source given", "e.g. --source synthetic, --source images:DIR, --source video:FILE")
     _check_finite({"--duration": duration, "--fps": fps, "--reconnect-timeout": reconnect_timeout,
                    "--kws-threshold": kws_threshold},
                   {"--log-max-mb": log_max_mb, "--power-baseline": power_baseline})
-    modes = {"adaptive": "adaptive", "full": "full", "exit-at": "exit_at", "exit_at": "exit_at"}
-    if mode not in modes:
-        raise UsageError(f"--mode {mode!r}: use adaptive, full or exit-at")
-    if modes[mode] == "exit_at" and exit_at is None:
-        raise UsageError("--mode exit-at needs --exit-at K")
-    b = parse_budget(budget)
-    audit_fraction = _check_audit(audit, audit_target, recalibrate, modes[mode], b, controller)
+    settings = RunSettings.from_options({
+        "budget": budget, "mode": mode, "exit_at": exit_at, "thresholds": thresholds, "rule": rule,
+        "controller": controller, "power_source": power_source, "power_baseline": power_baseline,
+        "profile": profile, "fps": fps, "max_frames": max_frames, "duration": duration, "quiet": quiet,
+        "audit": audit, "audit_target": audit_target, "recalibrate": recalibrate})
     from ..service.mqtt import parse_mqtt_url
 
     mqtt_target = parse_mqtt_url(mqtt) if mqtt is not None else None
     if summary_json is not None and str(summary_json) == "-":  # the usual "-" = stdout
         as_json, summary_json = True, None
-    out = functools.partial(typer.echo, err=as_json)  # human-readable results: stderr when stdout is JSON
-    from ..pipeline.streams import check_source_fits, format_stream_summary, parse_seconds, stream_hooks
-    from ..sources import source_task
-
     stream_opts = {"loop": loop, "strict": strict, "hop_s": parse_seconds(hop, "--hop"), "audio_rate": audio_rate,
                    "reconnect_timeout_s": reconnect_timeout, "kws_threshold": kws_threshold,
                    "kws_average_s": parse_seconds(kws_average, "--kws-average"),
                    "kws_suppress_s": parse_seconds(kws_suppress, "--kws-suppress")}
     if as_json:
         stream_opts["echo"] = lambda line: typer.echo(line, err=True)  # keyword events
-    bundle = load_bundle(model, task=source_task(source))
-    engine = Engine(bundle, session=_session_config(providers, threads), rule=rule)
-    th = _parse_thresholds(thresholds, engine.num_stages - 1)
-    if th is not None:
-        engine.set_thresholds(th)
-    if modes[mode] == "exit_at" and not 0 <= exit_at < engine.num_stages:  # type: ignore[operator]
-        raise UsageError(f"--exit-at {exit_at}: this bundle has exits 0..{engine.num_stages - 1}")
-    from ..control.setup import format_extras, make_run_hooks
-    from ..service.attach import attach_service_hooks
+    summary = _run(settings, source=source, model=model, session=_session_config(providers, threads),
+                   stream_opts=stream_opts, log=log, log_max_mb=log_max_mb, log_keep=log_keep,
+                   service={"config": config, "metrics_port": metrics_port, "metrics_addr": metrics_addr,
+                            "mqtt": mqtt_target})
+    _report(summary, as_json, summary_json)
 
+
+def _run(settings: RunSettings, *, source: str, model: Path | None, session: Any, stream_opts: dict[str, Any],
+         log: Path | None, log_max_mb: float, log_keep: int, service: dict[str, Any]) -> dict[str, Any]:
+    """Load, open, wire the hooks and run; every resource opened is closed on the way out."""
+    from ..control.setup import make_run_hooks
+    from ..pipeline.runner import Runner
+    from ..pipeline.stats import format_summary
+    from ..pipeline.streams import check_source_fits, stream_hooks
+    from ..pipeline.telemetry import TelemetryWriter
+    from ..service.attach import attach_service_hooks
+    from ..sources import open_source, source_task
+
+    bundle = load_bundle(model, task=source_task(source))
+    engine = Engine(bundle, session=session, rule=settings.rule)
+    settings.check_bundle(engine.num_stages)
     with contextlib.ExitStack() as cleanup:  # closes whatever was opened, in reverse order, on any exit
         src = open_source(source, bundle.manifest, stream_opts)
         cleanup.callback(src.close)
@@ -170,24 +157,19 @@ def run(
         telemetry = TelemetryWriter(log, max_bytes=int(log_max_mb * 1e6), keep=log_keep) if log else None
         if telemetry is not None:
             cleanup.callback(telemetry.close)
-        cfg = RunConfig(budget=b, max_frames=max_frames, duration_s=duration, mode=modes[mode],  # type: ignore[arg-type]
-                        exit_at=exit_at, fps=fps, status=not quiet,
-                        status_interval_s=0.5 if sys.stderr.isatty() else 10.0)
-        hooks, _prof = make_run_hooks(bundle, engine, b, mode=modes[mode], controller=controller,
-                                      power_source=power_source, power_baseline_s=power_baseline,
-                                      profile_path=profile, thresholds_given=th is not None, fps=fps,
-                                      echo=lambda m: typer.echo(m, err=True))
-        if audit_fraction is not None:
-            hooks.insert(0, _audit_hook(bundle, _prof, audit_fraction, audit_target, recalibrate))
-        runner = Runner(engine, src, cfg, telemetry=telemetry, hooks=hooks)
+        echo = functools.partial(typer.echo, err=True)
+        hooks, prof = make_run_hooks(bundle, engine, settings, echo=echo)
+        if settings.audit is not None:
+            hooks.insert(0, _audit_hook(bundle, prof, settings))
+        runner = Runner(engine, src, settings.run_config(status_interval_s=0.5 if sys.stderr.isatty() else 10.0),
+                        telemetry=telemetry, hooks=hooks)
         runner.hooks.extend(stream_hooks(src, bundle.manifest, stream_opts))
-        svc = attach_service_hooks(runner, bundle, config=config, metrics_port=metrics_port,
-                                   metrics_addr=metrics_addr, mqtt=mqtt_target)
+        svc = attach_service_hooks(runner, bundle, **service)
         cleanup.callback(svc.close)
         if svc.metrics_url:
-            typer.echo(f"edge-ee: metrics at {svc.metrics_url}", err=True)
+            echo(f"edge-ee: metrics at {svc.metrics_url}")
         if svc.mqtt_url:
-            typer.echo(f"edge-ee: mqtt to {svc.mqtt_url}", err=True)
+            echo(f"edge-ee: mqtt to {svc.mqtt_url}")
 
         def _on_signal(signum: int, _frame: Any) -> None:
             runner.stop(signal.Signals(signum).name)
@@ -195,17 +177,24 @@ def run(
         old = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         old[signal.SIGHUP] = signal.signal(signal.SIGHUP, svc.request_reload)  # reload between frames
         cleanup.callback(lambda: [signal.signal(s, h) for s, h in old.items()])
-        typer.echo(f"edge-ee: running {bundle.manifest.name} on {src.description}"
-                   + (f", budget {b.text}" if b else ""), err=True)
+        b = settings.budget
+        echo(f"edge-ee: running {bundle.manifest.name} on {src.description}" + (f", budget {b.text}" if b else ""))
         try:
-            summary = runner.run()
+            return runner.run()
         except EdgeEEError:
-            typer.echo("edge-ee: stopped by an error; work done so far:\n" + format_summary(runner.stats.summary()),
-                       err=True)
+            echo("edge-ee: stopped by an error; work done so far:\n" + format_summary(runner.stats.summary()))
             raise
+
+
+def _report(summary: dict[str, Any], as_json: bool, summary_json: Path | None) -> None:
+    """The summary: human-readable lines (stderr when stdout is JSON), JSON on stdout, JSON file."""
     from ..calibration.audit import format_audit
+    from ..control.setup import format_extras
+    from ..pipeline.stats import format_summary
+    from ..pipeline.streams import format_stream_summary
     from ..service.mqtt import format_mqtt_summary
 
+    out = functools.partial(typer.echo, err=as_json)
     out(format_summary(summary))
     for extra in (format_extras(summary), format_stream_summary(summary), format_mqtt_summary(summary),
                   format_audit(summary)):
@@ -222,37 +211,13 @@ def run(
             raise OutputError(f"cannot write {summary_json}: {e.strerror}") from e
 
 
-def _check_audit(audit: str | None, target: str | None, recalibrate: bool, mode: str, budget: Any,
-                 controller: bool) -> float | None:
-    """The audited share of early answers (None: no audit), after checking the audit options together."""
-    if audit is None:
-        for given, opt in ((target is not None, "--audit-target"), (recalibrate, "--recalibrate")):
-            if given:
-                raise UsageError(f"{opt} needs --audit", "e.g. --audit 2%")
-        return None
-    from ..calibration.audit import parse_audit_fraction
-
-    fraction = parse_audit_fraction(audit)
-    if target is not None:
-        parse_fraction("--audit-target", target)
-    if mode == "full":
-        raise UsageError("--audit with --mode full: every frame already runs the whole model, there is nothing "
-                         "to audit", "leave out --audit, or use --mode adaptive")
-    if recalibrate and mode != "adaptive":
-        raise UsageError(f"--recalibrate with --mode {mode.replace('_', '-')}: thresholds only matter in adaptive mode",
-                         "use --mode adaptive, or leave out --recalibrate")
-    if recalibrate and budget is not None and controller:
-        raise UsageError("--recalibrate with --budget: the budget controller sets the thresholds",
-                         "use --no-controller (the deadline guard alone), or leave out --recalibrate")
-    return fraction
-
-
-def _audit_hook(bundle: Any, profile: dict[str, Any] | None, fraction: float, target: str | None,
-                recalibrate: bool) -> Any:
+def _audit_hook(bundle: Any, profile: dict[str, Any] | None, settings: RunSettings) -> Any:
     from ..calibration.audit import AuditHook, AuditSettings, default_target
 
-    if target is not None:
-        t, where = parse_fraction("--audit-target", target), "--audit-target"
+    fraction, recalibrate = settings.audit, settings.recalibrate
+    assert fraction is not None
+    if settings.audit_target is not None:
+        t, where = settings.audit_target, "--audit-target"
     else:
         t, where = default_target(bundle.manifest, profile)
     typer.echo(f"edge-ee: auditing {100 * fraction:.3g}% of the frames answered early; drift alarm above "

@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from ..calibration.select import Guarantee
-from ..core.budget import Budget
 from ..core.bundle import Bundle
 from ..core.engine import Engine
-from ..errors import UsageError
 from ..pipeline.runner import RunHook, Runner
+from .settings import RunSettings, choose_thresholds
 
 log = logging.getLogger("edge_ee.control")
 
@@ -30,58 +29,50 @@ def guarantee_note(g: Guarantee | dict[str, Any] | None) -> str:
     return "guarantee: " + (g if isinstance(g, Guarantee) else Guarantee.from_dict(g)).describe()
 
 
-def make_run_hooks(bundle: Bundle, engine: Engine, budget: Budget | None, *, mode: str = "adaptive",
-                   controller: bool = True, power_source: str | None = None, power_baseline_s: float | None = None,
-                   profile_path: Path | None = None, thresholds_given: bool = False, fps: float | None = None,
-                   setpoint: float = 0.9, echo: Callable[[str], None] = print,
-                   ) -> tuple[list[RunHook], dict[str, Any] | None]:
-    """Hooks for a run (energy hook first: the controller reads its measurement; the profile comparison
-    last: it reads the energy hook's summary figures) and the profile used."""
+def make_run_hooks(bundle: Bundle, engine: Engine, settings: RunSettings, *, setpoint: float = 0.9,
+                   echo: Callable[[str], None] = print) -> tuple[list[RunHook], dict[str, Any] | None]:
+    """Sets the thresholds in force (explicit > device profile > bundle) and returns the hooks for a run
+    (energy hook first: the controller reads its measurement; the profile comparison last: it reads the
+    energy hook's summary figures) and the profile used."""
     from ..profiling.profile import find_profile
 
-    profile, ppath = find_profile(bundle, profile_path, engine=engine)
-    noted = thresholds_given
-    if profile is not None:
-        chosen = profile.get("chosen") or {}
-        th = chosen.get("thresholds")
-        rule_ok = profile.get("rule") in (None, engine.rules[0])
-        if not rule_ok:
-            log.warning("profile %s was made for exit rule %r, this run uses %r: its thresholds are not used",
-                        ppath, profile.get("rule"), engine.rules[0])
-        elif thresholds_given:
-            echo(f"edge-ee: profile {ppath} found; --thresholds given, so its thresholds are not used")
-        elif isinstance(th, list) and len(th) == engine.num_stages - 1:
-            engine.set_thresholds([float(t) for t in th])
-            echo(f"edge-ee: using profile {ppath}: thresholds {[round(float(t), 4) for t in th]}; "
-                 + guarantee_note(profile.get("guarantee")))
-            noted = True
-    if not noted and mode == "adaptive" and engine.num_stages > 1:
-        echo("edge-ee: the bundle's thresholds; " + guarantee_note(bundle.manifest.calibration.guarantee))
-    kind = budget.kind if budget is not None else None
-    wants_energy = kind in ("energy", "power") or (power_source is not None and power_source.lower() != "none")
-    if kind in ("energy", "power"):
-        if power_source is not None and power_source.lower() == "none":
-            raise UsageError(f"a {kind} budget ({budget.text}) needs a power source; "  # type: ignore[union-attr]
-                             "--power-source none switches it off")
-        if mode != "adaptive" or not controller:
-            raise UsageError(f"a {kind} budget ({budget.text}) is met by the controller: "  # type: ignore[union-attr]
-                             "it needs --mode adaptive and --controller")
+    explicit = settings.check_bundle(engine.num_stages)
+    profile, ppath = find_profile(bundle, settings.profile_path, engine=engine)
+    _apply_thresholds(engine, explicit, profile, ppath, settings.mode, echo)
     hooks: list[RunHook] = []
     energy = None
-    if wants_energy:
+    if settings.measures_energy:
         from .energy_hook import EnergyHook
 
-        prefer = None if power_source is None or power_source.lower() == "auto" else power_source
-        energy = EnergyHook(prefer, baseline_s=power_baseline_s,
+        energy = EnergyHook(settings.power_prefer, baseline_s=settings.power_baseline_s,
                             profile_power=(profile or {}).get("power"), profile_path=ppath)
         hooks.append(energy)
-    if budget is not None and controller and mode == "adaptive" and engine.num_stages > 1:
+    if settings.controls_budget and engine.num_stages > 1:
         from .hook import ControllerHook
 
-        hooks.append(ControllerHook(budget, profile=profile, setpoint=setpoint, fps=fps, energy_hook=energy))
+        hooks.append(ControllerHook(settings.budget, profile=profile, setpoint=setpoint,  # type: ignore[arg-type]
+                                    fps=settings.fps, energy_hook=energy))
     if profile is not None:
         hooks.append(ProfileSummaryHook(profile, ppath))
     return hooks, profile
+
+
+def _apply_thresholds(engine: Engine, explicit: list[float] | None, profile: dict[str, Any] | None,
+                      ppath: Path | None, mode: str, echo: Callable[[str], None]) -> None:
+    """Set the thresholds :func:`~edge_ee.control.settings.choose_thresholds` picks and say where they came from."""
+    rule = engine.rules[0]
+    th, source = choose_thresholds(explicit, profile, rule, engine.manifest.default_thresholds())
+    engine.set_thresholds(th)
+    if profile is not None and profile.get("rule") not in (None, rule):
+        log.warning("profile %s was made for exit rule %r, this run uses %r: its thresholds are not used",
+                    ppath, profile.get("rule"), rule)
+    elif profile is not None and source == "explicit":
+        echo(f"edge-ee: profile {ppath} found; --thresholds given, so its thresholds are not used")
+    if source == "profile":
+        echo(f"edge-ee: using profile {ppath}: thresholds {[round(t, 4) for t in th]}; "
+             + guarantee_note(profile.get("guarantee")))  # type: ignore[union-attr]
+    elif source == "bundle" and mode == "adaptive" and engine.num_stages > 1:
+        echo("edge-ee: the bundle's thresholds; " + guarantee_note(engine.manifest.calibration.guarantee))
 
 
 class ProfileSummaryHook(RunHook):

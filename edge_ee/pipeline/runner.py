@@ -56,7 +56,10 @@ class ExtraWork:
 
 
 class RunHook:
-    """Override what you need. ``record`` may be extended in ``on_result`` before it is written."""
+    """Override what you need. ``record`` may be extended in ``on_result`` before it is written.
+    ``handles_budget``: the budget kind (``latency``, ``energy``, ``power``) this hook controls, if any."""
+
+    handles_budget: str | None = None
 
     def on_start(self, runner: Runner) -> None: ...
 
@@ -92,18 +95,24 @@ class Runner:
         self.preprocess = make_preprocessor(self.engine.manifest.input)
         m = self.engine.manifest
         self.stats = RunStats(num_exits=m.num_exits, full_macs=m.full_model_macs())
-        b = self.config.budget
-        if b is not None and b.kind != "latency" and not any(getattr(h, "handles_budget", None) == b.kind
-                                                             for h in self.hooks):
-            raise UsageError(
-                f"a {b.kind} budget ({b.text}) needs the budget controller and a power source",
-                "use a latency budget (e.g. 20ms), or see `edge-ee doctor` for power sensors",
-            )
-        self.last_result: Result | None = None
+        self.check_budget(self.config.budget)
         self.extra: list[ExtraWork] = []  # the current frame's extra work (hooks read it in on_result)
         self._workers: list[RunHook] | None = None  # hooks that override extra_work, found at the first frame
         self._warned_budget: str | None = None  # the latency budget already warned about as infeasible
         self._tty = hasattr(self.status_stream, "isatty") and self.status_stream.isatty()
+
+    def budget_hook(self, kind: str) -> RunHook | None:
+        """The hook that controls budgets of ``kind`` (``RunHook.handles_budget``), if any."""
+        return next((h for h in self.hooks if h.handles_budget == kind), None)
+
+    def check_budget(self, budget: Budget | None) -> None:
+        """An energy or power budget needs a hook that controls it (the budget controller, fed by a power
+        source); a latency budget is also held by the engine's deadline guard alone."""
+        if budget is not None and budget.kind != "latency" and self.budget_hook(budget.kind) is None:
+            raise UsageError(
+                f"a {budget.kind} budget ({budget.text}) needs the budget controller and a power source",
+                "use a latency budget (e.g. 20ms), or see `edge-ee doctor` for power sensors",
+            )
 
     def stop(self, reason: str = "stopped") -> None:
         if not self.stop_event.is_set():
@@ -230,15 +239,13 @@ class Runner:
             self.stats.energy_estimated = bool(record["energy_estimated"])
         if self.telemetry is not None:
             self.telemetry.write(record)
-        self.last_result = r
         return r
 
     def _check_feasible(self, budget_s: float) -> None:
         """Warn once per budget when the guard predicts that stage 0 alone (segment + head) exceeds a
         latency budget that no hook controls (the budget controller warns itself)."""
         b = self.config.budget
-        if b is None or b.kind != "latency" or any(getattr(h, "handles_budget", None) == "latency"
-                                                   for h in self.hooks):
+        if b is None or b.kind != "latency" or self.budget_hook("latency") is not None:
             return
         first_s = self.engine.latency.predict_stage(0)
         if first_s <= budget_s:

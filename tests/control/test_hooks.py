@@ -9,6 +9,7 @@ import pytest
 
 from edge_ee.control.energy_hook import EnergyHook
 from edge_ee.control.hook import ControllerHook
+from edge_ee.control.settings import RunSettings
 from edge_ee.control.setup import format_extras, make_run_hooks
 from edge_ee.core.budget import parse_budget
 from edge_ee.core.bundle import load_bundle
@@ -168,16 +169,16 @@ def test_make_run_hooks_rules(bundle: Path) -> None:
     b = load_bundle(bundle)
     e = Engine(b)
     with pytest.raises(UsageError, match="power source"):
-        make_run_hooks(b, e, parse_budget("5mJ"), power_source="none")
+        make_run_hooks(b, e, RunSettings(budget=parse_budget("5mJ"), power_source="none"))
     with pytest.raises(UsageError, match="controller"):
-        make_run_hooks(b, e, parse_budget("2W"), controller=False)
+        make_run_hooks(b, e, RunSettings(budget=parse_budget("2W"), controller=False))
     with pytest.raises(UsageError, match="adaptive"):
-        make_run_hooks(b, e, parse_budget("2W"), mode="full")
-    hooks, _ = make_run_hooks(b, e, parse_budget("20ms"))
+        make_run_hooks(b, e, RunSettings(budget=parse_budget("2W"), mode="full"))
+    hooks, _ = make_run_hooks(b, e, RunSettings(budget=parse_budget("20ms")))
     assert [type(h).__name__ for h in hooks] == ["ControllerHook"]
-    hooks, _ = make_run_hooks(b, e, parse_budget("20ms"), controller=False)
+    hooks, _ = make_run_hooks(b, e, RunSettings(budget=parse_budget("20ms"), controller=False))
     assert hooks == []
-    hooks, _ = make_run_hooks(b, e, None, power_source="estimate")
+    hooks, _ = make_run_hooks(b, e, RunSettings(power_source="estimate"))
     assert [type(h).__name__ for h in hooks] == ["EnergyHook"]
 
 
