@@ -83,11 +83,6 @@ class LatencyStat:
         self.n += 1
         self._push(x)
 
-    def set_quantile(self, quantile: float) -> None:
-        self.quantile = quantile
-        if self.ordered:
-            self.q = self.ordered[min(len(self.ordered) - 1, int(quantile * len(self.ordered)))]
-
     def restart(self) -> None:
         """Forget the history: the next measurement starts afresh (for a stage unmeasured for long)."""
         self.n = 0
@@ -278,9 +273,3 @@ class LatencyModel:
             self.stages[k].restart()
             return True
         return False
-
-    def snapshot(self) -> dict[str, list[float]]:
-        return {
-            "segment_ms": [s.predict() * 1e3 for s in self.segments],
-            "head_ms": [h.predict() * 1e3 for h in self.heads],
-        }

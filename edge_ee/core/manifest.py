@@ -65,7 +65,6 @@ from .exit_rules import get_rule, rule_names
 SCHEMA_VERSION = 2
 SCHEMA_VERSIONS = (1, 2)  # versions this runtime reads
 MANIFEST_NAME = "manifest.json"
-PROFILE_NAME = "profile.json"
 
 TASKS = ("image_classification", "keyword_spotting")
 HEAD_KINDS = ("softmax", "confidence", "final")

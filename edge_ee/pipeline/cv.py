@@ -19,10 +19,3 @@ def require_cv2(purpose: str) -> ModuleType:
         raise SourceError(f"{purpose} needs OpenCV (cv2), which is not importable: {e}", _HINT) from e
     return cv2
 
-
-def has_cv2() -> bool:
-    try:
-        import cv2  # noqa: F401
-    except ImportError:
-        return False
-    return True

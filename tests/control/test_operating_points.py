@@ -64,8 +64,6 @@ def test_predicted_costs_and_choice(tmp_path: Path) -> None:
     idx, ok = f.choose("latency", 0.5e-3)  # below the first exit: infeasible
     assert not ok and idx == 0
     assert f.choose("energy", 1.0) == (len(f) - 1, True)  # unknown energy: most accurate
-    pos = f.position_for("latency", lat[1] * 1e-3)
-    assert pos == pytest.approx(1.0)
 
 
 def test_profile_frontier_round_trip() -> None:
