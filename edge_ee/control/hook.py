@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from ..core.budget import Budget, parse_budget
+from ..core.deadline import RiskPricedGuard, StrictGuard
 from ..core.engine import Engine, Result
 from ..errors import UsageError
 from ..pipeline.runner import RunHook, Runner
@@ -92,6 +93,7 @@ class ControllerHook(RunHook):
         self.frontier = frontier
         self._stage_latency_s = stage_latency_s
         self.ctrl: IndexController | None = None
+        self.guard: RiskPricedGuard | None = None  # handed to the engine for a latency budget
         self._in_force = -1
         self._warned_infeasible = False
         self._warned_missing = False
@@ -172,7 +174,8 @@ class ControllerHook(RunHook):
             start = float(len(f) // 2)  # scale unknown until measured: start mid-way
         self.ctrl = IndexController(len(f), target if math.isfinite(target) else 1.0, costs, start, self.cfg)
         if kind == "latency":
-            engine.latency.enable_risk(self.target_miss)
+            self.guard = RiskPricedGuard(engine.latency, self.target_miss)
+            engine.use_guard(self.guard)
         if kind == "power" and not math.isfinite(target):
             self.ctrl.target = 1.0  # replaced as soon as the frame rate is measured
         self._apply(engine)
@@ -186,6 +189,12 @@ class ControllerHook(RunHook):
                 self.moves += 1
             self._in_force = i
 
+    def _release_guard(self, engine: Engine) -> None:
+        """Give the engine its strict guard back (over the same latency statistics)."""
+        if self.guard is not None:
+            engine.use_guard(StrictGuard(engine.latency))
+            self.guard = None
+
     # ---- SIGHUP -----------------------------------------------------------------------------------
     def on_reload(self, runner: Runner, settings: dict[str, Any], changed: set[str]) -> set[str]:
         """A reloaded budget of the same kind retargets the controller on the next frame; removing the
@@ -195,7 +204,7 @@ class ControllerHook(RunHook):
         new = parse_budget(settings.get("budget"))
         if new is None:
             self.ctrl = None
-            runner.engine.latency.disable_risk()
+            self._release_guard(runner.engine)
             self.handles_budget = None
             return {"budget"}
         if new.kind != self.budget.kind:
@@ -250,12 +259,11 @@ class ControllerHook(RunHook):
                 c.set_target(t)
         y = self._measure(record, result)
         k = self._in_force
-        lat = runner.engine.latency
         if self.budget.kind == "latency" and record.get("deadline_met") is not None:
             self.miss_rate += 0.003 * ((0.0 if record["deadline_met"] else 1.0) - self.miss_rate)
-            lat.observe(record["deadline_met"])
-            if lat.risk_price is not None:
-                record["risk_price"] = round(lat.risk_price, 4)
+            if self.guard is not None:
+                self.guard.observe(record["deadline_met"])
+                record["risk_price"] = round(self.guard.price, 4)
         if y is not None:
             c.update(y, k)
             if c.index == 0 and c.saturated == "low" and c.y_f is not None and c.y_f > self._limit(c):
@@ -271,8 +279,8 @@ class ControllerHook(RunHook):
             self.index_hist.append(k)
 
     def on_stop(self, runner: Runner, summary: dict[str, Any]) -> None:
-        price = runner.engine.latency.risk_price
-        runner.engine.latency.disable_risk()  # the engine may serve another run: strict guard again
+        price = self.guard.price if self.guard is not None else None
+        self._release_guard(runner.engine)  # the engine may serve another run: strict guard again
         c, f = self.ctrl, self.frontier
         if c is None or f is None:
             return

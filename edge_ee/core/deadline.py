@@ -1,12 +1,17 @@
 """Deadline guard: decides before each stage whether it may run, from what was measured so far.
 
-Each segment and head keeps a robust exponentially weighted mean of its measured latency (the load
-level) and its last 256 measurements, kept sorted. Two modes:
+A :class:`DeadlineGuard` decides; a :class:`LatencyModel` holds the statistics it decides from. The engine
+owns one latency model (it measures every stage it runs under a deadline) and is handed the guard in force
+(:meth:`edge_ee.core.engine.Engine.use_guard`); the latency controller hands it a :class:`RiskPricedGuard` over
+the same statistics for the length of a run and gives the :class:`StrictGuard` back at the end.
 
-* **strict** (default; ``edge-ee run --budget 20ms --no-controller``): stage k+1 runs only if
+Each segment and head keeps a robust exponentially weighted mean of its measured latency (the load
+level) and its last 256 measurements, kept sorted. Two strategies:
+
+* **strict** (:class:`StrictGuard`, the default; ``edge-ee run --budget 20ms --no-controller``): stage k+1 runs only if
   ``elapsed + p95(segment k+1 + head k+1) + margin <= deadline``. It stops the predictable overruns;
   a rare long run (the stage preempted by another process) cannot be predicted per input.
-* **risk-priced** (``enable_risk``, switched on by the latency controller): the miss probability p
+* **risk-priced** (:class:`RiskPricedGuard`, handed over by the latency controller): the miss probability p
   of the stage is the fraction of its recent whole runs (segment + head) longer than the time left.
   p = 0: it runs. Otherwise it runs only if p <= 50% and ``price x p <= w``, where w = 1 - the top
   softmax probability of the answer so far (the chance that going deeper corrects it). Unconfident
@@ -37,6 +42,7 @@ import math
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 
 @dataclass
@@ -116,7 +122,9 @@ class LatencyStat:
 
 @dataclass
 class LatencyModel:
-    """Per-segment and per-head latency statistics (seconds)."""
+    """Per-segment and per-head latency statistics (seconds), shared by the guards. Whole runs of a stage
+    (segment + head of the same run) are kept only while a guard that uses them is in force
+    (``whole_runs``, set by :meth:`edge_ee.core.engine.Engine.use_guard`)."""
 
     num_stages: int
     margin_s: float = 10e-6  # fixed part of the safety margin: the engine's own work after a stage
@@ -124,21 +132,13 @@ class LatencyModel:
     segments: list[LatencyStat] = field(default_factory=list)
     heads: list[LatencyStat] = field(default_factory=list)
     stages: list[LatencyStat] = field(default_factory=list)  # segment + head of the same run (risk mode)
-    _last_seg: list[float] = field(default_factory=list)
-
     load_ref: list[float] = field(default_factory=list)  # stage-0 level when stage k was last measured
-    # risk-priced mode (``enable_risk``): None = strict guard on the running p95
-    risk_price: float | None = None
-    risk_target: float = 0.005  # deadline-miss rate the price is adapted to
-    risk_gain: float = 0.1  # log-price step per miss (and per 1/target met deadlines, back)
-    max_risk: float = 0.5  # never start a stage more likely to miss than not
+    whole_runs: bool = False  # keep ``stages`` (the risk-priced guard's miss probabilities)
     min_evidence: int = 32  # a shorter history counts its unmeasured runs as fitting (``miss_prob``)
-    min_price: float = 0.01
-    max_price: float = 1e4
-    _weighed: bool = False  # a risk was weighed (0 < p <= max_risk) since the last ``observe``
     probe_after: int = 1000  # consecutive skips of a stage before one input probes it
     skips: list[int] = field(default_factory=list)
     probes: int = 0
+    last_segment: list[float] = field(default_factory=list)  # the segment time of each stage's latest run
 
     def __post_init__(self) -> None:
         if not self.segments:
@@ -146,7 +146,8 @@ class LatencyModel:
             self.heads = [LatencyStat() for _ in range(self.num_stages)]
         if not self.stages:
             self.stages = [LatencyStat() for _ in range(self.num_stages)]
-            self._last_seg = [0.0] * self.num_stages
+        if not self.last_segment:
+            self.last_segment = [0.0] * self.num_stages
         if not self.load_ref:
             self.load_ref = [0.0] * self.num_stages
         if not self.skips:
@@ -158,27 +159,29 @@ class LatencyModel:
 
     def update_segment(self, k: int, seconds: float) -> None:
         self.segments[k].update(seconds)
-        self._last_seg[k] = seconds
+        self.last_segment[k] = seconds
         self.load_ref[k] = self.load_level()
 
     def update_stage(self, k: int, seconds: float) -> None:
-        """A whole run of stage k (segment + head, or the final segment without a head); kept in risk-priced
-        mode only (the strict guard does not use it; the warm-up seed stands in until the mode starts)."""
-        if self.risk_price is not None:
+        """A whole run of stage k (segment + head, or the final segment without a head); kept while
+        ``whole_runs`` is on only (the strict guard does not use it; the warm-up seed stands in until then)."""
+        if self.whole_runs:
             self.stages[k].update(seconds)
 
     def seed(self, segment_s: list[list[float]], head_s: list[list[float]]) -> None:
-        """Seed every stage from warm-up runs (``segment_s[k]`` = samples of stage k)."""
+        """Seed every stage from warm-up runs (``segment_s[k]`` = samples of stage k), in place: whoever holds
+        this model (the engine, a guard) sees the warm statistics."""
         for k in range(self.num_stages):
             self.segments[k].seed(segment_s[k])
             self.heads[k].seed(head_s[k])
             self.stages[k].seed([a + b for a, b in zip(segment_s[k], head_s[k])])
         self.load_ref = [self.load_level()] * self.num_stages
+        self.skips = [0] * self.num_stages
 
     def update_head(self, k: int, seconds: float) -> None:
         self.heads[k].update(seconds)
-        if self.risk_price is not None:
-            self.stages[k].update(self._last_seg[k] + seconds)
+        if self.whole_runs:
+            self.stages[k].update(self.last_segment[k] + seconds)
         self.load_ref[k] = self.load_level()
 
     def _scale(self, k: int) -> float:
@@ -186,6 +189,10 @@ class LatencyModel:
         if k > 0 and ref > 0.0:
             return max(0.25, min(4.0, self.load_level() / ref))  # bounded: stage 0 is short and noisy
         return 1.0
+
+    def remaining(self, elapsed_s: float, deadline_s: float) -> float:
+        """Time left for the next stage once the safety margin is taken off."""
+        return deadline_s - elapsed_s - (self.margin_s + self.margin_frac * deadline_s)
 
     def miss_prob(self, k: int, remaining_s: float) -> float:
         """Probability that stage ``k`` (segment + head) takes longer than ``remaining_s``: the fraction of
@@ -208,68 +215,107 @@ class LatencyModel:
         n = len(runs)
         return (n - bisect_right(runs, remaining_s)) / max(n, self.min_evidence)
 
-    def enable_risk(self, target_miss: float = 0.005, price: float = 10.0) -> None:
-        """Switch to risk-priced decisions: a stage whose estimated miss probability ``p`` is not zero runs
-        only if ``price * p <= w``, where ``w`` is the probability that the answer so far is wrong (1 - its
-        top softmax probability): inputs whose answer is most likely to improve take the risk of a late
-        answer, confident ones do not. ``observe`` adapts the price so that the deadline-miss rate meets
-        ``target_miss``. Without it (the default) the guard is strict: the running p95 must fit."""
-        self.risk_target = target_miss
-        self.risk_price = price
-
-    def disable_risk(self) -> None:
-        self.risk_price = None
-
-    def observe(self, deadline_met: bool) -> None:
-        """Feed back whether the frame just answered met its deadline (risk-priced mode only): a miss
-        multiplies the price by exp(gain x (1 - target)), a met deadline by exp(-gain x target), so the
-        price settles where the miss rate of the frames that weighed a risk is the target
-        (multiplicative: the price spans decades).
-
-        Anti-windup: only frames that weighed a risk (a stage with 0 < p <= max_risk) move the price.
-        The others (every stage certain to fit, or certain not to) do not depend on it: letting their met
-        deadlines lower it would leave it at its floor after a calm spell, so the next load step would
-        start with a burst of misses; letting their misses (stage 0 alone preempted) raise it would
-        ratchet it up for nothing."""
-        if self.risk_price is None:
-            return
-        weighed, self._weighed = self._weighed, False
-        if not weighed:
-            return
-        step = self.risk_gain * ((0.0 if deadline_met else 1.0) - self.risk_target)
-        self.risk_price = min(self.max_price, max(self.min_price, self.risk_price * math.exp(step)))
-
     def predict_stage(self, k: int) -> float:
         return (self.segments[k].predict() + self.heads[k].predict()) * self._scale(k)
 
-    def fits(self, k: int, elapsed_s: float, deadline_s: float, wrong: Callable[[], float] | None = None) -> bool:
-        """Whether stage ``k`` (segment + head) may run: predicted to finish before the deadline (strict
-        mode), or worth its risk of missing it (risk-priced mode; ``wrong`` gives the probability that
-        the answer so far is wrong), or, after ``probe_after`` consecutive skips, a probe that re-measures it."""
-        margin = self.margin_s + self.margin_frac * deadline_s
-        remaining = deadline_s - elapsed_s - margin
-        if self.risk_price is None:
-            ok = self.predict_stage(k) <= remaining
-        else:
-            p = self.miss_prob(k, remaining)
-            ok = p == 0.0
-            # a stage whose typical run (load level) does not fit is not a risk but a certain miss
-            typical = self.stages[k].mean
-            if not ok and p <= self.max_risk and typical <= remaining and wrong is not None:
-                self._weighed = True
-                ok = self.risk_price * p <= wrong()
-        if ok:
-            self.skips[k] = 0
-            return True
-        if self.risk_price is None:  # only the strict prediction (the p95) is relaxed
-            self.segments[k].relax()
-            self.heads[k].relax()
+    def ran(self, k: int) -> None:
+        """The guard let stage ``k`` run."""
+        self.skips[k] = 0
+
+    def skipped(self, k: int) -> bool:
+        """The guard would skip stage ``k``; True when that makes ``probe_after`` skips in a row: then one
+        input probes the stage (it runs whatever its prediction) and its statistics restart from that run."""
         self.skips[k] += 1
-        if self.skips[k] >= self.probe_after:
-            self.skips[k] = 0
-            self.probes += 1
-            self.segments[k].restart()
-            self.heads[k].restart()
-            self.stages[k].restart()
+        if self.skips[k] < self.probe_after:
+            return False
+        self.skips[k] = 0
+        self.probes += 1
+        self.segments[k].restart()
+        self.heads[k].restart()
+        self.stages[k].restart()
+        return True
+
+
+class DeadlineGuard(Protocol):
+    """Decides before each stage whether it may run under a deadline, from a shared :class:`LatencyModel`."""
+
+    latency: LatencyModel
+    whole_runs: bool  # whether the decisions need whole runs of a stage (``LatencyModel.stages``)
+
+    def fits(self, k: int, elapsed_s: float, deadline_s: float, wrong: Callable[[], float] | None = None) -> bool:
+        """Whether stage ``k`` (segment + head) may run, ``elapsed_s`` into a ``deadline_s`` budget; ``wrong``
+        gives the probability that the answer so far is wrong."""
+        ...
+
+    def observe(self, deadline_met: bool) -> None:
+        """Whether the frame just answered met its deadline."""
+        ...
+
+
+class StrictGuard:
+    """Stage k runs if its running p95 (segment + head, scaled by the stage-0 load) fits the time left; a skipped
+    stage's prediction is relaxed towards its mean, and probed after ``probe_after`` skips."""
+
+    whole_runs = False
+
+    def __init__(self, latency: LatencyModel) -> None:
+        self.latency = latency
+
+    def fits(self, k: int, elapsed_s: float, deadline_s: float, wrong: Callable[[], float] | None = None) -> bool:
+        lat = self.latency
+        if lat.predict_stage(k) <= lat.remaining(elapsed_s, deadline_s):
+            lat.ran(k)
             return True
-        return False
+        lat.segments[k].relax()
+        lat.heads[k].relax()
+        return lat.skipped(k)
+
+    def observe(self, deadline_met: bool) -> None:
+        """The strict rule has nothing to adapt."""
+
+
+@dataclass
+class RiskPricedGuard:
+    """A stage whose estimated miss probability ``p`` is not zero runs only if ``p <= max_risk`` and ``price * p <=
+    w``, where ``w`` is the probability that the answer so far is wrong (1 - its top softmax probability): inputs
+    whose answer is most likely to improve take the risk of a late answer, confident ones do not.
+    :meth:`observe` adapts the price so that the deadline-miss rate meets ``target_miss``."""
+
+    latency: LatencyModel
+    target_miss: float = 0.005  # deadline-miss rate the price is adapted to
+    price: float = 10.0
+    gain: float = 0.1  # log-price step per miss (and per 1/target met deadlines, back)
+    max_risk: float = 0.5  # never start a stage more likely to miss than not
+    min_price: float = 0.01
+    max_price: float = 1e4
+    weighed: bool = False  # a risk was weighed (0 < p <= max_risk) since the last ``observe``
+    whole_runs = True
+
+    def fits(self, k: int, elapsed_s: float, deadline_s: float, wrong: Callable[[], float] | None = None) -> bool:
+        lat = self.latency
+        remaining = lat.remaining(elapsed_s, deadline_s)
+        p = lat.miss_prob(k, remaining)
+        ok = p == 0.0
+        # a stage whose typical run (load level) does not fit is not a risk but a certain miss
+        if not ok and p <= self.max_risk and lat.stages[k].mean <= remaining and wrong is not None:
+            self.weighed = True
+            ok = self.price * p <= wrong()
+        if ok:
+            lat.ran(k)
+            return True
+        return lat.skipped(k)
+
+    def observe(self, deadline_met: bool) -> None:
+        """A miss multiplies the price by exp(gain x (1 - target)), a met deadline by exp(-gain x target), so the
+        price settles where the miss rate of the frames that weighed a risk is the target (multiplicative: the
+        price spans decades).
+
+        Anti-windup: only frames that weighed a risk (a stage with 0 < p <= max_risk) move the price. The others
+        (every stage certain to fit, or certain not to) do not depend on it: letting their met deadlines lower it
+        would leave it at its floor after a calm spell, so the next load step would start with a burst of misses;
+        letting their misses (stage 0 alone preempted) raise it would ratchet it up for nothing."""
+        weighed, self.weighed = self.weighed, False
+        if not weighed:
+            return
+        step = self.gain * ((0.0 if deadline_met else 1.0) - self.target_miss)
+        self.price = min(self.max_price, max(self.min_price, self.price * math.exp(step)))

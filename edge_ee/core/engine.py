@@ -36,7 +36,7 @@ import onnxruntime as ort
 
 from ..errors import BundleError, EdgeEEError, InferenceError, UsageError
 from .bundle import Bundle, load_bundle
-from .deadline import LatencyModel
+from .deadline import DeadlineGuard, LatencyModel, StrictGuard
 from .exit_rules import DEFAULT_RULE, ExitRule, get_rule, softmax, softmax_argmax
 from .manifest import GraphRef, Head
 from .sessions import SessionConfig, io_names, make_session, shapes_compatible
@@ -134,7 +134,8 @@ class Engine:
             self.set_rule(rule)
         self.thresholds = list(thresholds) if thresholds is not None else m.default_thresholds()
         self.set_thresholds(self.thresholds)
-        self.latency = LatencyModel(self.num_stages)
+        self.latency = LatencyModel(self.num_stages)  # measured here, read by the guard in force
+        self.guard: DeadlineGuard = StrictGuard(self.latency)
         self._segment_macs_cum = list(itertools.accumulate(s.segment.macs for s in m.stages))
         self._stage_macs_cum = m.cumulative_macs()
         self._full_macs = m.full_model_macs()
@@ -334,6 +335,13 @@ class Engine:
         return {"merged_stages": [k for k, g in enumerate(self._merged) if g is not None],
                 "one_graph_full": self._full is not None}
 
+    def use_guard(self, guard: DeadlineGuard) -> None:
+        """Decide stages under a deadline with ``guard``, which must read this engine's latency model."""
+        if guard.latency is not self.latency:
+            raise ValueError("a deadline guard must read the engine's own latency model (engine.latency)")
+        self.latency.whole_runs = guard.whole_runs
+        self.guard = guard
+
     def warm_up(self, runs: int = 3) -> None:
         """Run every graph on zeros: the first runs of a session are slow (allocation, kernel selection)
         and are discarded; the next ``4 * runs + 3`` runs of every stage (as ``infer`` runs it with its
@@ -345,7 +353,6 @@ class Engine:
             if self._full is not None:
                 self._full.bound()
         seeds = [self._all_stages(x) for _ in range(4 * runs + 3)]
-        self.latency = LatencyModel(self.num_stages, self.latency.margin_s, self.latency.margin_frac)
         self.latency.seed([[a[0][k] for a in seeds] for k in range(self.num_stages)],
                           [[a[1][k] for a in seeds] for k in range(self.num_stages)])
 
@@ -447,7 +454,7 @@ class Engine:
         next stage does not fit. Returns (answering exit, its rule score (NaN: the final classifier, which always
         answers), whether the guard stopped). The guard's latency model is only used and updated under a
         deadline."""
-        guard = None if deadline_s is None else self.latency
+        guard = None if deadline_s is None else self.guard
         last = self.num_stages - 1
         best, score = -1, math.nan  # the deepest exit evaluated so far and its score
         for k in range(stop_at + 1):
@@ -470,7 +477,7 @@ class Engine:
                     th = 0.0  # merged stage: the head ran inside the segment's call
             head_ms.append(None if th is None else th * 1e3)
             if guard is not None:
-                self._observe(guard, k, te - ts, th, final_segment)
+                self._observe(self.latency, k, te - ts, th, final_segment)
             if k == last:
                 return k, math.nan, False
             if run_head:
@@ -482,13 +489,13 @@ class Engine:
         raise AssertionError("unreachable: the stage loop answers at stop_at")
 
     @staticmethod
-    def _observe(guard: LatencyModel, k: int, seg_s: float, head_s: float | None, final_segment: bool) -> None:
+    def _observe(latency: LatencyModel, k: int, seg_s: float, head_s: float | None, final_segment: bool) -> None:
         """Feed stage k's measured times to the deadline guard's latency model."""
-        guard.update_segment(k, seg_s)
+        latency.update_segment(k, seg_s)
         if final_segment:
-            guard.update_stage(k, seg_s)
+            latency.update_stage(k, seg_s)
         elif head_s is not None:
-            guard.update_head(k, head_s)
+            latency.update_head(k, head_s)
 
     def _macs_spent(self, k: int, adaptive: bool, head_ms: list[float | None]) -> int:
         """MACs actually spent, in every mode: the segments run plus the heads run (adaptive: every head up to
