@@ -57,10 +57,13 @@ def make_run_hooks(bundle: Bundle, engine: Engine, budget: Budget | None, *, mod
             noted = True
     if not noted and mode == "adaptive" and engine.num_stages > 1:
         echo("edge-ee: the bundle's thresholds; " + guarantee_note(bundle.manifest.calibration.guarantee))
+    from ..power import parse_prefer
+
     kind = budget.kind if budget is not None else None
-    wants_energy = kind in ("energy", "power") or (power_source is not None and power_source.lower() != "none")
+    power = parse_prefer(power_source)
+    wants_energy = kind in ("energy", "power") or (power_source is not None and not power.off)
     if kind in ("energy", "power"):
-        if power_source is not None and power_source.lower() == "none":
+        if power.off:
             raise UsageError(f"a {kind} budget ({budget.text}) needs a power source; "  # type: ignore[union-attr]
                              "--power-source none switches it off")
         if mode != "adaptive" or not controller:
@@ -71,8 +74,7 @@ def make_run_hooks(bundle: Bundle, engine: Engine, budget: Budget | None, *, mod
     if wants_energy:
         from .energy_hook import EnergyHook
 
-        prefer = None if power_source is None or power_source.lower() == "auto" else power_source
-        energy = EnergyHook(prefer, baseline_s=power_baseline_s,
+        energy = EnergyHook(power.spec, baseline_s=power_baseline_s,
                             profile_power=(profile or {}).get("power"), profile_path=ppath)
         hooks.append(energy)
     if budget is not None and controller and mode == "adaptive" and engine.num_stages > 1:

@@ -126,7 +126,7 @@ def clamp_above_idle(total: float | None, pieces: list[float | None]) -> tuple[f
 
 
 def _default_fallback() -> PowerSource:
-    from .estimate import EstimatedSource
+    from .backends.estimate import EstimatedSource
 
     return EstimatedSource()
 
