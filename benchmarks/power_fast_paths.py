@@ -9,8 +9,8 @@ wall time per frame, median and [min-max] of the block means:
 
 * ``--power-source none``: no energy work at all (the floor);
 * ``--power-source estimate``: the sampler as it is in this tree;
-* ``--power-source estimate, general paths only`` (only while the tree still has the fast paths): the cumulative
-  energy always found by binary search (``_energy_at_searched``) and ``round`` without the float shortcut.
+* ``--power-source estimate, general paths only``: the cumulative energy always found by binary search
+  (``EnergyCurve._energy_at_searched``) and ``round`` without ``round_mj``'s float shortcut.
 
     .venv/bin/python benchmarks/power_fast_paths.py [--model BUNDLE] [--frames 2000] [--blocks 7]
 """
@@ -34,7 +34,7 @@ from edge_ee.bundle import load_bundle  # noqa: E402
 from edge_ee.control import energy_hook  # noqa: E402
 from edge_ee.control.setup import make_run_hooks  # noqa: E402
 from edge_ee.engine import Engine  # noqa: E402
-from edge_ee.power import sampler as sampler_mod  # noqa: E402
+from edge_ee.power.curve import EnergyCurve  # noqa: E402
 from edge_ee.runner import RunConfig, Runner  # noqa: E402
 from edge_ee.sources import open_source  # noqa: E402
 
@@ -51,11 +51,10 @@ def variants(bundle_dir: Path) -> dict[str, Callable[[int], None]]:
 
     def run(power_source: str, general: bool = False) -> Callable[[int], None]:
         def go(n: int) -> None:
-            fast_round = energy_hook.round_mj
-            fast_at = getattr(sampler_mod.PowerSampler, "_energy_at", None)
+            fast_round, fast_at = energy_hook.round_mj, EnergyCurve._energy_at
             if general:
                 energy_hook.round_mj = _plain_round  # type: ignore[assignment]
-                sampler_mod.PowerSampler._energy_at = sampler_mod.PowerSampler._energy_at_searched  # type: ignore
+                EnergyCurve._energy_at = EnergyCurve._energy_at_searched  # type: ignore[method-assign]
             try:
                 src = open_source("synthetic", b.manifest)
                 hooks, _ = make_run_hooks(b, engine, None, power_source=power_source, power_baseline_s=0.2,
@@ -63,14 +62,11 @@ def variants(bundle_dir: Path) -> dict[str, Callable[[int], None]]:
                 Runner(engine, src, RunConfig(max_frames=n, status=False), hooks=hooks).run()
             finally:
                 energy_hook.round_mj = fast_round  # type: ignore[assignment]
-                if fast_at is not None:
-                    sampler_mod.PowerSampler._energy_at = fast_at  # type: ignore[method-assign]
+                EnergyCurve._energy_at = fast_at  # type: ignore[method-assign]
         return go
 
-    out = {"--power-source none": run("none"), "--power-source estimate": run("estimate")}
-    if hasattr(sampler_mod.PowerSampler, "_energy_at_searched"):
-        out["--power-source estimate, general paths only"] = run("estimate", general=True)
-    return out
+    return {"--power-source none": run("none"), "--power-source estimate": run("estimate"),
+            "--power-source estimate, general paths only": run("estimate", general=True)}
 
 
 def main() -> None:
