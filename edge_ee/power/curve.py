@@ -8,9 +8,9 @@ buffered range the nearest power is held (the window is then not ``covered``).
 
 Fast paths: a window just measured (at or after the newest sample), before the oldest sample and inside the
 newest sample interval are computed from the newest, previous and oldest samples kept as plain floats; anything
-else by binary search. They run several times per inference (``benchmarks/power_fast_paths.py``: without them and
-``round_mj``'s shortcut a frame of ``edge-ee run`` on the small bundle took 12-24% more thread CPU time); ``tests/power/test_power_sampler_fast_paths.py``
-checks that both give the same result bit for bit.
+else by binary search. They run several times per inference: without them and ``round_mj``'s shortcut a frame
+of ``edge-ee run`` on the small bundle took 12-24% more thread CPU time (``benchmarks/power_fast_paths.py``);
+``tests/power/test_power_sampler_fast_paths.py`` checks that both paths give the same result bit for bit.
 
 Thread safety: readers take :attr:`lock` themselves; the writers (:meth:`append_power`, :meth:`append_energy`)
 are called with :attr:`lock` held (the sampler checks its source under the same lock) and wake :meth:`wait_for`.
