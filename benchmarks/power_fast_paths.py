@@ -51,10 +51,10 @@ def variants(bundle_dir: Path) -> dict[str, Callable[[int], None]]:
 
     def run(power_source: str, general: bool = False) -> Callable[[int], None]:
         def go(n: int) -> None:
-            fast_round, fast_at = energy_hook.round_mj, EnergyCurve._energy_at
+            fast_round, fast_at = energy_hook.round_mj, EnergyCurve._energy_at  # noqa: SLF001 - the switch measured
             if general:
                 energy_hook.round_mj = _plain_round  # type: ignore[assignment]
-                EnergyCurve._energy_at = EnergyCurve._energy_at_searched  # type: ignore[method-assign]
+                EnergyCurve._energy_at = EnergyCurve._energy_at_searched  # type: ignore[method-assign]  # noqa: SLF001
             try:
                 src = open_source("synthetic", b.manifest)
                 hooks, _ = make_run_hooks(b, engine, None, power_source=power_source, power_baseline_s=0.2,
@@ -62,7 +62,7 @@ def variants(bundle_dir: Path) -> dict[str, Callable[[int], None]]:
                 Runner(engine, src, RunConfig(max_frames=n, status=False), hooks=hooks).run()
             finally:
                 energy_hook.round_mj = fast_round  # type: ignore[assignment]
-                EnergyCurve._energy_at = fast_at  # type: ignore[method-assign]
+                EnergyCurve._energy_at = fast_at  # type: ignore[method-assign]  # noqa: SLF001
         return go
 
     return {"--power-source none": run("none"), "--power-source estimate": run("estimate"),

@@ -109,6 +109,30 @@ def _why(e: BaseException) -> str:
     return msg
 
 
+def _first_of_kind(kind: str, detail: str | None, model: DevicePowerModel | None, preferred: bool,
+                   problems: list[str]) -> tuple[PowerSource | None, str]:
+    """The first sensor of ``kind`` that opens and reads, or None and why not; unreadable sensors and failed
+    probes are added to ``problems``. Sensors with ``auto=False`` are tried only when ``preferred``."""
+    try:
+        cands = candidates(kind, detail, model)
+    except Exception as e:  # a probe must never crash discovery
+        problems.append(f"{kind} (probe failed: {_why(e)})")
+        cands = []
+    reason = _absent(kind)
+    for c in cands:
+        if not c.auto and not preferred:
+            continue
+        try:
+            return _open(c), reason
+        except sysfs.SensorNotFound as e:
+            reason = str(e)
+            log.debug("power: %s not usable: %s", c.name, e)
+        except Exception as e:
+            reason = _why(e)
+            problems.append(f"{c.name} ({reason})")
+    return None, reason
+
+
 def discover(prefer: str | None = None, *, model: DevicePowerModel | None = None) -> PowerSource:
     """The first working power source, trying ``prefer`` first, then the registered back ends in
     the registry's order (:func:`auto_order`), the CPU-utilisation estimate (which always works) last.
@@ -131,24 +155,7 @@ def discover(prefer: str | None = None, *, model: DevicePowerModel | None = None
     chosen: PowerSource | None = None
     for k in kinds:
         preferred = k == kind
-        try:
-            cands = candidates(k, detail if preferred else None, model)
-        except Exception as e:  # a probe must never crash discovery
-            problems.append(f"{k} (probe failed: {_why(e)})")
-            cands = []
-        reason = _absent(k)
-        for c in cands:
-            if not c.auto and not preferred:
-                continue
-            try:
-                chosen = _open(c)
-                break
-            except sysfs.SensorNotFound as e:
-                reason = str(e)
-                log.debug("power: %s not usable: %s", c.name, e)
-            except Exception as e:
-                reason = _why(e)
-                problems.append(f"{c.name} ({reason})")
+        chosen, reason = _first_of_kind(k, detail if preferred else None, model, preferred, problems)
         if chosen is not None:
             break
         if preferred:
