@@ -26,7 +26,9 @@ from .test_power_rapl import make_rapl
 
 def test_every_backend_module_registers_and_the_order_is_the_registry():
     kinds = [b.kind for b in all_backends()]
-    assert tuple(kinds) == ORDER == ("jetson", "tegrastats", "pi5", "hwmon", "rapl", "estimate")
+    assert tuple(kinds) == ORDER and kinds[-1] == "estimate"  # the estimate always works: tried last
+    shipped = ["jetson", "tegrastats", "pi5", "hwmon", "rapl", "estimate"]
+    assert [k for k in kinds if k in shipped] == shipped
     modules = {m.name for m in pkgutil.iter_modules(backends_pkg.__path__)}
     assert modules == {b.cls.__module__.rsplit(".", 1)[1] for b in all_backends()}
 
@@ -75,7 +77,8 @@ class _Constant(PowerSource):
 def test_a_new_backend_is_one_decorated_class(fake, monkeypatch):
     monkeypatch.setattr(registry, "_BACKENDS", dict(registry._BACKENDS))
     register_backend(order=45, absent="never absent", detail="WATTS")(_Constant)
-    assert [b.kind for b in all_backends()][3:5] == ["hwmon", "constant"]
+    kinds = [b.kind for b in all_backends()]
+    assert kinds.index("constant") == kinds.index("hwmon") + 1 and kinds.index("constant") < kinds.index("rapl")
     assert "constant[:WATTS]" in power_source_help()
     make_rapl(fake)
     assert discover().kind == "constant"  # before rapl in the automatic order

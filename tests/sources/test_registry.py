@@ -27,9 +27,12 @@ from edge_ee.sources.labelled import peek
 
 
 def test_prefix_sets_and_help_come_from_the_registry():
-    assert prefixes(AUDIO_TASK) == {"mic", "wav", "-"}
-    assert prefixes(IMAGE_TASK) == {"camera", "csi", "gst", "rtsp", "images", "video"}
-    assert sources_help().split(" | ")[:4] == ["synthetic", "images:DIR_OR_GLOB", "video:FILE", "sample"]
+    assert prefixes(AUDIO_TASK) >= {"mic", "wav", "-"}
+    assert prefixes(IMAGE_TASK) >= {"camera", "csi", "gst", "rtsp", "images", "video"}
+    shown = sources_help().split(" | ")
+    shipped = ["synthetic", "images:DIR_OR_GLOB", "video:FILE", "sample", "camera[:N|:/dev/videoN]", "csi[:N]",
+               "gst:PIPELINE", "rtsp://URL", "mic[:DEVICE]", "wav:FILE", "- (raw PCM on stdin)"]
+    assert [x for x in shown if x in shipped] == shipped
     for k in kinds():
         assert k.syntax in sources_help()
     with pytest.raises(UsageError) as e:
@@ -68,7 +71,8 @@ class Ramp(Source):
 def test_a_new_source_is_one_decorated_class(monkeypatch):
     monkeypatch.setattr(registry, "_KINDS", dict(registry._KINDS))
     register_source("ramp", "test frames, ramp:N", syntax="ramp[:N]", task=IMAGE_TASK, order=15)(Ramp)
-    assert sources_help().split(" | ")[1] == "ramp[:N]"
+    shown = sources_help().split(" | ")
+    assert shown.index("ramp[:N]") == shown.index("synthetic") + 1
     assert source_task("ramp:2") == IMAGE_TASK and "ramp" in prefixes(IMAGE_TASK)
     src = open_source("ramp:2", None, {})  # type: ignore[arg-type]
     assert [f.index for f in iter(src.read, None)] == [0, 1]
