@@ -42,10 +42,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from interleave import ROOT, interleaved, one_graph_session, upgraded_copy  # noqa: E402
 
-from edge_ee.bundle import load_bundle  # noqa: E402
-from edge_ee.engine import Engine  # noqa: E402
-from edge_ee.exit_rules import get_rule  # noqa: E402
-from edge_ee.sessions import SessionConfig  # noqa: E402
+from edge_ee.core.bundle import load_bundle  # noqa: E402
+from edge_ee.core.engine import Engine  # noqa: E402
+from edge_ee.core.exit_rules import get_rule  # noqa: E402
+from edge_ee.core.sessions import SessionConfig  # noqa: E402
 
 DEFAULT_MODELS = [ROOT / "edge_ee/bundles/fashion_mnist", ROOT / "benchmarks/bundles/fashion_mnist_wide"]
 

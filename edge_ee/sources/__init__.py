@@ -22,8 +22,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from ..core.manifest import Manifest
 from ..errors import UsageError
-from ..manifest import Manifest
 from .base import Frame, Source
 
 SAMPLES_DIR = Path(__file__).resolve().parents[1] / "samples"

@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from ..cv import require_cv2
 from ..errors import DeviceNotFoundError, SourceError, UsageError
+from ..pipeline.cv import require_cv2
 from .base import Frame, Source
 from .grabber import Capture, EndOfStream, FrameGrabber
 

@@ -9,8 +9,8 @@ import os
 import re
 from pathlib import Path
 
-from ..cv import require_cv2
 from ..errors import SourceError
+from ..pipeline.cv import require_cv2
 from .base import Frame, Source
 from .imagesize import MAX_IMAGE_PIXELS, image_size, limit_opencv
 

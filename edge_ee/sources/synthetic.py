@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..manifest import InputSpec
+from ..core.manifest import InputSpec
 from .base import Frame, Source
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ..cv import require_cv2
 from ..errors import SourceError
+from ..pipeline.cv import require_cv2
 from .base import Frame, Source
 
 log = logging.getLogger("edge_ee.sources")

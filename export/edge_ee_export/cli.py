@@ -125,7 +125,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def recalibrate(a: argparse.Namespace) -> Path:
     """The threshold split the exporter held out for this bundle, rebuilt from the seed in its manifest."""
-    from edge_ee.bundle import load_bundle
+    from edge_ee.core.bundle import load_bundle
 
     from .data import fashion_mnist
     from .recalibrate import recalibrate_bundle

@@ -28,7 +28,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from .errors import UsageError
+from ..errors import UsageError
 
 _SMALL = 64  # up to this many classes plain Python beats numpy's per-call overhead
 

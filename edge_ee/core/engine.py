@@ -34,9 +34,9 @@ from typing import Any, Literal
 import numpy as np
 import onnxruntime as ort
 
+from ..errors import BundleError, EdgeEEError, InferenceError, UsageError
 from .bundle import Bundle, load_bundle
 from .deadline import LatencyModel
-from .errors import BundleError, EdgeEEError, InferenceError, UsageError
 from .exit_rules import DEFAULT_RULE, ExitRule, get_rule, softmax_terms
 from .manifest import GraphRef, Head
 from .sessions import SessionConfig, io_names, make_session, shapes_compatible
