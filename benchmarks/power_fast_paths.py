@@ -30,12 +30,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from interleave import ROOT  # noqa: E402
 
-from edge_ee.bundle import load_bundle  # noqa: E402
 from edge_ee.control import energy_hook  # noqa: E402
 from edge_ee.control.setup import make_run_hooks  # noqa: E402
-from edge_ee.engine import Engine  # noqa: E402
+from edge_ee.core.bundle import load_bundle  # noqa: E402
+from edge_ee.core.engine import Engine  # noqa: E402
+from edge_ee.pipeline.runner import RunConfig, Runner  # noqa: E402
 from edge_ee.power.curve import EnergyCurve  # noqa: E402
-from edge_ee.runner import RunConfig, Runner  # noqa: E402
 from edge_ee.sources import open_source  # noqa: E402
 
 

@@ -29,13 +29,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from interleave import ROOT, one_graph_session  # noqa: E402
 
-from edge_ee.bundle import load_bundle  # noqa: E402
 from edge_ee.control.setup import make_run_hooks  # noqa: E402
-from edge_ee.engine import Engine  # noqa: E402
-from edge_ee.preprocess import make_preprocessor  # noqa: E402
-from edge_ee.runner import RunConfig, Runner  # noqa: E402
+from edge_ee.core.bundle import load_bundle  # noqa: E402
+from edge_ee.core.engine import Engine  # noqa: E402
+from edge_ee.pipeline.preprocess import make_preprocessor  # noqa: E402
+from edge_ee.pipeline.runner import RunConfig, Runner  # noqa: E402
+from edge_ee.pipeline.streams import stream_hooks  # noqa: E402
 from edge_ee.sources import open_source  # noqa: E402
-from edge_ee.streams import stream_hooks  # noqa: E402
 
 DEFAULT_MODELS = [ROOT / "edge_ee/bundles/fashion_mnist", ROOT / "benchmarks/bundles/fashion_mnist_wide"]
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from factory import build_bundle
 
-from edge_ee.deadline import LatencyModel, LatencyStat
-from edge_ee.engine import Engine
+from edge_ee.core.deadline import LatencyModel, LatencyStat
+from edge_ee.core.engine import Engine
+from edge_ee.core.exit_rules import get_rule, normalized_entropy, softmax
 from edge_ee.errors import InferenceError, UsageError
-from edge_ee.exit_rules import get_rule, normalized_entropy, softmax
 
 
 def _x(e: Engine, seed: int = 0) -> np.ndarray:

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_ee.deadline import LatencyModel
-from edge_ee.engine import Engine
+from edge_ee.core.deadline import LatencyModel
+from edge_ee.core.engine import Engine
 
 
 def _model(stage1: list[float], head1: float = 0.0) -> LatencyModel:

@@ -58,10 +58,10 @@ from typing import Any
 
 import numpy as np
 
-from ..engine import Result
+from ..core.engine import Result
+from ..core.exit_rules import get_rule
 from ..errors import UsageError
-from ..exit_rules import get_rule
-from ..runner import ExtraWork, RunHook, Runner
+from ..pipeline.runner import ExtraWork, RunHook, Runner
 from ..sources.base import Frame
 from .risk import binom_cdf
 from .select import MIN_FRAMES, select_risk_controlled

@@ -2,7 +2,7 @@
 
 * latency budget (``20ms``): the controller tracks a mean latency of ``setpoint x budget``
   (default 0.9) with the thresholds, and switches the engine's deadline guard to risk-priced
-  decisions (``edge_ee.deadline``): before each stage the guard weighs the stage's miss probability
+  decisions (``edge_ee.core.deadline``): before each stage the guard weighs the stage's miss probability
   against the chance that the answer so far is wrong, at a price this hook adapts after every frame
   so that the deadline-miss rate meets ``target_miss`` (default 0.5%). Misses the guard cannot
   predict per input (a stage preempted by another process) are random; the price decides how many,
@@ -38,10 +38,10 @@ from typing import Any
 
 import numpy as np
 
-from ..budget import Budget, parse_budget
-from ..engine import Engine, Result
+from ..core.budget import Budget, parse_budget
+from ..core.engine import Engine, Result
 from ..errors import UsageError
-from ..runner import RunHook, Runner
+from ..pipeline.runner import RunHook, Runner
 from ..sources.base import Frame
 from .controller import ControllerConfig, IndexController
 from .operating_points import Frontier, from_manifest, from_profile, ladder

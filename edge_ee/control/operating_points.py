@@ -19,10 +19,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..budget import BudgetKind
 from ..calibration.points import OperatingPoint, pareto
-from ..exit_rules import DEFAULT_RULE, get_rule
-from ..manifest import Manifest
+from ..core.budget import BudgetKind
+from ..core.exit_rules import DEFAULT_RULE, get_rule
+from ..core.manifest import Manifest
 
 __all__ = ["Frontier", "OperatingPoint", "pareto", "first_exit_point", "from_manifest", "ladder", "from_profile"]
 

@@ -13,12 +13,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..budget import Budget
-from ..bundle import Bundle
 from ..calibration.select import Guarantee
-from ..engine import Engine
+from ..core.budget import Budget
+from ..core.bundle import Bundle
+from ..core.engine import Engine
 from ..errors import UsageError
-from ..runner import RunHook, Runner
+from ..pipeline.runner import RunHook, Runner
 
 log = logging.getLogger("edge_ee.control")
 
@@ -37,7 +37,7 @@ def make_run_hooks(bundle: Bundle, engine: Engine, budget: Budget | None, *, mod
                    ) -> tuple[list[RunHook], dict[str, Any] | None]:
     """Hooks for a run (energy hook first: the controller reads its measurement; the profile comparison
     last: it reads the energy hook's summary figures) and the profile used."""
-    from ..profile import find_profile
+    from ..profiling.profile import find_profile
 
     profile, ppath = find_profile(bundle, profile_path, engine=engine)
     noted = thresholds_given

@@ -153,7 +153,7 @@ def engine_session_facts(engine: Any) -> tuple[list[str], int]:
     used: list[str] = list(getattr(engine, "providers", None) or [])
     cfg = getattr(engine, "session_config", None)
     if not used:  # not an Engine with live sessions: what its config asks for
-        from ..sessions import resolve_providers
+        from ..core.sessions import resolve_providers
 
         used = resolve_providers(getattr(cfg, "providers", None))
     return used, int(getattr(cfg, "intra_op_threads", 1) or 1)
@@ -161,7 +161,7 @@ def engine_session_facts(engine: Any) -> tuple[list[str], int]:
 
 def _default_session() -> tuple[list[str], int]:
     try:
-        from ..sessions import SessionConfig, resolve_providers  # what a default Engine uses
+        from ..core.sessions import SessionConfig, resolve_providers  # what a default Engine uses
 
         cfg = SessionConfig()
         return resolve_providers(cfg.providers), cfg.intra_op_threads
@@ -173,8 +173,8 @@ def device_identity(providers: Sequence[str] | None = None, threads: int | None 
     """Stable facts that key a profile: board, CPU, cores, arch, power mode, Python, onnxruntime, and the
     execution providers actually used with the intra-op thread count.
 
-    ``providers``/``threads`` default to a default :class:`~edge_ee.sessions.SessionConfig` (CPU, 1
-    thread); :func:`engine_session_facts` gives them for a built engine (``edge_ee.profile`` does).
+    ``providers``/``threads`` default to a default :class:`~edge_ee.core.sessions.SessionConfig` (CPU, 1
+    thread); :func:`engine_session_facts` gives them for a built engine (``edge_ee.profiling.profile`` does).
     The providers the onnxruntime build merely offers are ``providers_available``.
     """
     ort = probe(onnxruntime_info)

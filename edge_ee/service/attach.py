@@ -1,4 +1,4 @@
-"""Wire the service hooks into a :class:`~edge_ee.runner.Runner` for ``edge-ee run``."""
+"""Wire the service hooks into a :class:`~edge_ee.pipeline.runner.Runner` for ``edge-ee run``."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..bundle import Bundle
-from ..runner import RunHook, Runner
+from ..core.bundle import Bundle
+from ..pipeline.runner import RunHook, Runner
 from . import _click as click
 from .config import command_line_keys, run_params
 from .mqtt import MqttTarget

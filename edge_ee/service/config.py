@@ -312,7 +312,7 @@ def run_command() -> Any:
     """The click command behind ``edge-ee run``."""
     import typer
 
-    from ..cli import app
+    from ..commands import app
 
     group = typer.main.get_command(app)
     return group.commands["run"]  # type: ignore[attr-defined]

@@ -1,4 +1,4 @@
-"""MQTT output as a :class:`~edge_ee.runner.RunHook` (``--mqtt mqtt://HOST:PORT/TOPIC``), with Home
+"""MQTT output as a :class:`~edge_ee.pipeline.runner.RunHook` (``--mqtt mqtt://HOST:PORT/TOPIC``), with Home
 Assistant MQTT discovery.
 
 Topics under the base topic ``T`` (Frigate-style):
@@ -49,7 +49,7 @@ from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
 
 from .. import __version__
 from ..errors import UsageError
-from ..runner import RunHook, Runner
+from ..pipeline.runner import RunHook, Runner
 from ..sources.base import Frame
 
 log = logging.getLogger("edge_ee.mqtt")
@@ -265,7 +265,7 @@ class MqttHook(RunHook):
         self.bundle_info = dict(bundle_info or {})
         task = self.bundle_info.get("task")
         if task == "keyword_spotting" and labels:
-            from ..kws import is_keyword
+            from ..pipeline.kws import is_keyword
 
             self.keywords: list[str] | None = [lab for lab in labels if is_keyword(lab)]
         else:

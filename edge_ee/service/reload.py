@@ -16,10 +16,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from ..budget import parse_budget
+from ..core.budget import parse_budget
+from ..core.exit_rules import DEFAULT_RULE
 from ..errors import EdgeEEError, UsageError
-from ..exit_rules import DEFAULT_RULE
-from ..runner import RunHook, Runner
+from ..pipeline.runner import RunHook, Runner
 from ..sources.base import Frame
 from .config import effective_settings, load_run_config
 from .sdnotify import Notifier
@@ -54,7 +54,7 @@ class ReloadHook(RunHook):
     def _profile_thresholds(self, engine: Any, new: dict[str, Any]) -> list[float] | None:
         """Thresholds chosen by the device profile (``edge-ee profile``), looked up again on each reload."""
         try:
-            from ..profile import find_profile
+            from ..profiling.profile import find_profile
         except ImportError:  # pragma: no cover - profiles not available
             return None
         if "profile" not in new:
@@ -131,7 +131,7 @@ class ReloadHook(RunHook):
         """Check every live change first (raising on any problem), then return the actions."""
         engine, cfg = runner.engine, runner.config
         acts: list[Any] = []
-        from ..cli import _parse_thresholds
+        from ..commands.run import _parse_thresholds
 
         th = _parse_thresholds(new["thresholds"], engine.num_stages - 1)
         if th is None:  # no explicit thresholds: the device profile's (re-read now), else the bundle's

@@ -2,7 +2,7 @@
 
 Every source resamples to the model's rate (``input.preprocess.sample_rate``), keeps a ring buffer
 and emits one window of the model's length (``clip_samples``, 1 s) every hop (``--hop``, 250 ms).
-Frames carry float32 PCM; :mod:`edge_ee.preprocess` turns it into MFCC features as the manifest says.
+Frames carry float32 PCM; :mod:`edge_ee.pipeline.preprocess` turns it into MFCC features as the manifest says.
 
 Files and stdin are processed window by window without dropping anything. A microphone is live: a
 reader thread keeps filling the ring, and when inference falls behind, ``read()`` jumps to the newest
@@ -22,8 +22,8 @@ from typing import Any
 from ..audio.pcm import ArecordReader, PcmReader, RawPcmReader, SoundDeviceReader, WavReader, has_sounddevice
 from ..audio.resample import StreamResampler
 from ..audio.ring import RingBuffer
+from ..core.manifest import Manifest
 from ..errors import DeviceNotFoundError, SourceError, UsageError
-from ..manifest import Manifest
 from .base import Frame, Source
 from .registry import AUDIO_TASK, register_source
 

@@ -24,14 +24,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..cv import require_cv2
 from ..errors import DeviceNotFoundError, SourceError, UsageError
+from ..pipeline.cv import require_cv2
 from .base import Frame, Source
 from .grabber import Capture, EndOfStream, FrameGrabber
 from .registry import IMAGE_TASK, register_source
 
 if TYPE_CHECKING:
-    from ..manifest import Manifest
+    from ..core.manifest import Manifest
 
 log = logging.getLogger(__name__)
 DEFAULT_RECONNECT_TIMEOUT_S = 30.0

@@ -9,9 +9,9 @@ import os
 import re
 from pathlib import Path
 
-from ..cv import require_cv2
+from ..core.manifest import Manifest
 from ..errors import SourceError, UsageError
-from ..manifest import Manifest
+from ..pipeline.cv import require_cv2
 from .base import Frame, Source
 from .imagesize import MAX_IMAGE_PIXELS, image_size, limit_opencv
 from .registry import IMAGE_TASK, register_source

@@ -8,7 +8,7 @@ a name wins over an index when a class is itself called ``"3"``. :func:`read_lab
 line before anything runs, so a typo is a usage error naming the line, not a failed profiling run.
 
 :class:`LabelledSource` wraps any source and sets each frame's ``meta["truth"]`` to the class *name*
-(what :mod:`edge_ee.profile` compares with the bundle's labels); it ends the stream when the file's
+(what :mod:`edge_ee.profiling.profile` compares with the bundle's labels); it ends the stream when the file's
 labels run out. :func:`peek` reads the first frame ahead (to check a source has ground truth) and
 hands it back as the first frame of the returned source.
 """

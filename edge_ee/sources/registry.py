@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ..errors import UsageError
 
 if TYPE_CHECKING:
-    from ..manifest import Manifest
+    from ..core.manifest import Manifest
     from .base import Source
 
 Opener = Callable[[str, "Manifest", dict], "Source"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..core.manifest import Manifest
 from ..errors import UsageError
-from ..manifest import Manifest
 from .base import Source
 from .registry import AUDIO_TASK, IMAGE_TASK, get, register_source
 

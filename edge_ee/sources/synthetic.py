@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..core.manifest import InputSpec, Manifest
 from ..errors import UsageError
-from ..manifest import InputSpec, Manifest
 from .base import Frame, Source
 from .registry import register_source
 

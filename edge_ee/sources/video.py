@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ..cv import require_cv2
+from ..core.manifest import Manifest
 from ..errors import SourceError, UsageError
-from ..manifest import Manifest
+from ..pipeline.cv import require_cv2
 from .base import Frame, Source
 from .registry import IMAGE_TASK, register_source
 

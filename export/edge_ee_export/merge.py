@@ -23,8 +23,8 @@ import onnx
 import typer
 from onnx import compose
 
-from edge_ee.bundle import load_bundle
-from edge_ee.manifest import GraphRef, Manifest, read_manifest, write_manifest
+from edge_ee.core.bundle import load_bundle
+from edge_ee.core.manifest import GraphRef, Manifest, read_manifest, write_manifest
 
 
 def _load(path: Path, prefix: str) -> onnx.ModelProto:
@@ -90,8 +90,8 @@ def verify_merged(bundle_dir: str | Path, x: np.ndarray, atol: float = 1e-4, rto
     """The runtime must give the same answers through the merged graphs as through the separate files on the
     samples ``x`` (a batch): every exit's logits within ``atol + rtol * |ref|`` and the same labels. Returns the
     largest absolute difference; raises :class:`~edge_ee_export.errors.VerificationError` otherwise."""
-    from edge_ee.engine import Engine
-    from edge_ee.exit_rules import get_rule
+    from edge_ee.core.engine import Engine
+    from edge_ee.core.exit_rules import get_rule
 
     from .errors import VerificationError
 

@@ -3,7 +3,7 @@
 * opset 17, batch dimension dynamic (``N``), one file per segment and per head;
 * verification: the chained ONNX graphs (onnxruntime) must reproduce the PyTorch exits on real
   samples within ``atol + rtol * |ref|`` (defaults 1e-4 / 1e-3) or the export fails; then the
-  runtime's own :class:`edge_ee.engine.Engine` must load the bundle and agree too;
+  runtime's own :class:`edge_ee.core.engine.Engine` must load the bundle and agree too;
 * optional int8 static quantisation (onnxruntime, QDQ, per-channel weights) calibrated on real
   samples; the accuracy change is measured and recorded in ``calibration.quantization``;
 * merged graphs (manifest schema v2, ``edge_ee_export.merge``): every segment with its head as one graph
@@ -34,12 +34,12 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from edge_ee.bundle import load_bundle
 from edge_ee.calibration import ExitTable
 from edge_ee.calibration.record import Calibration
+from edge_ee.core.bundle import load_bundle
+from edge_ee.core.exit_rules import DEFAULT_RULE
+from edge_ee.core.manifest import FileRef, Head, InputSpec, Manifest, Stage, write_manifest
 from edge_ee.errors import OutputError
-from edge_ee.exit_rules import DEFAULT_RULE
-from edge_ee.manifest import FileRef, Head, InputSpec, Manifest, Stage, write_manifest
 
 from . import __version__
 from .attach import EarlyExitModel
@@ -132,7 +132,7 @@ def verify(ee: EarlyExitModel, bundle_dir: Path, m: Manifest, x: torch.Tensor, a
 
 def verify_engine(bundle_dir: Path, ee: EarlyExitModel, x: torch.Tensor, temps: list[float]) -> None:
     """The runtime engine must load the bundle and give the same probabilities as PyTorch."""
-    from edge_ee.engine import Engine
+    from edge_ee.core.engine import Engine
 
     eng = Engine(str(bundle_dir))
     ref = _torch_outputs(ee, x)

@@ -325,7 +325,7 @@ def parity(onnx_bytes: bytes, bundle_dir: Path, x: np.ndarray, y: np.ndarray, at
            rtol: float = 1e-3) -> dict[str, Any]:
     """The bundle's full model (every segment + the final head, in onnxruntime) against the original ONNX model on
     ``x``: logits within ``atol + rtol * |ref|``, same predictions; raises :class:`VerificationError` otherwise."""
-    from edge_ee.bundle import load_bundle
+    from edge_ee.core.bundle import load_bundle
 
     from .errors import VerificationError
     from .onnx_export import run_chain

@@ -264,7 +264,7 @@ def run_recipe(a: RecipeArgs, command: str) -> Path:
 
 def recalibrate(bundle: str, data_dir: str | None, target_drop: float, confidence: float) -> Path:
     """The threshold split the exporter held out for this bundle, rebuilt from the seed in its manifest."""
-    from edge_ee.bundle import load_bundle
+    from edge_ee.core.bundle import load_bundle
 
     from .data import fashion_mnist
     from .recalibrate import recalibrate_bundle

@@ -12,15 +12,15 @@ from pathlib import Path
 import pytest
 from test_hooks import FakePower
 
-from edge_ee.bundle import load_bundle
 from edge_ee.control.energy_hook import EnergyHook, profile_baseline
 from edge_ee.control.setup import format_extras
-from edge_ee.engine import Engine
+from edge_ee.core.bundle import load_bundle
+from edge_ee.core.engine import Engine
+from edge_ee.pipeline.runner import RunConfig, Runner
+from edge_ee.pipeline.telemetry import TelemetryWriter
 from edge_ee.power import PowerSampler
 from edge_ee.power.sampler import clamp_above_idle
-from edge_ee.runner import RunConfig, Runner
 from edge_ee.sources import open_source
-from edge_ee.telemetry import TelemetryWriter
 
 
 def test_clamp_above_idle() -> None:

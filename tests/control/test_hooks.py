@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from edge_ee.budget import parse_budget
-from edge_ee.bundle import load_bundle
 from edge_ee.control.energy_hook import EnergyHook
 from edge_ee.control.hook import ControllerHook
 from edge_ee.control.setup import format_extras, make_run_hooks
-from edge_ee.engine import Engine
+from edge_ee.core.budget import parse_budget
+from edge_ee.core.bundle import load_bundle
+from edge_ee.core.engine import Engine
 from edge_ee.errors import UsageError
+from edge_ee.pipeline.runner import RunConfig, Runner
 from edge_ee.power import PowerSampler, PowerSource
-from edge_ee.runner import RunConfig, Runner
 from edge_ee.sources import open_source
 
 
@@ -50,7 +50,7 @@ def _run(bundle: Path, hooks: list, budget: str | None = None, frames: int = 300
 def test_energy_hook_records(bundle: Path, tmp_path: Path) -> None:
     import json
 
-    from edge_ee.telemetry import TelemetryWriter
+    from edge_ee.pipeline.telemetry import TelemetryWriter
 
     sampler = PowerSampler(FakePower(3.0), fallback=None)
     sampler.set_baseline(1.0)
@@ -126,7 +126,7 @@ def test_energy_budget_controller_with_fake_power(bundle: Path) -> None:
 def test_latency_budget_records_controller_state(bundle: Path, tmp_path: Path) -> None:
     import json
 
-    from edge_ee.telemetry import TelemetryWriter
+    from edge_ee.pipeline.telemetry import TelemetryWriter
 
     b = load_bundle(bundle)
     e = Engine(b)
@@ -197,7 +197,7 @@ def test_controller_follows_reloaded_budget(bundle: Path) -> None:
 
 
 def test_idle_device_telemetry_has_no_negative_zero(bundle: Path, tmp_path: Path) -> None:
-    from edge_ee.telemetry import TelemetryWriter
+    from edge_ee.pipeline.telemetry import TelemetryWriter
 
     sampler = PowerSampler(FakePower(1.25), fallback=None)
     sampler.set_baseline(1.25)  # the device draws exactly its idle power: every energy above idle is ~0

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from factory import build_bundle, edit_manifest
 
-from edge_ee.bundle import load_bundle
 from edge_ee.control.operating_points import Frontier, OperatingPoint, from_manifest, from_profile, ladder
+from edge_ee.core.bundle import load_bundle
 
 OPS = [
     {"thresholds": [0.9, 0.9], "accuracy": 0.90, "agreement": 0.97, "mean_macs": 3000, "macs_ratio": 0.8,

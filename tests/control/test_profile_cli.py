@@ -34,7 +34,7 @@ def profiled(bundle: Path, tmp_path: Path) -> tuple[Path, Path, dict]:
 def test_profile_schema(profiled: tuple[Path, Path, dict]) -> None:
     bundle, _, p = profiled
     assert p["schema"] == "edge-ee-profile/2"
-    from edge_ee.bundle import load_bundle
+    from edge_ee.core.bundle import load_bundle
 
     assert p["bundle"]["hash"] == load_bundle(bundle).content_hash()
     for k in ("board", "cpu", "cores", "machine", "power_mode", "onnxruntime", "providers"):

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import byom_fixtures as bf  # noqa: E402
 from edge_ee_export.cli import main  # noqa: E402
 
-from edge_ee.cli import app  # noqa: E402
+from edge_ee.commands import app  # noqa: E402
 from edge_ee.errors import ExitCode  # noqa: E402
 
 NORM = ["--mean", ",".join(map(str, bf.MEAN)), "--std", ",".join(map(str, bf.STD))]

@@ -58,8 +58,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from .calibration.record import Calibration
-from .errors import BundleError, UsageError
+from ..calibration.record import Calibration
+from ..errors import BundleError, UsageError
 from .exit_rules import get_rule, rule_names
 
 SCHEMA_VERSION = 2
@@ -391,7 +391,7 @@ def check_preprocess(spec: InputSpec) -> None:
             if key == "std" and not all(x > 0 for x in v):
                 raise BundleError(f"{w}.std = {v!r}; every value must be > 0 (a zero std divides by zero)")
     elif kind == "audio_mfcc":
-        from .features import DEFAULT_SPEC
+        from ..pipeline.features import DEFAULT_SPEC
 
         full = {**DEFAULT_SPEC, **pre}
         sr = _number(full, "sample_rate", None, integer=True, lo=1000, lo_open=False, hi=384000)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import onnxruntime as ort
 
-from .errors import BundleError, UsageError
+from ..errors import BundleError, UsageError
 
 PROVIDER_ALIASES = {
     "cpu": "CPUExecutionProvider",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import BundleError
+from ..errors import BundleError
 
 # message kinds (_TOP: the model's main graph, whose inputs/outputs are also read)
 _MODEL, _GRAPH, _NODE, _ATTR, _TENSOR, _SPARSE, _FUNCTION, _TRAINING, _ENTRY, _TOP = range(10)

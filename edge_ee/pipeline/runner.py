@@ -21,11 +21,11 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from .budget import Budget
-from .engine import Engine, Mode, Result
-from .errors import UsageError
+from ..core.budget import Budget
+from ..core.engine import Engine, Mode, Result
+from ..errors import UsageError
+from ..sources.base import Frame, Source
 from .preprocess import make_preprocessor
-from .sources.base import Frame, Source
 from .stats import RunStats
 from .telemetry import TelemetryWriter
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from .errors import SourceError
+from ..errors import SourceError
 
 _HINT = (
     "install OpenCV: `pip install 'edge-ee[opencv]'`, or on Jetson/Raspberry Pi use the system build "

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..core.manifest import Manifest
+from ..sources.base import Source
 from .kws import KwsHook, format_detections
-from .manifest import Manifest
 from .runner import RunHook
-from .sources.base import Source
 
 
 class LiveSourceHook(RunHook):
@@ -60,8 +60,8 @@ def parse_seconds(text: str | None, option: str) -> float | None:
     """``250ms`` / ``0.5s`` / ``500us`` -> seconds (a bare number means seconds)."""
     if text is None or text == "":
         return None
-    from .budget import parse_budget
-    from .errors import UsageError
+    from ..core.budget import parse_budget
+    from ..errors import UsageError
 
     try:
         return float(text)
@@ -78,7 +78,7 @@ def parse_seconds(text: str | None, option: str) -> float | None:
 
 def check_source_fits(source: Source, manifest: Manifest) -> None:
     """An audio source needs an audio bundle and an image source an image bundle: say so clearly."""
-    from .errors import UsageError
+    from ..errors import UsageError
 
     kind = (manifest.input.preprocess or {}).get("kind", "none")
     if source.kind == "audio" and kind != "audio_mfcc":

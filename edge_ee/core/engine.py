@@ -34,10 +34,10 @@ from typing import Any, Literal
 import numpy as np
 import onnxruntime as ort
 
+from ..errors import BundleError, EdgeEEError, InferenceError, UsageError
 from .bundle import Bundle, load_bundle
 from .deadline import LatencyModel
-from .errors import BundleError, EdgeEEError, InferenceError, UsageError
-from .exit_rules import DEFAULT_RULE, ExitRule, get_rule, softmax
+from .exit_rules import DEFAULT_RULE, ExitRule, get_rule, softmax_terms
 from .manifest import GraphRef, Head
 from .sessions import SessionConfig, io_names, make_session, shapes_compatible
 
@@ -52,7 +52,6 @@ class Result:
     exit_index: int  # stage whose head answered (num_stages - 1 = final)
     confidence: float  # max softmax probability at that exit
     score: float  # value compared with the threshold (NaN when the rule was not applied)
-    probs: np.ndarray
     segment_ms: list[float]  # per executed segment
     head_ms: list[float | None]  # per executed stage: head time or None when the head was skipped
     total_ms: float
@@ -61,13 +60,21 @@ class Result:
     thresholds: list[float] = field(default_factory=list)
     t_start: float = 0.0  # perf_counter() when infer() began (stage k spans the cumulative segment/head times)
     one_graph: bool = False  # answered by the bundle's one-graph full model (stage times apportioned by MACs)
+    terms: list[float] | np.ndarray = field(default_factory=list, repr=False)  # softmax numerators ...
+    terms_sum: float = 1.0  # ... and their sum (exit_rules.softmax_terms)
+
+    @property
+    def probs(self) -> np.ndarray:
+        """Softmax probabilities at the answering exit (float64), computed on access: most runs need only the
+        label and the confidence."""
+        return np.asarray(self.terms, np.float64) / self.terms_sum
 
     @property
     def stages_run(self) -> int:
         return len(self.segment_ms)
 
 
-class _Graph:
+class Graph:
     """One onnxruntime session with its I/O names, runnable two ways: ``bound()`` through an IO binding
     on fixed buffers (one sample; set up by ``bind``) and ``run(feeds)`` with numpy arrays (any batch)."""
 
@@ -101,6 +108,19 @@ class _Graph:
         return self.sess.run(self.outputs, {self.input: x})
 
 
+@dataclass(frozen=True)
+class GraphSet:
+    """The graphs an engine runs (for inspection and benchmarks): per stage the segment, the head (None: the
+    final segment outputs the logits), the merged stage graph (None: not in the bundle or ``merged=False``);
+    the one-graph full model; and per stage the calls ``infer`` makes to run it with its head."""
+
+    segments: list[Graph]
+    heads: list[Graph | None]
+    merged: list[Graph | None]
+    full: Graph | None
+    stage_calls: list[list[Graph]]
+
+
 class Engine:
     """Runs a bundle adaptively. Not thread-safe: one engine per inference thread."""
 
@@ -112,12 +132,7 @@ class Engine:
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
         self.manifest = m = self.bundle.manifest
         self.session_config = session or SessionConfig()
-        cfg = self.session_config
-        self._seg = [make_session(self.bundle.file(s.segment.file), cfg) for s in m.stages]
-        self._head = [
-            make_session(self.bundle.file(s.head.file), cfg) if s.head else None
-            for s in m.stages
-        ]
+        self._segs, self._heads = self._load_stage_graphs()
         self._check_io()
         self.heads: list[Head | None] = [s.head for s in m.stages]
         self.num_stages = len(m.stages)
@@ -132,24 +147,30 @@ class Engine:
         self._full_macs = m.full_model_macs()
         self.input_shape = m.input.sample_shape
         self.input_dtype = np.dtype(m.input.dtype)
-        self._segs = [_Graph(self._seg[k], s.segment.input, [s.segment.output], s.segment.file)
-                      for k, s in enumerate(m.stages)]
-        self._heads = [_Graph(self._head[k], h.input, [h.logits] + ([h.confidence] if h.confidence else []), h.file)
-                       if h is not None and self._head[k] is not None else None for k, h in enumerate(self.heads)]
-        self._merged: list[_Graph | None] = [None] * self.num_stages
-        self._full: _Graph | None = None
+        self._merged: list[Graph | None] = [None] * self.num_stages
+        self._full: Graph | None = None
         if merged:
-            for k, s in enumerate(m.stages):
-                if s.merged is not None:
-                    self._merged[k] = self._load_graph(s.merged, f"stages[{k}].merged")
-            if m.full is not None:
-                self._full = self._load_graph(m.full, "full")
+            self._merged = [None if s.merged is None else self._load_graph(s.merged, f"stages[{k}].merged")
+                            for k, s in enumerate(m.stages)]
+            self._full = None if m.full is None else self._load_graph(m.full, "full")
         self._bind()
         if warmup > 0:
             self.warm_up(warmup)
 
     # ------------------------------------------------------------------ setup
-    def _load_graph(self, ref: GraphRef, where: str) -> _Graph:
+    def _load_stage_graphs(self) -> tuple[list[Graph], list[Graph | None]]:
+        """The separate files: one session per segment and per head."""
+        cfg, b = self.session_config, self.bundle
+        segs, heads = [], []
+        for s in self.manifest.stages:
+            segs.append(Graph(make_session(b.file(s.segment.file), cfg), s.segment.input, [s.segment.output],
+                              s.segment.file))
+            h = s.head
+            heads.append(None if h is None else Graph(make_session(b.file(h.file), cfg), h.input,
+                                                      [h.logits] + ([h.confidence] if h.confidence else []), h.file))
+        return segs, heads
+
+    def _load_graph(self, ref: GraphRef, where: str) -> Graph:
         """A merged graph: its ONNX inputs/outputs must be the ones the manifest names."""
         sess = make_session(self.bundle.file(ref.file), self.session_config)
         ins, outs = io_names(sess)
@@ -157,65 +178,28 @@ class Engine:
             raise BundleError(f"{where} ({ref.file}): ONNX maps {list(ins)} -> {list(outs)}, the manifest "
                               f"{ref.input!r} -> {ref.outputs}",
                               "rebuild the merged graphs: python -m edge_ee_export.merge BUNDLE")
-        return _Graph(sess, ref.input, list(ref.outputs), ref.file)
+        return Graph(sess, ref.input, list(ref.outputs), ref.file)
 
     def _bind(self) -> None:
         """Allocate one buffer per tensor that crosses a session boundary (input, features of every stage,
         logits and confidence of every head) from a probe run of the separate files, check that every merged
         graph reproduces them, and bind every session to the buffers."""
-        n = self.num_stages
-        x = np.zeros(self.input_shape, self.input_dtype)
-        self._x = x
         probe = np.random.default_rng(0).standard_normal(self.input_shape).astype(self.input_dtype)
-        feats: list[np.ndarray] = []
-        ref: list[list[np.ndarray]] = []  # per stage: features, then the head's outputs (probe run)
-        self._logits: list[np.ndarray | None] = [None] * n
-        self._conf: list[np.ndarray | None] = [None] * n
-        cur = probe
         try:
-            for k in range(n):
-                f = np.ascontiguousarray(self._segs[k].run(cur)[0])
-                feats.append(np.empty_like(f))
-                h = self._heads[k]
-                ref.append([f])
-                if h is not None:
-                    hout = h.run(f)
-                    ref[k] += hout
-                    self._logits[k] = np.empty_like(np.ascontiguousarray(hout[0]))
-                    if len(hout) > 1:
-                        self._conf[k] = np.empty_like(np.ascontiguousarray(hout[1]))
-                else:
-                    self._logits[k] = feats[k]
-                cur = f
-            for k, g in enumerate(self._merged):
-                if g is not None:  # last stage: final logits only
-                    self._check_merged(g, f"stages[{k}].merged", g.run(probe if k == 0 else ref[k - 1][0]),
-                                       ref[k] if k < n - 1 else ref[k][1:2])
-            if self._full is not None:
-                self._check_merged(self._full, "full", self._full.run(probe), ref[-1][-1:] if self._heads[-1]
-                                   else ref[-1][:1])
-            for k in range(n):
-                inp = x if k == 0 else feats[k - 1]
-                self._segs[k].bind(inp, [feats[k]])
-                h = self._heads[k]
-                head_outs = [o for o in (self._logits[k], self._conf[k]) if o is not None]
-                if h is not None:
-                    h.bind(feats[k], head_outs)
-                g = self._merged[k]
-                if g is not None:
-                    g.bind(inp, ([] if k == n - 1 else [feats[k]]) + (head_outs if k < n - 1 else head_outs[:1]))
-            if self._full is not None:
-                self._full.bind(x, [self._logits[n - 1]])  # type: ignore[list-item]
+            ref = self._probe(probe)
+            self._check_merged_graphs(probe, ref)
+            self._bind_buffers()
         except EdgeEEError:
             raise
         except Exception as e:  # onnxruntime errors on the probe run: the graphs do not fit together
             raise BundleError(f"bundle {self.bundle.path}: the probe run failed: "
                               f"{str(e).splitlines()[0][:300]}", "re-export the bundle") from e
-        self._feats = feats
+        n = self.num_stages
         # per stage: the calls that run it with its head (merged when available) and without
         self._with_head = [[g] if g is not None else [self._segs[k]] + ([self._heads[k]] if self._heads[k] else [])
                            for k, g in enumerate(self._merged)]
         self._seg_only = [[g] for g in self._segs]
+        self.graph_set = GraphSet(self._segs, self._heads, self._merged, self._full, self._with_head)
         macs = self._full_macs
         fh = self.heads[-1]
         # one-graph full model: its time apportioned to the stages by MACs
@@ -224,8 +208,60 @@ class Engine:
         if not macs:
             self._full_split[0][-1] = 1.0
 
+    def _probe(self, probe: np.ndarray) -> list[list[np.ndarray]]:
+        """Run the separate files on ``probe``; allocate the input, feature, logits and confidence buffers
+        from the outputs' shapes. Per stage: the features, then the head's outputs."""
+        n = self.num_stages
+        self._x = np.zeros(self.input_shape, self.input_dtype)
+        self._feats: list[np.ndarray] = []
+        self._logits: list[np.ndarray | None] = [None] * n
+        self._conf: list[np.ndarray | None] = [None] * n
+        ref: list[list[np.ndarray]] = []
+        cur = probe
+        for k in range(n):
+            f = np.ascontiguousarray(self._segs[k].run(cur)[0])
+            self._feats.append(np.empty_like(f))
+            ref.append([f])
+            h = self._heads[k]
+            if h is None:
+                self._logits[k] = self._feats[k]
+            else:
+                hout = h.run(f)
+                ref[k] += hout
+                self._logits[k] = np.empty_like(np.ascontiguousarray(hout[0]))
+                if len(hout) > 1:
+                    self._conf[k] = np.empty_like(np.ascontiguousarray(hout[1]))
+            cur = f
+        return ref
+
+    def _check_merged_graphs(self, probe: np.ndarray, ref: list[list[np.ndarray]]) -> None:
+        last = self.num_stages - 1
+        for k, g in enumerate(self._merged):
+            if g is not None:  # last stage: final logits only
+                self._check_merged(g, f"stages[{k}].merged", g.run(probe if k == 0 else ref[k - 1][0]),
+                                   ref[k] if k < last else ref[k][1:2])
+        if self._full is not None:
+            want = ref[-1][-1:] if self._heads[-1] else ref[-1][:1]
+            self._check_merged(self._full, "full", self._full.run(probe), want)
+
+    def _bind_buffers(self) -> None:
+        """A segment's output buffer is the next segment's and its head's input buffer: no copies between calls."""
+        last = self.num_stages - 1
+        for k in range(self.num_stages):
+            inp = self._x if k == 0 else self._feats[k - 1]
+            self._segs[k].bind(inp, [self._feats[k]])
+            head_outs = [o for o in (self._logits[k], self._conf[k]) if o is not None]
+            h = self._heads[k]
+            if h is not None:
+                h.bind(self._feats[k], head_outs)
+            g = self._merged[k]
+            if g is not None:
+                g.bind(inp, ([] if k == last else [self._feats[k]]) + (head_outs if k < last else head_outs[:1]))
+        if self._full is not None:
+            self._full.bind(self._x, [self._logits[last]])  # type: ignore[list-item]
+
     @staticmethod
-    def _check_merged(g: _Graph, where: str, got: list[np.ndarray], want: list[np.ndarray]) -> None:
+    def _check_merged(g: Graph, where: str, got: list[np.ndarray], want: list[np.ndarray]) -> None:
         """A merged graph must reproduce the separate files' outputs on the probe input (float rounding aside:
         onnxruntime may fuse across the old cut)."""
         for name, a, b in zip(g.outputs, got, want):
@@ -238,45 +274,50 @@ class Engine:
                     "rebuild the merged graphs from this bundle's files: python -m edge_ee_export.merge BUNDLE")
 
     def _check_io(self) -> None:
+        """ONNX input/output names and shapes chain from the bundle input through every segment; every head
+        reads its segment's output and gives one logit per label."""
         m = self.manifest
-        prev_out_shape: list | None = None
+        prev_out_shape: list = list(m.input.shape)
         for k, s in enumerate(m.stages):
-            ins, outs = io_names(self._seg[k])
-            where = f"stages[{k}].segment ({s.segment.file})"
-            if s.segment.input not in ins or len(ins) != 1:
-                raise BundleError(f"{where}: ONNX inputs {list(ins)} do not match manifest input {s.segment.input!r}")
-            if s.segment.output not in outs:
-                raise BundleError(f"{where}: ONNX outputs {list(outs)} lack manifest output {s.segment.output!r}")
-            in_shape = ins[s.segment.input]
-            if k == 0 and not shapes_compatible(in_shape, list(m.input.shape)):
-                raise BundleError(f"{where}: input shape {in_shape} does not match the bundle input {m.input.shape}")
-            if prev_out_shape is not None and not shapes_compatible(in_shape, prev_out_shape):
-                raise BundleError(
-                    f"{where}: input shape {in_shape} does not chain to the previous segment's output "
-                    f"shape {prev_out_shape}"
-                )
-            out_shape = outs[s.segment.output]
-            if s.segment.output_shape and not shapes_compatible(out_shape, s.segment.output_shape):
-                raise BundleError(
-                    f"{where}: output shape {out_shape} differs from the manifest {s.segment.output_shape}")
-            prev_out_shape = out_shape
+            prev_out_shape = self._check_segment_io(k, prev_out_shape)
             if s.head is not None:
-                hin, hout = io_names(self._head[k])  # type: ignore[arg-type]
-                hw = f"stages[{k}].head ({s.head.file})"
-                if s.head.input not in hin:
-                    raise BundleError(f"{hw}: ONNX inputs {list(hin)} lack manifest input {s.head.input!r}")
-                if not shapes_compatible(hin[s.head.input], out_shape):
-                    raise BundleError(
-                        f"{hw}: input shape {hin[s.head.input]} does not match segment output {out_shape}")
-                for name in (s.head.logits, s.head.confidence):
-                    if name is not None and name not in hout:
-                        raise BundleError(f"{hw}: ONNX outputs {list(hout)} lack manifest output {name!r}")
-                logits_shape = hout[s.head.logits]
-                if isinstance(logits_shape[-1], int) and logits_shape[-1] != len(m.labels):
-                    raise BundleError(f"{hw}: {logits_shape[-1]} logits for {len(m.labels)} labels")
-        last = m.stages[-1]
-        if last.head is None and isinstance(prev_out_shape[-1], int) and prev_out_shape[-1] != len(m.labels):  # type: ignore[index]
-            raise BundleError(f"final segment outputs {prev_out_shape[-1]} values for {len(m.labels)} labels")  # type: ignore[index]
+                self._check_head_io(k, prev_out_shape)
+        if m.stages[-1].head is None and isinstance(prev_out_shape[-1], int) and prev_out_shape[-1] != len(m.labels):
+            raise BundleError(f"final segment outputs {prev_out_shape[-1]} values for {len(m.labels)} labels")
+
+    def _check_segment_io(self, k: int, prev_out_shape: list) -> list:
+        """Segment k's names and shapes against the manifest and the previous output; returns its output shape."""
+        s = self.manifest.stages[k]
+        ins, outs = io_names(self._segs[k].sess)
+        where = f"stages[{k}].segment ({s.segment.file})"
+        if s.segment.input not in ins or len(ins) != 1:
+            raise BundleError(f"{where}: ONNX inputs {list(ins)} do not match manifest input {s.segment.input!r}")
+        if s.segment.output not in outs:
+            raise BundleError(f"{where}: ONNX outputs {list(outs)} lack manifest output {s.segment.output!r}")
+        in_shape = ins[s.segment.input]
+        if not shapes_compatible(in_shape, prev_out_shape):
+            what = "match the bundle input" if k == 0 else "chain to the previous segment's output shape"
+            raise BundleError(f"{where}: input shape {in_shape} does not {what} {prev_out_shape}")
+        out_shape = outs[s.segment.output]
+        if s.segment.output_shape and not shapes_compatible(out_shape, s.segment.output_shape):
+            raise BundleError(f"{where}: output shape {out_shape} differs from the manifest {s.segment.output_shape}")
+        return out_shape
+
+    def _check_head_io(self, k: int, seg_out_shape: list) -> None:
+        head = self.manifest.stages[k].head
+        assert head is not None and self._heads[k] is not None
+        hin, hout = io_names(self._heads[k].sess)  # type: ignore[union-attr]
+        hw = f"stages[{k}].head ({head.file})"
+        if head.input not in hin:
+            raise BundleError(f"{hw}: ONNX inputs {list(hin)} lack manifest input {head.input!r}")
+        if not shapes_compatible(hin[head.input], seg_out_shape):
+            raise BundleError(f"{hw}: input shape {hin[head.input]} does not match segment output {seg_out_shape}")
+        for name in (head.logits, head.confidence):
+            if name is not None and name not in hout:
+                raise BundleError(f"{hw}: ONNX outputs {list(hout)} lack manifest output {name!r}")
+        n_logits = hout[head.logits][-1]
+        if isinstance(n_logits, int) and n_logits != len(self.manifest.labels):
+            raise BundleError(f"{hw}: {n_logits} logits for {len(self.manifest.labels)} labels")
 
     @property
     def providers(self) -> list[str]:
@@ -394,84 +435,87 @@ class Engine:
         np.copyto(self._x, x)
         if mode == "full" and self._full is not None:
             return self._infer_one_graph(t0)
-        last = self.num_stages - 1
         adaptive = mode == "adaptive"
         seg_ms: list[float] = []
         head_ms: list[float | None] = []
-        best: tuple | None = None  # (exit index, logits, rule score)
-        deadline_stop = False
-        track = deadline_s is not None  # the latency model is only needed (and updated) under a deadline
-        lat = self.latency
-        heads = self.heads
         try:
-            for k in range(stop_at + 1):
-                if track and best is not None and not lat.fits(
-                        k, _now() - t0, deadline_s, lambda b=best: self._wrong_prob(b)):  # type: ignore[arg-type]
-                    deadline_stop = True
-                    break
-                head = heads[k]
-                run_head = adaptive or k == stop_at
-                calls = self._with_head[k] if run_head else self._seg_only[k]
-                ts = _now()
-                calls[0].bound()
-                te = _now()
-                seg_ms.append((te - ts) * 1e3)
-                if head is None:  # final segment outputs logits directly
-                    if track:
-                        lat.update_segment(k, te - ts)
-                        lat.update_stage(k, te - ts)
-                    best = (k, self._logits[k], math.nan)
-                    head_ms.append(None)
-                    break
-                if not run_head:
-                    if track:
-                        lat.update_segment(k, te - ts)
-                    head_ms.append(None)
-                    continue
+            k, score, deadline_stop = self._run_stages(t0, stop_at, adaptive, deadline_s, seg_ms, head_ms)
+        except (UsageError, InferenceError):
+            raise
+        except Exception as e:
+            raise InferenceError(f"inference failed in stage {len(seg_ms)}: {str(e).splitlines()[0][:300]}") from e
+        return self._result(k, self._logits[k], score, seg_ms, head_ms,  # type: ignore[arg-type]
+                            self._macs_spent(k, adaptive, head_ms), t0, deadline_stop, False)
+
+    def _run_stages(self, t0: float, stop_at: int, adaptive: bool, deadline_s: float | None, seg_ms: list[float],
+                    head_ms: list[float | None]) -> tuple[int, float, bool]:
+        """Run stages 0..stop_at through the bound graphs (heads only where ``adaptive`` or at ``stop_at``),
+        appending each stage's times; stop at the first exit that fires, or where the deadline guard says the
+        next stage does not fit. Returns (answering exit, its rule score (NaN: the final classifier, which always
+        answers), whether the guard stopped). The guard's latency model is only used and updated under a
+        deadline."""
+        guard = None if deadline_s is None else self.latency
+        last = self.num_stages - 1
+        best, score = -1, math.nan  # the deepest exit evaluated so far and its score
+        for k in range(stop_at + 1):
+            if guard is not None and best >= 0 and not guard.fits(
+                    k, _now() - t0, deadline_s, lambda b=best: self._wrong_prob(b)):  # type: ignore[arg-type]
+                return best, score, True
+            final_segment = self.heads[k] is None  # the last segment outputs the logits itself
+            run_head = (adaptive or k == stop_at) and not final_segment
+            calls = self._with_head[k] if run_head else self._seg_only[k]
+            ts = _now()
+            calls[0].bound()
+            te = _now()
+            seg_ms.append((te - ts) * 1e3)
+            th: float | None = None
+            if run_head:
                 if len(calls) > 1:
                     calls[1].bound()
                     th = _now() - te
                 else:
                     th = 0.0  # merged stage: the head ran inside the segment's call
-                head_ms.append(th * 1e3)
-                if track:
-                    lat.update_segment(k, te - ts)
-                    lat.update_head(k, th)
-                logits = self._logits[k]
-                if k < last:
-                    c = self._conf[k]
-                    score, fire = self._decide(k, logits, None if c is None else float(c[0, 0]))  # type: ignore[arg-type]
-                    best = (k, logits, score)
-                    if k == stop_at or fire:
-                        break
-                else:
-                    best = (k, logits, math.nan)
-        except Exception as e:
-            if isinstance(e, (UsageError, InferenceError)):
-                raise
-            raise InferenceError(f"inference failed in stage {len(seg_ms)}: {str(e).splitlines()[0][:300]}") from e
-        assert best is not None
-        k, logits, score = best  # score is NaN for the final classifier, which always answers
-        # MACs actually spent, in every mode: the segments run plus the heads run (adaptive: every head up to
-        # the last stage run; full and exit_at: only the answering head)
-        n_run = len(seg_ms)
-        macs = self._stage_macs_cum[n_run - 1] if adaptive else (
-            self._segment_macs_cum[n_run - 1] + (heads[k].macs if heads[k] is not None and head_ms[-1] is not None
-                                                 else 0))
-        return self._result(k, logits, score, seg_ms, head_ms, macs, t0, deadline_stop, False)
+            head_ms.append(None if th is None else th * 1e3)
+            if guard is not None:
+                self._observe(guard, k, te - ts, th, final_segment)
+            if k == last:
+                return k, math.nan, False
+            if run_head:
+                c = self._conf[k]
+                score, fire = self._decide(k, self._logits[k], None if c is None else float(c[0, 0]))  # type: ignore[arg-type]
+                best = k
+                if fire or k == stop_at:
+                    return k, score, False
+        raise AssertionError("unreachable: the stage loop answers at stop_at")
+
+    @staticmethod
+    def _observe(guard: LatencyModel, k: int, seg_s: float, head_s: float | None, final_segment: bool) -> None:
+        """Feed stage k's measured times to the deadline guard's latency model."""
+        guard.update_segment(k, seg_s)
+        if final_segment:
+            guard.update_stage(k, seg_s)
+        elif head_s is not None:
+            guard.update_head(k, head_s)
+
+    def _macs_spent(self, k: int, adaptive: bool, head_ms: list[float | None]) -> int:
+        """MACs actually spent, in every mode: the segments run plus the heads run (adaptive: every head up to
+        the last stage run; full and exit_at: only the answering head)."""
+        n_run = len(head_ms)
+        if adaptive:
+            return self._stage_macs_cum[n_run - 1]
+        h = self.heads[k]
+        return self._segment_macs_cum[n_run - 1] + (h.macs if h is not None and head_ms[-1] is not None else 0)
 
     def _result(self, k: int, logits: np.ndarray, score: float, seg_ms: list[float], head_ms: list[float | None],
                 macs: int, t0: float, deadline_stop: bool, one_graph: bool) -> Result:
         head = self.heads[k]
-        probs = softmax(logits, head.temperature if head else 1.0)
-        idx = int(probs.argmax())
+        idx, terms, total = softmax_terms(logits, head.temperature if head else 1.0)
         return Result(
             label=self.manifest.labels[idx],
             label_index=idx,
             exit_index=k,
-            confidence=float(probs[idx]),
+            confidence=float(terms[idx] / total),
             score=score,
-            probs=probs,
             segment_ms=seg_ms,
             head_ms=head_ms,
             total_ms=(_now() - t0) * 1e3,
@@ -480,7 +524,14 @@ class Engine:
             thresholds=self.thresholds,
             t_start=t0,
             one_graph=one_graph,
+            terms=terms,
+            terms_sum=total,
         )
+
+    def answer(self, k: int) -> Result:
+        """The answer step alone: a Result from exit k's logits buffer as the last bound run left it (no model
+        run, zero times; for measuring the engine's own per-answer cost)."""
+        return self._result(k, self._logits[k], math.nan, [0.0], [0.0], 0, _now(), False, False)  # type: ignore[arg-type]
 
     def _infer_one_graph(self, t0: float) -> Result:
         """``mode="full"`` through the one-graph full model: one call; its time is apportioned to the stages
@@ -496,10 +547,11 @@ class Engine:
         return self._result(last, self._logits[last], math.nan, [f * t_ms for f in seg_f],  # type: ignore[arg-type]
                             [None if f is None else f * t_ms for f in head_f], self._full_macs, t0, False, True)
 
-    def _wrong_prob(self, best: tuple) -> float:
-        """1 - top softmax probability of the answer so far (the deadline guard's risk weight)."""
-        head = self.heads[best[0]]
-        return 1.0 - float(softmax(best[1], head.temperature if head else 1.0).max())
+    def _wrong_prob(self, k: int) -> float:
+        """1 - top softmax probability of exit k's answer (the deadline guard's risk weight)."""
+        head = self.heads[k]
+        idx, terms, total = softmax_terms(self._logits[k], head.temperature if head else 1.0)  # type: ignore[arg-type]
+        return 1.0 - float(terms[idx] / total)
 
     def infer_all_exits(self, x: np.ndarray) -> AllExits:
         """Run every segment and every head once, as separate calls (for profiling and calibration): each
@@ -570,7 +622,6 @@ class Engine:
         t0 = _now()
         xs = self.check_batch(xs)
         stop_at = self._stop_at(mode, exit_at)
-        last = self.num_stages - 1
         adaptive = mode == "adaptive"
         n = xs.shape[0]
         out: list[Result | None] = [None] * n
@@ -578,57 +629,69 @@ class Engine:
         seg_ms: list[list[float]] = [[] for _ in range(n)]
         head_ms: list[list[float | None]] = [[] for _ in range(n)]
         cur = xs
+        k = 0
         try:
             for k in range(stop_at + 1):
-                head = self.heads[k]
-                run_head = head is not None and (adaptive or k == stop_at)
-                g = self._merged[k] if run_head else None
-                ts = _now()
-                if g is not None:
-                    outs = g.run(cur)
-                    s_t, h_t = _now() - ts, 0.0
-                    feat, hout = (None, outs) if k == last else (outs[0], outs[1:])
-                else:
-                    feat = self._segs[k].run(cur)[0]
-                    te = _now()
-                    s_t = te - ts
-                    h_t = None
-                    hout = None
-                    if run_head:
-                        hout = self._heads[k].run(feat)  # type: ignore[union-attr]
-                        h_t = _now() - te
-                    elif head is None:
-                        hout = [feat]
+                feat, hout, s_t, h_t = self._batch_stage(k, cur, adaptive or k == stop_at)
                 for i in alive:
                     seg_ms[i].append(s_t * 1e3)
                     head_ms[i].append(None if h_t is None else h_t * 1e3)
                 if hout is None:
                     cur = feat  # type: ignore[assignment]
                     continue
-                logits, conf = hout[0], (hout[1] if len(hout) > 1 else None)
-                answer_all = head is None or k == last or (k == stop_at and not adaptive)
-                keep = np.ones(len(alive), bool)
-                for j, i in enumerate(alive):
-                    score = math.nan
-                    if k < last and head is not None:
-                        c = None if conf is None else float(conf[j].reshape(-1)[0])
-                        score, fire = self._decide(k, logits[j], c)
-                        if not (fire or answer_all):
-                            continue
-                    keep[j] = False
-                    macs = self._segment_macs_cum[k] + sum(
-                        h.macs for h, t in zip(self.heads, head_ms[i]) if h is not None and t is not None)
-                    out[i] = self._result(k, logits[j], score, seg_ms[i], head_ms[i], macs, t0, False, False)
+                answer_all = k == self.num_stages - 1 or (k == stop_at and not adaptive)
+                keep = self._batch_answers(k, hout, alive, answer_all, out, (seg_ms, head_ms, t0))
                 alive = alive[keep]
                 if not alive.size:
                     break
                 cur = feat[keep]  # type: ignore[index]
+        except (UsageError, InferenceError):
+            raise
         except Exception as e:
-            if isinstance(e, (UsageError, InferenceError)):
-                raise
             raise InferenceError(f"batch inference failed in stage {k}: {str(e).splitlines()[0][:300]}") from e
         return out  # type: ignore[return-value]
 
+    def _batch_stage(self, k: int, cur: np.ndarray, head_wanted: bool
+                     ) -> tuple[np.ndarray | None, list[np.ndarray] | None, float, float | None]:
+        """Stage k on a batch: (features, the head's outputs or None when no head ran, segment seconds, head
+        seconds or None). A merged stage graph runs both in one call (head time 0.0); the final segment's
+        output is its logits."""
+        head = self.heads[k]
+        run_head = head is not None and head_wanted
+        g = self._merged[k] if run_head else None
+        ts = _now()
+        if g is not None:
+            outs = g.run(cur)
+            s_t = _now() - ts
+            return (None, outs, s_t, 0.0) if k == self.num_stages - 1 else (outs[0], outs[1:], s_t, 0.0)
+        feat = self._segs[k].run(cur)[0]
+        te = _now()
+        if run_head:
+            hout = self._heads[k].run(feat)  # type: ignore[union-attr]
+            return feat, hout, te - ts, _now() - te
+        return feat, ([feat] if head is None else None), te - ts, None
+
+    def _batch_answers(self, k: int, hout: list[np.ndarray], alive: np.ndarray, answer_all: bool,
+                       out: list[Result | None], times: tuple[list[list[float]], list[list[float | None]], float]
+                       ) -> np.ndarray:
+        """Apply exit k's rule to each running sample; fill ``out`` for those that answer here. Returns the mask
+        of the samples that go on. ``times``: per-sample segment and head times, and the batch's start."""
+        seg_ms, head_ms, t0 = times
+        logits, conf = hout[0], (hout[1] if len(hout) > 1 else None)
+        decide = k < self.num_stages - 1 and self.heads[k] is not None
+        keep = np.ones(len(alive), bool)
+        for j, i in enumerate(alive):
+            score = math.nan
+            if decide:
+                c = None if conf is None else float(conf[j].reshape(-1)[0])
+                score, fire = self._decide(k, logits[j], c)
+                if not (fire or answer_all):
+                    continue
+            keep[j] = False
+            macs = self._segment_macs_cum[k] + sum(
+                h.macs for h, t in zip(self.heads, head_ms[i]) if h is not None and t is not None)
+            out[i] = self._result(k, logits[j], score, seg_ms[i], head_ms[i], macs, t0, False, False)
+        return keep
 
 @dataclass
 class AllExits:

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from .bundle import Bundle
-from .errors import BundleError, UsageError
+from ..core.bundle import Bundle
+from ..errors import BundleError, UsageError
 
 # Accuracy may fall this far below the recorded one (new data differs from the calibration split) before the check
 # fails; with few images the allowance grows to 3 standard errors.
@@ -25,9 +25,9 @@ MIN_ALLOWANCE = 0.10
 def check_data(bundle: Bundle, data_dir: Path, per_class: int = 20) -> dict[str, Any]:
     """Full-model and adaptive accuracy on up to ``per_class`` images of each label; raises :class:`BundleError`
     when the full model's accuracy is far below ``calibration.full_accuracy``."""
-    from .engine import Engine
+    from ..core.engine import Engine
+    from ..sources.images import ImageSource
     from .preprocess import make_preprocessor
-    from .sources.images import ImageSource
 
     m = bundle.manifest
     if m.input.preprocess.get("kind") != "image":

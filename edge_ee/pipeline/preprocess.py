@@ -6,7 +6,7 @@ every source. Image spec keys::
     {"kind": "image", "color": "gray" | "rgb" | "bgr", "size": [H, W], "crop": "center" | "none",
      "scale": 1/255, "mean": [...], "std": [...], "invert": false}
 
-Audio spec (``kind: audio_mfcc``) is handled by :mod:`edge_ee.features` (MLPerf Tiny KWS front end).
+Audio spec (``kind: audio_mfcc``) is handled by :mod:`edge_ee.pipeline.features` (MLPerf Tiny KWS front end).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .errors import InferenceError
-from .manifest import InputSpec
+from ..core.manifest import InputSpec
+from ..errors import InferenceError
 
 Preprocessor = Callable[[np.ndarray], np.ndarray]
 _GRAY_W = np.array([0.114, 0.587, 0.299], dtype=np.float32)  # BGR order (ITU-R BT.601)

@@ -48,13 +48,13 @@ from typing import Any
 
 import numpy as np
 
-from .bundle import Bundle
-from .calibration import ExitTable, select_point_estimate, select_risk_controlled
-from .calibration.select import MIN_FRAMES, Guarantee, check_request
-from .engine import Engine
-from .errors import ConfigError, OutputError, SourceError, UsageError
-from .exit_rules import get_rule
-from .preprocess import make_preprocessor
+from ..calibration import ExitTable, select_point_estimate, select_risk_controlled
+from ..calibration.select import MIN_FRAMES, Guarantee, check_request
+from ..core.bundle import Bundle
+from ..core.engine import Engine
+from ..core.exit_rules import get_rule
+from ..errors import ConfigError, OutputError, SourceError, UsageError
+from ..pipeline.preprocess import make_preprocessor
 
 log = logging.getLogger("edge_ee.profile")
 
@@ -68,8 +68,8 @@ IDENTITY_KEYS = ("board", "cpu", "cores", "machine", "power_mode", "onnxruntime"
 # ---- identity and storage --------------------------------------------------------------------------
 def device_identity(engine: Any = None) -> dict[str, Any]:
     """The identity a profile is keyed on; with ``engine``, its providers in use and intra-op threads."""
-    from .device import device_identity as ident
-    from .device import engine_session_facts
+    from ..device import device_identity as ident
+    from ..device import engine_session_facts
 
     d = ident(*engine_session_facts(engine)) if engine is not None else ident()
     return {k: d.get(k) for k in IDENTITY_KEYS}
@@ -192,8 +192,8 @@ def run_profile(engine: Engine, source: Any, *, frames: int = 500, warmup: int =
     """Profile ``engine`` on ``source`` (an open Source). ``labels``: auto | source | none. ``confidence``: select the
     thresholds with a guarantee (risk <= ``target_drop`` with this probability, :mod:`edge_ee.calibration.select`);
     None: the point estimate (the cheapest point meeting the target on these frames, no guarantee)."""
-    from .power import PowerSampler, discover
-    from .power.sampler import WindowIntegrator
+    from ..power import PowerSampler, discover
+    from ..power.sampler import WindowIntegrator
 
     if labels not in ("auto", "source", "none"):
         raise UsageError(f"--labels {labels!r}: use auto, source (ground truth from the source) or none")
@@ -414,7 +414,7 @@ def run_profile(engine: Engine, source: Any, *, frames: int = 500, warmup: int =
 
 
 def format_profile(p: dict[str, Any]) -> str:
-    from .control.energy_hook import describe_power
+    from ..control.energy_hook import describe_power
 
     pw = p["power"]
     est = " (ESTIMATED)" if pw["estimated"] else ""

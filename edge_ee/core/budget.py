@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from .errors import UsageError
+from ..errors import UsageError
 
 BudgetKind = Literal["latency", "energy", "power"]
 

@@ -8,11 +8,11 @@ import posixpath
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import BundleError
+from ..errors import BundleError
 from .manifest import MANIFEST_NAME, Manifest, check_relative_path, read_manifest, sha256_file
 from .onnx_scan import ELEM_TYPES, ExternalRef, ModelInfo, scan_model
 
-BUNDLES_DIR = Path(__file__).resolve().parent / "bundles"
+BUNDLES_DIR = Path(__file__).resolve().parents[1] / "bundles"
 DEFAULT_BUNDLES = {
     "image_classification": "fashion_mnist",
     "keyword_spotting": "kws",
@@ -166,7 +166,7 @@ def _check_types(manifest: Manifest, infos: dict[str, ModelInfo]) -> None:
 def _check_external(bundle_dir: Path, manifest: Manifest, rel: str, refs: list[ExternalRef]) -> int:
     """Every external-data file ``rel`` refers to must be listed in the manifest's ``external_data``."""
     listed = {e["file"] for e in manifest.external_data}
-    hint = ("list the file in the manifest's external_data with its sha256 (edge_ee.manifest.write_manifest "
+    hint = ("list the file in the manifest's external_data with its sha256 (edge_ee.core.manifest.write_manifest "
             "fills it), or save the model with its weights inside (onnx.save(..., save_as_external_data=False))")
     what = f"bundle {bundle_dir}: {rel}"
     n = 0
