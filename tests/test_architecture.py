@@ -1,7 +1,8 @@
 """The package's shape (issue 14), checked on the source with the ast module (no import, fast):
 
 * no import cycle inside ``edge_ee`` (a module imported lazily inside a function counts too: the cycle is in
-  the design even when it does not break at import time);
+  the design even when it does not break at import time; imports under ``if TYPE_CHECKING:`` never run and
+  do not count);
 * at most 10 modules at the top level of ``edge_ee/`` (the rest lives in the layer folders);
 * the lower layers never import the upper ones: ``core/`` imports no other part of the package except
   ``errors`` and the manifest's typed records (``calibration.record``, ``pipeline.features``); ``core/`` and
@@ -27,11 +28,30 @@ def _modules() -> dict[str, Path]:
     return mods
 
 
+def _type_checking(node: ast.AST) -> bool:
+    return isinstance(node, ast.If) and (
+        (isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING")
+        or (isinstance(node.test, ast.Attribute) and node.test.attr == "TYPE_CHECKING"))
+
+
+def _runtime_nodes(tree: ast.AST) -> list[ast.AST]:
+    """Every node that can run: the body of ``if TYPE_CHECKING:`` (imports for annotations only) is left out."""
+    out, todo = [], [tree]
+    while todo:
+        node = todo.pop()
+        out.append(node)
+        if _type_checking(node):
+            todo.extend(node.orelse)  # type: ignore[attr-defined]
+            continue
+        todo.extend(ast.iter_child_nodes(node))
+    return out
+
+
 def _imports(name: str, path: Path, mods: dict[str, Path]) -> set[str]:
     """Modules of the package that ``name`` imports (``from . import x`` counts as importing ``x``)."""
     base = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
     out: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in _runtime_nodes(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom):
             if node.level:
                 target = ".".join(base[: len(base) - node.level + 1] + ([node.module] if node.module else []))

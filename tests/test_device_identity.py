@@ -10,6 +10,7 @@ import pytest
 from edge_ee import device
 from edge_ee.core.engine import Engine
 from edge_ee.core.sessions import SessionConfig
+from edge_ee.device import facts
 from edge_ee.power import sysfs
 
 
@@ -49,7 +50,7 @@ def test_engine_session_facts(bundle: Path) -> None:
 
 
 def test_doctor_names_an_unknown_cpu(empty_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(device.platform, "processor", lambda: "")
+    monkeypatch.setattr(facts.platform, "processor", lambda: "")
     assert device.cpu_model() is None
     r = device.doctor_report()
     text = device.format_doctor(r)

@@ -59,18 +59,13 @@ def parse_thresholds(text: str | None, n: int) -> list[float] | None:
 
 
 def parse_power_source(text: str | None) -> str | None:
-    """``--power-source``, normalised: None (not asked for: measured only when a budget needs energy),
-    ``"none"`` (never measured), ``"auto"`` or a named source (e.g. ``"hwmon:ina219"``), checked against
-    the power back ends (:func:`edge_ee.power.discovery.parse_prefer`)."""
+    """``--power-source``, read once by :func:`edge_ee.power.discovery.parse_prefer` (which knows the back
+    ends) and normalised: None (not asked for: measured only when a budget needs energy), ``"none"`` (never
+    measured), ``"auto"`` or ``kind[:detail]`` of a registered back end."""
     if text is None:
         return None
-    t = text.strip()
-    if t.lower() in ("", "auto"):
-        return "auto"
-    if t.lower() == "none":
-        return "none"
-    parse_prefer(t)  # an unknown kind or a bad estimate model: UsageError naming the choices
-    return t
+    pref = parse_prefer(text)  # an unknown kind or a bad detail: UsageError naming the choices
+    return "none" if pref.off else (pref.spec or "auto")
 
 
 @dataclass(frozen=True)

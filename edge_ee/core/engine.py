@@ -37,7 +37,7 @@ import onnxruntime as ort
 from ..errors import BundleError, EdgeEEError, InferenceError, UsageError
 from .bundle import Bundle, load_bundle
 from .deadline import DeadlineGuard, LatencyModel, StrictGuard
-from .exit_rules import DEFAULT_RULE, ExitRule, get_rule, softmax, softmax_argmax
+from .exit_rules import DEFAULT_RULE, ExitRule, get_rule, softmax_terms
 from .manifest import GraphRef, Head
 from .sessions import SessionConfig, io_names, make_session, shapes_compatible
 
@@ -52,7 +52,6 @@ class Result:
     exit_index: int  # stage whose head answered (num_stages - 1 = final)
     confidence: float  # max softmax probability at that exit
     score: float  # value compared with the threshold (NaN when the rule was not applied)
-    probs: np.ndarray
     segment_ms: list[float]  # per executed segment
     head_ms: list[float | None]  # per executed stage: head time or None when the head was skipped
     total_ms: float
@@ -61,6 +60,14 @@ class Result:
     thresholds: list[float] = field(default_factory=list)
     t_start: float = 0.0  # perf_counter() when infer() began (stage k spans the cumulative segment/head times)
     one_graph: bool = False  # answered by the bundle's one-graph full model (stage times apportioned by MACs)
+    terms: list[float] | np.ndarray = field(default_factory=list, repr=False)  # softmax numerators ...
+    terms_sum: float = 1.0  # ... and their sum (exit_rules.softmax_terms)
+
+    @property
+    def probs(self) -> np.ndarray:
+        """Softmax probabilities at the answering exit (float64), computed on access: most runs need only the
+        label and the confidence."""
+        return np.asarray(self.terms, np.float64) / self.terms_sum
 
     @property
     def stages_run(self) -> int:
@@ -509,14 +516,13 @@ class Engine:
     def _result(self, k: int, logits: np.ndarray, score: float, seg_ms: list[float], head_ms: list[float | None],
                 macs: int, t0: float, deadline_stop: bool, one_graph: bool) -> Result:
         head = self.heads[k]
-        probs, idx = softmax_argmax(logits, head.temperature if head else 1.0)
+        idx, terms, total = softmax_terms(logits, head.temperature if head else 1.0)
         return Result(
             label=self.manifest.labels[idx],
             label_index=idx,
             exit_index=k,
-            confidence=float(probs[idx]),
+            confidence=float(terms[idx] / total),
             score=score,
-            probs=probs,
             segment_ms=seg_ms,
             head_ms=head_ms,
             total_ms=(_now() - t0) * 1e3,
@@ -525,6 +531,8 @@ class Engine:
             thresholds=self.thresholds,
             t_start=t0,
             one_graph=one_graph,
+            terms=terms,
+            terms_sum=total,
         )
 
     def answer(self, k: int) -> Result:
@@ -549,7 +557,8 @@ class Engine:
     def _wrong_prob(self, k: int) -> float:
         """1 - top softmax probability of exit k's answer (the deadline guard's risk weight)."""
         head = self.heads[k]
-        return 1.0 - float(softmax(self._logits[k], head.temperature if head else 1.0).max())  # type: ignore[arg-type]
+        idx, terms, total = softmax_terms(self._logits[k], head.temperature if head else 1.0)  # type: ignore[arg-type]
+        return 1.0 - float(terms[idx] / total)
 
     def infer_all_exits(self, x: np.ndarray) -> AllExits:
         """Run every segment and every head once, as separate calls (for profiling and calibration): each

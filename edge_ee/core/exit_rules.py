@@ -30,10 +30,11 @@ import numpy as np
 
 from ..errors import UsageError
 
+_SMALL = 64  # up to this many classes plain Python beats numpy's per-call overhead
+
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """Softmax of one logit vector (float64). It runs once per answer: four numpy calls, no division at T = 1
-    (the same values bit for bit; ~4 us instead of ~6 us for 10 classes, measured with timeit)."""
+    """Softmax of one logit vector (float64)."""
     z = np.asarray(logits, np.float64).reshape(-1)
     if temperature != 1.0:
         z = z / temperature
@@ -42,17 +43,28 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     return e
 
 
-def softmax_argmax(logits: np.ndarray, temperature: float = 1.0) -> tuple[np.ndarray, int]:
-    """``softmax(logits, temperature)`` and the index of its largest value (the first on ties), from one argmax
-    over the logits: the engine's answer step (the same values bit for bit; ~25% less time than softmax then
-    argmax for 10 classes, measured with timeit)."""
-    z = np.asarray(logits, np.float64).reshape(-1)
+def softmax_terms(logits: np.ndarray, temperature: float = 1.0) -> tuple[int, list[float] | np.ndarray, float]:
+    """The parts of ``softmax(logits, temperature)`` the engine's answer needs: (index of the largest logit, the
+    first on ties; the terms exp((z - max) / T); their sum). The probabilities are ``terms / sum``, the top one
+    ``1 / sum``. Plain Python up to ``_SMALL`` classes: right after a model run the CPU caches hold the model,
+    not the interpreter, and numpy's ufunc machinery then costs several times a short Python loop
+    (``benchmarks/engine_overhead.py`` reports the answer step right after a run and repeated at once)."""
+    flat = logits.reshape(-1)
+    if flat.size > _SMALL:
+        z = np.asarray(flat, np.float64)
+        if temperature != 1.0:
+            z = z / temperature
+        i = int(z.argmax())
+        e = np.exp(z - z[i])
+        return i, e, float(e.sum())
+    z = flat.tolist()
+    m = max(z)
     if temperature != 1.0:
-        z = z / temperature
-    i = int(z.argmax())
-    e = np.exp(z - z[i])
-    e /= e.sum()
-    return e, i
+        inv = 1.0 / temperature
+        terms = [math.exp((v - m) * inv) for v in z]
+    else:
+        terms = [math.exp(v - m) for v in z]
+    return z.index(m), terms, sum(terms)
 
 
 def softmax_rows(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -70,8 +82,6 @@ def normalized_entropy(p: np.ndarray) -> float:
     q = p[p > 0]
     return float(-(q * np.log(q)).sum() / math.log(n))
 
-
-_SMALL = 64  # below this many classes plain Python beats numpy's per-call overhead
 
 
 class ExitRule:

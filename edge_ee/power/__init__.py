@@ -11,9 +11,19 @@ Typical use::
     sampler.stop()
 """
 
+from .backends.estimate import PRESETS, DevicePowerModel, EstimatedSource, parse_power_model, preset_for_board
 from .base import Candidate, PowerSource, SensorInfo
-from .discovery import ORDER, PREFER_HELP, candidates, discover, list_sensors, parse_prefer
-from .estimate import PRESETS, DevicePowerModel, EstimatedSource, parse_power_model, preset_for_board
+from .discovery import (
+    ORDER,
+    PREFER_HELP,
+    PowerPreference,
+    candidates,
+    discover,
+    list_sensors,
+    parse_prefer,
+    power_source_help,
+)
+from .registry import Backend, all_backends, register_backend
 from .sampler import EnergyWindow, PowerSampler
 from .sysfs import ROOT_ENV, SensorError, SensorNotFound, SensorPermissionError, SensorReadError
 
@@ -22,10 +32,12 @@ __all__ = [
     "PREFER_HELP",
     "PRESETS",
     "ROOT_ENV",
+    "Backend",
     "Candidate",
     "DevicePowerModel",
     "EnergyWindow",
     "EstimatedSource",
+    "PowerPreference",
     "PowerSampler",
     "PowerSource",
     "SensorError",
@@ -33,10 +45,13 @@ __all__ = [
     "SensorNotFound",
     "SensorPermissionError",
     "SensorReadError",
+    "all_backends",
     "candidates",
     "discover",
     "list_sensors",
     "parse_power_model",
     "parse_prefer",
+    "power_source_help",
     "preset_for_board",
+    "register_backend",
 ]

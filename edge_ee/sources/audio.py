@@ -25,6 +25,7 @@ from ..audio.ring import RingBuffer
 from ..core.manifest import Manifest
 from ..errors import DeviceNotFoundError, SourceError, UsageError
 from .base import Frame, Source
+from .registry import AUDIO_TASK, register_source
 
 log = logging.getLogger(__name__)
 DEFAULT_HOP_S = 0.25
@@ -172,6 +173,8 @@ def read_truth(path: Path) -> list[dict[str, Any]] | None:
         return None
 
 
+@register_source("wav", "a 16-bit PCM WAV file, wav:FILE (resampled to the model's rate)", syntax="wav:FILE",
+                 task=AUDIO_TASK, order=100)
 def open_wav(arg: str, m: Manifest, opts: dict) -> AudioSource:
     if not arg:
         raise UsageError("wav: needs a file, e.g. wav:speech.wav")
@@ -184,6 +187,8 @@ def open_wav(arg: str, m: Manifest, opts: dict) -> AudioSource:
     return AudioSource(reader, rate, window, _hop(opts), live=False, description=desc, truth=read_truth(Path(arg)))
 
 
+@register_source("-", "raw 16-bit little-endian mono PCM on stdin (rate: --audio-rate)",
+                 syntax="- (raw PCM on stdin)", task=AUDIO_TASK, order=110)
 def open_stdin(arg: str, m: Manifest, opts: dict) -> AudioSource:
     rate, window = model_audio_params(m)
     in_rate = int(opts.get("audio_rate") or rate)
@@ -199,6 +204,8 @@ def open_stdin(arg: str, m: Manifest, opts: dict) -> AudioSource:
     return AudioSource(reader, rate, window, _hop(opts), live=False, description=desc)
 
 
+@register_source("mic", "a microphone, mic or mic:ALSA_DEVICE (e.g. mic:plughw:1,0); arecord or sounddevice",
+                 syntax="mic[:DEVICE]", task=AUDIO_TASK, order=90)
 def open_mic(arg: str, m: Manifest, opts: dict) -> AudioSource:
     rate, window = model_audio_params(m)
     in_rate = int(opts.get("audio_rate") or rate)

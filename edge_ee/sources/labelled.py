@@ -19,6 +19,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..errors import UsageError
 from .base import Frame, Source, SourceKind
@@ -119,6 +120,16 @@ class _Wrapper(Source):
     @property
     def description(self) -> str:  # type: ignore[override]
         return self.inner.description
+
+    @property
+    def truth(self) -> list[dict[str, Any]] | None:  # type: ignore[override]
+        return self.inner.truth
+
+    def interrupt(self) -> None:
+        self.inner.interrupt()
+
+    def stream_stats(self) -> dict[str, Any]:
+        return self.inner.stream_stats()
 
     def close(self) -> None:
         self.inner.close()

@@ -135,7 +135,7 @@ def test_short_estimated_runs_report_no_negative_energy(tmp_path: Path) -> None:
 def test_process_scoped_estimate_uses_its_idle_model_as_the_baseline(bundle: Path, tmp_path: Path) -> None:
     """The estimate's power with this process idle is exactly its idle model: no measured baseline (which could sit
     above a quiet run and clamp every figure), no second spent measuring it."""
-    from edge_ee.power.estimate import EstimatedSource
+    from edge_ee.power import EstimatedSource
 
     src = EstimatedSource()
     sampler = PowerSampler(src, fallback=None)

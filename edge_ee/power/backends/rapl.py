@@ -11,20 +11,30 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from . import sysfs
-from .base import Candidate, CounterUnwrapper, PowerSource
+from .. import sysfs
+from ..base import Candidate, CounterUnwrapper, PowerSource
+from ..registry import register_backend
+
+if TYPE_CHECKING:
+    from .estimate import DevicePowerModel
 
 CVE_HINT = ("RAPL energy_uj is root-only since CVE-2020-8694: run as root, or grant read access "
             "(e.g. a udev rule or `sudo chmod o+r /sys/class/powercap/intel-rapl:*/energy_uj`)")
 
 
+@register_backend(order=50, absent="no /sys/class/powercap/intel-rapl:N/energy_uj")
 class RaplSource(PowerSource):
     kind = "rapl"
     name = "Intel RAPL (powercap)"
     unit = "uJ cumulative (energy_uj)"
     quantity = "energy"
     update_interval_s = 0.01
+
+    @classmethod
+    def candidates(cls, detail: str | None, model: DevicePowerModel | None) -> list[Candidate]:
+        return find()
 
     def __init__(self, zones: list[Path]) -> None:
         if not zones:

@@ -14,9 +14,14 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from . import sysfs
-from .base import Candidate, PowerSource
+from .. import sysfs
+from ..base import Candidate, PowerSource
+from ..registry import register_backend
+
+if TYPE_CHECKING:
+    from .estimate import DevicePowerModel
 
 _LINE_RE = re.compile(r"^\s*(\S+)_([AV])\s+(?:current|volt)\(\d+\)=\s*([-+0-9.eE]+)\s*[AV]\s*$")
 MIN_INTERVAL_S = 0.1  # <= 10 Hz
@@ -36,11 +41,16 @@ def parse_pmic(text: str) -> dict[str, float]:
     return {r: volts[r] * amps[r] for r in amps if r in volts}
 
 
+@register_backend(order=30, absent="vcgencmd is not on PATH")
 class Pi5PmicSource(PowerSource):
     kind = "pi5"
     name = "Raspberry Pi 5 PMIC (vcgencmd pmic_read_adc)"
     unit = "V x A (vcgencmd pmic_read_adc)"
     update_interval_s = MIN_INTERVAL_S
+
+    @classmethod
+    def candidates(cls, detail: str | None, model: DevicePowerModel | None) -> list[Candidate]:
+        return find()
 
     def __init__(self, exe: str = "vcgencmd", timeout_s: float = 2.0,
                  clock: Callable[[], float] = time.monotonic) -> None:

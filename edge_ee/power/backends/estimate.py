@@ -20,8 +20,9 @@ from typing import Any
 
 import psutil
 
-from .base import Candidate, PowerSource
-from .board import board_model
+from ..base import Candidate, PowerSource
+from ..board import board_model
+from ..registry import register_backend
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,7 @@ def _busy_total(t: Any) -> tuple[float, float]:
     return total - idle, total
 
 
+@register_backend(order=1000, absent="never absent: the estimate always works", detail="PRESET|idle=W,core=W")
 class EstimatedSource(PowerSource):
     """A cumulative energy counter [J] built from CPU time: ``idle_w * wall + core_active_w * busy
     core-seconds``. As a counter (like RAPL), the sampler turns it into the mean power of each sample
@@ -114,6 +116,14 @@ class EstimatedSource(PowerSource):
     unit = "J (model: idle + per-core active x busy core-seconds)"
     estimated = True
     update_interval_s = 0.1  # CPU-time accounting ticks are ~10 ms: shorter intervals are noise
+
+    @classmethod
+    def candidates(cls, detail: str | None, model: DevicePowerModel | None) -> list[Candidate]:
+        return find(parse_power_model(detail) if detail else model)
+
+    @classmethod
+    def check_detail(cls, detail: str) -> None:
+        parse_power_model(detail)
 
     def __init__(self, model: DevicePowerModel | None = None,
                  cpu_times: Callable[[], Any] = psutil.cpu_times, ncpu: int | None = None,

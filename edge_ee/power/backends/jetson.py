@@ -14,9 +14,14 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from . import sysfs
-from .base import Candidate, PowerSource
+from .. import sysfs
+from ..base import Candidate, PowerSource
+from ..registry import register_backend
+
+if TYPE_CHECKING:
+    from .estimate import DevicePowerModel
 
 TOTAL_RAILS = ("VDD_IN", "POM_5V_IN")
 SKIP_LABELS = ("sum of shunt voltages", "nc")
@@ -77,8 +82,14 @@ def _hwmon_rails(dev: Path) -> list[Rail]:
     return rails
 
 
+@register_backend(order=10, detail="RAIL",
+                  absent="no INA3221 under /sys/bus/i2c/drivers/ina3221x (JetPack 4) or ina3221 (JetPack 5/6)")
 class JetsonINA3221Source(PowerSource):
     kind = "jetson"
+
+    @classmethod
+    def candidates(cls, detail: str | None, model: DevicePowerModel | None) -> list[Candidate]:
+        return find(rail=detail)
 
     def __init__(self, layout: str, rails: list[Rail], rail: str | None = None,
                  update_interval_s: float | None = None, path: str | None = None) -> None:

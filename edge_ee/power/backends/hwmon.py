@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from . import sysfs
-from .base import Candidate, PowerSource
+from .. import sysfs
+from ..base import Candidate, PowerSource
+from ..registry import register_backend
+
+if TYPE_CHECKING:
+    from .estimate import DevicePowerModel
 
 INA2XX = {"ina209", "ina219", "ina220", "ina226", "ina230", "ina231", "ina233", "ina238", "ina260"}
 EXCLUDED = {"ina3221"}  # handled by the Jetson module
@@ -27,8 +32,14 @@ def _attr_dir(dev: Path) -> Path:
     return dev
 
 
+@register_backend(order=40, detail="NAME",
+                  absent="no hwmon device with power*_input/power*_average/energy*_input under /sys/class/hwmon")
 class HwmonSource(PowerSource):
     kind = "hwmon"
+
+    @classmethod
+    def candidates(cls, detail: str | None, model: DevicePowerModel | None) -> list[Candidate]:
+        return find(name=detail)
 
     def __init__(self, dev: Path, hwname: str, files: tuple[Path, ...], quantity: str, label: str,
                  unit: str, update_interval_s: float) -> None:

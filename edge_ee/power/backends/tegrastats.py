@@ -14,10 +14,15 @@ import subprocess
 import threading
 import time
 import weakref
+from typing import TYPE_CHECKING
 
-from . import sysfs
-from .base import Candidate, PowerSource
+from .. import sysfs
+from ..base import Candidate, PowerSource
+from ..registry import register_backend
 from .jetson import TOTAL_RAILS
+
+if TYPE_CHECKING:
+    from .estimate import DevicePowerModel
 
 _RAIL_RE = re.compile(r"(?:(?<=\s)|^)([A-Z][A-Z0-9_]*)\s+(\d+)(?:mW)?/(\d+)(?:mW)?(?=\s|$)")
 _NOT_RAILS = {"RAM", "SWAP", "IRAM", "LFB"}
@@ -42,10 +47,15 @@ def total_power(rails: dict[str, float], rail: str | None = None) -> tuple[str, 
     return "sum(" + "+".join(rails) + ")", sum(rails.values())
 
 
+@register_backend(order=20, absent="tegrastats is not on PATH", detail="RAIL")
 class TegrastatsSource(PowerSource):
     kind = "tegrastats"
     name = "tegrastats"
     unit = "mW (tegrastats)"
+
+    @classmethod
+    def candidates(cls, detail: str | None, model: DevicePowerModel | None) -> list[Candidate]:
+        return find(rail=detail)
 
     def __init__(self, interval_ms: int = 100, rail: str | None = None, first_line_timeout_s: float = 3.0,
                  exe: str = "tegrastats") -> None:
