@@ -48,7 +48,7 @@ from edge_ee.core.engine import Engine  # noqa: E402
 from edge_ee.core.sessions import SessionConfig  # noqa: E402
 from edge_ee.pipeline.datasets import FASHION_MNIST_DIR, FASHION_MNIST_LABELS, load_fashion_mnist  # noqa: E402
 from edge_ee.pipeline.runner import RunConfig, RunHook, Runner  # noqa: E402
-from edge_ee.profiling.profile import run_profile  # noqa: E402
+from edge_ee.profiling.measure import run_profile  # noqa: E402
 from edge_ee.sources.base import Frame, Source  # noqa: E402
 
 DATA = FASHION_MNIST_DIR

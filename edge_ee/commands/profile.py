@@ -13,13 +13,15 @@ from ..calibration.select import parse_fraction
 from ..core.bundle import load_bundle
 from ..core.engine import Engine
 from ..errors import UsageError
+from ..power.discovery import power_source_help
+from ..sources import sources_help
 from .app import JsonOpt, ModelOpt, _session_config, handle_errors
 
 
 @handle_errors
 def profile(
-    source: Annotated[str, typer.Option("--source", "-s", help="Calibration data: sample, images:DIR, "
-                                        "synthetic, video:FILE ... (any run source).")] = "",
+    source: Annotated[str, typer.Option("--source", "-s", help="Calibration data (any run source): "
+                                        + sources_help())] = "",
     model: ModelOpt = None,
     labels: Annotated[str, typer.Option(help="auto: accuracy against the source's ground truth when every input "
                                              "has one, else agreement with the final exit; source: the source's "
@@ -38,9 +40,8 @@ def profile(
                                               "beside the profile, PROFILE.png, when matplotlib is installed).")
                     ] = None,
     no_plot: Annotated[bool, typer.Option("--no-plot", help="Do not save the PNG plot.")] = False,
-    power_source: Annotated[str, typer.Option("--power-source", help="auto (default: the first readable sensor, "
-                                              "else the CPU-utilisation estimate), jetson[:RAIL], tegrastats, "
-                                              "pi5, hwmon[:NAME], rapl, estimate[:PRESET] ...")] = "auto",
+    power_source: Annotated[str, typer.Option("--power-source", help="As for run (none: latency only, no "
+                                              "energies): " + power_source_help())] = "auto",
     power_baseline: Annotated[float, typer.Option(min=0.0, help="Seconds of idle power measured first.")] = 1.0,
     providers: Annotated[str | None, typer.Option(help="onnxruntime providers, e.g. cpu or cuda,cpu.")] = None,
     threads: Annotated[int, typer.Option(min=1, help="intra-op threads per session.")] = 1,
@@ -53,12 +54,15 @@ def profile(
 ) -> None:
     """Measure per-stage latency and energy on this device, build the accuracy/cost frontier, choose thresholds
     with a guarantee: P(drop on new frames like these > --target-drop) <= 1 - --confidence."""
-    from ..profiling.profile import default_out, format_profile, plot_profile, run_profile, write_profile
+    from ..control.settings import parse_power_source
+    from ..profiling.measure import run_profile
+    from ..profiling.profile import default_out, format_profile, plot_profile, write_profile
     from ..sources import open_source
     from ..sources.labelled import LabelFile, LabelledSource, peek, read_label_file
 
     if not source:
         raise UsageError("no --source given", "e.g. --source sample (labelled), --source images:DIR")
+    parse_power_source(power_source)  # read as run reads it, before the bundle loads
     drop = parse_fraction("--target-drop", target_drop)
     conf = None if confidence.strip().lower() == "none" else parse_fraction("--confidence", confidence)
     if plot is not None and no_plot:

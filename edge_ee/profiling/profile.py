@@ -1,6 +1,8 @@
 """``edge-ee profile``: on-target calibration of a bundle.
 
-On the device, one pass per input runs every segment and every head (``Engine.infer_all_exits``):
+The measurement is :func:`edge_ee.profiling.measure.run_profile`; this module keeps the profile's identity,
+storage, lookup and report. On the device, one pass per input runs every segment and every head
+(``Engine.infer_all_exits``):
 
 * latency of each segment and head (warm-up discarded; mean, p50, p95, p99) and its energy from the
   power sampler: the energy **above the idle baseline** measured at start (``*_energy_mj``), with the
@@ -36,7 +38,6 @@ and ignores, with a warning, one made on another device or for another bundle.
 
 from __future__ import annotations
 
-import datetime as _dt
 import hashlib
 import json
 import logging
@@ -46,15 +47,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from ..calibration import ExitTable, select_point_estimate, select_risk_controlled
-from ..calibration.select import MIN_FRAMES, Guarantee, check_request
+from ..calibration.select import Guarantee
 from ..core.bundle import Bundle
-from ..core.engine import Engine
-from ..core.exit_rules import get_rule
-from ..errors import ConfigError, OutputError, SourceError, UsageError
-from ..pipeline.preprocess import make_preprocessor
+from ..errors import ConfigError, OutputError, UsageError
 
 log = logging.getLogger("edge_ee.profile")
 
@@ -175,244 +170,6 @@ def find_profile(bundle: Bundle, explicit: Path | None = None, warn: Callable[[s
     return None, None
 
 
-# ---- statistics -----------------------------------------------------------------------------------
-def _pct(v: np.ndarray) -> dict[str, float | None]:
-    if v.size == 0:
-        return {"mean": None, "p50": None, "p95": None, "p99": None}
-    ms = v * 1e3
-    return {"mean": float(ms.mean()), "p50": float(np.percentile(ms, 50)), "p95": float(np.percentile(ms, 95)),
-            "p99": float(np.percentile(ms, 99))}
-
-
-# ---- the profiling run ------------------------------------------------------------------------------
-def run_profile(engine: Engine, source: Any, *, frames: int = 500, warmup: int = 20, labels: str = "auto",
-                target_drop: float = 0.01, confidence: float | None = 0.9, power_prefer: str | None = None,
-                baseline_s: float = 1.0, sampler: Any = None,
-                progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Profile ``engine`` on ``source`` (an open Source). ``labels``: auto | source | none. ``confidence``: select the
-    thresholds with a guarantee (risk <= ``target_drop`` with this probability, :mod:`edge_ee.calibration.select`);
-    None: the point estimate (the cheapest point meeting the target on these frames, no guarantee)."""
-    from ..power import PowerSampler, discover
-    from ..power.sampler import WindowIntegrator
-
-    if labels not in ("auto", "source", "none"):
-        raise UsageError(f"--labels {labels!r}: use auto, source (ground truth from the source) or none")
-    if confidence is not None and engine.num_stages > 1:
-        check_request(target_drop, confidence, MIN_FRAMES)
-        if frames + warmup < MIN_FRAMES:
-            raise UsageError(f"--frames {frames}: a guarantee needs at least {MIN_FRAMES} calibration frames (a 1% "
-                             "target at 90% confidence needs a few thousand)", "profile more frames (--frames N)")
-    m = engine.manifest
-    bundle = engine.bundle
-    pre = make_preprocessor(m.input)
-    own = sampler is None
-    if sampler is None:
-        sampler = PowerSampler(discover(power_prefer)).start()
-    try:
-        if sampler.baseline_w is None and sampler.known_baseline() is not None:
-            sampler.set_baseline(sampler.known_baseline())  # type: ignore[arg-type]
-        if sampler.baseline_w is None:
-            if baseline_s > 0:
-                if progress:
-                    progress(f"measuring the idle power baseline for {baseline_s:g} s (keep the device idle)")
-                try:
-                    sampler.measure_baseline(baseline_s)
-                except RuntimeError as e:
-                    log.warning("power: no idle baseline (%s)", e)
-            elif getattr(sampler.source, "idle_power_w", None) is not None:
-                sampler.set_baseline(float(sampler.source.idle_power_w))
-            else:
-                log.warning("power: no idle baseline (--power-baseline 0 and %s has no idle model): energies "
-                            "above idle are not available, only totals", sampler.source.name)
-        ns = engine.num_stages
-        logits: list[list[np.ndarray]] = [[] for _ in range(ns)]
-        confs: list[list[float | None]] = [[] for _ in range(ns)]
-        truths: list[str | None] = []
-        seg_t: list[list[float]] = [[] for _ in range(ns)]
-        head_t: list[list[float]] = [[] for _ in range(ns)]
-        path_t: list[list[float]] = [[] for _ in range(ns)]  # stage k on the path run uses (merged graph or not)
-        full_t: list[float] = []  # the plain model on the path --mode full uses (one graph when the bundle has it)
-        windows = WindowIntegrator(sampler)  # integrated once samples cover them, not from a stale reading
-        total = frames + warmup
-        saved = list(engine.thresholds)
-        never = [get_rule(r).never for r in engine.rules[:-1]]
-        i = 0
-        while i < total:
-            fr = source.read()
-            if fr is None:
-                break
-            x = pre(fr.data)
-            a = engine.infer_all_exits(x)
-            # latency as `run` pays it: every stage through the calls adaptive mode makes, and the full model
-            engine.set_thresholds(never)
-            r_all = engine.infer(x)
-            engine.set_thresholds(saved)
-            r_full = engine.infer(x, mode="full")
-            if i >= warmup:
-                for k in range(ns):
-                    path_t[k].append((r_all.segment_ms[k] + (r_all.head_ms[k] or 0.0)) / 1e3)
-                full_t.append((sum(r_full.segment_ms) + sum(h or 0.0 for h in r_full.head_ms)) / 1e3)
-                t = a.t_start
-                for k in range(ns):
-                    s_, h_ = a.segment_s[k], a.head_s[k]
-                    seg_t[k].append(s_)
-                    head_t[k].append(h_)
-                    windows.add(("segment", k), t, t + s_)
-                    if h_ > 0:
-                        windows.add(("head", k), t + s_, t + s_ + h_)
-                    t += s_ + h_
-                windows.update()
-            for k in range(ns):
-                logits[k].append(a.logits[k])
-                confs[k].append(a.confidence[k])
-            truths.append(fr.meta.get("truth"))
-            i += 1
-            if progress and i % 200 == 0:
-                progress(f"{i} inputs profiled")
-        n = len(truths)
-        if n == 0:
-            raise SourceError("the source gave no input to profile")
-        if n <= warmup:
-            raise SourceError(f"only {n} inputs from the source; profiling needs more than the {warmup} warm-up "
-                              "inputs", "use a longer source or --warmup 0")
-        sums = windows.finish()  # waits for a sample after the last window
-        estimated = bool(sampler.estimated)
-        src_info = sampler.info()
-    finally:
-        if own:
-            sampler.stop()
-
-    lg = [np.stack(v) for v in logits]
-    preds = np.stack([v.argmax(1) for v in lg])  # [exits, N]
-    agree = preds == preds[-1]
-    have_truth = all(t is not None for t in truths)
-    if labels == "source" and not have_truth:
-        raise UsageError("--labels source: the source has no ground truth for every input",
-                         "use --source sample or images:DIR with class-named folders, or --labels none")
-    use_labels = labels != "none" and have_truth
-    correct = None
-    lab_idx = {name: j for j, name in enumerate(m.labels)}
-    unknown = sorted({str(t) for t in truths if t is not None and t not in lab_idx})
-    if use_labels and unknown:
-        msg = f"ground-truth labels not in the bundle's labels: {', '.join(unknown[:5])}"
-        if labels == "source":
-            raise UsageError(msg, "use a source labelled with this bundle's classes, or --labels none")
-        log.warning("%s; calibrating on agreement with the final exit instead", msg)
-        use_labels = False
-    if use_labels:
-        truth_idx = np.array([lab_idx[t] for t in truths])  # type: ignore[index]
-        correct = preds == truth_idx[None, :]
-
-    seg_ms = [np.array(v) for v in seg_t]
-    head_ms = [np.array(v) for v in head_t]
-    st_lat = np.array([np.mean(path_t[k]) for k in range(ns)]) * 1e3  # as adaptive runs pay it
-    cum_lat = np.cumsum(st_lat)  # adaptive: answering at exit k costs every segment and head up to k
-    # energy per stage part [mJ]: above idle (None without a baseline) and total; a stage without head: 0
-    extrapolated = sum(v.extrapolated for v in sums.values())
-    if extrapolated:
-        log.warning("power: %d of %d time windows were not covered by power samples (the last reading was held)",
-                    extrapolated, sum(v.n for v in sums.values()))
-
-    def part_means(above_idle: bool) -> tuple[np.ndarray, np.ndarray] | None:
-        """Mean energy [mJ] of each segment and each head (0 for a stage without head); None if unknown."""
-        seg: list[float] = []
-        head: list[float] = []
-        for k in range(ns):
-            sv, hv = sums.get(("segment", k)), sums.get(("head", k))
-            a = sv.mean_mj(above_idle) if sv is not None else None
-            b = hv.mean_mj(above_idle) if hv is not None else 0.0
-            if a is None or b is None:
-                return None
-            seg.append(a)
-            head.append(b)
-        return np.array(seg), np.array(head)
-
-    above, total_e = part_means(True), part_means(False)
-    st_e = above[0] + above[1] if above is not None else None
-    st_tot = total_e[0] + total_e[1] if total_e is not None else None
-    cum_en = np.cumsum(st_e) if st_e is not None else None  # the frontier's energies: above idle
-    cum_tot = np.cumsum(st_tot) if st_tot is not None else None
-    cum_macs = np.cumsum([s.segment.macs + (s.head.macs if s.head else 0) for s in m.stages]).astype(float)
-
-    rule = engine.rules[0]
-    table = ExitTable.from_outputs(
-        engine.rules, [h.temperature if h else 1.0 for h in engine.heads], lg,
-        [np.array(c, dtype=float) if c and c[0] is not None else None for c in confs], cum_macs,
-        labels=truth_idx if correct is not None else None, cum_latency_ms=cum_lat, cum_energy_mj=cum_en,
-        full_macs=float(m.full_model_macs()))
-    pts = table.frontier(levels=16, cost="latency_ms") if ns > 1 else []
-    qual_full = float(correct[-1].mean()) if correct is not None else 1.0
-    guarantee = None
-    point_estimate = select_point_estimate(table, target_drop, "latency_ms") if ns > 1 else None
-    if ns > 1 and confidence is not None:
-        sel = select_risk_controlled(table, target_drop, confidence, cost="latency_ms")
-        chosen, guarantee = sel.point, sel.guarantee
-    else:
-        chosen = point_estimate
-
-    # full model (mode full): every segment and only the final head
-    full_lat = float(np.mean(full_t)) * 1e3
-    full_e = float(above[0].sum() + above[1][-1]) if above is not None else None
-    full_tot = float(total_e[0].sum() + total_e[1][-1]) if total_e is not None else None
-    full_samples = np.array(full_t)
-    exits = []
-    for k in range(ns):
-        exit_at = float(sum(seg_ms[j].mean() for j in range(k + 1)) + head_ms[k].mean()) * 1e3
-        exit_at_e = float(above[0][: k + 1].sum() + above[1][k]) if above is not None else None
-        exits.append({
-            "exit": k,
-            "accuracy": float(correct[k].mean()) if correct is not None else None,
-            "agreement": float(agree[k].mean()),
-            "adaptive_ms": float(cum_lat[k]),
-            "exit_at_ms": exit_at,
-            "exit_at_energy_mj": exit_at_e,
-            "adaptive_energy_mj": float(cum_en[k]) if cum_en is not None else None,
-            "adaptive_energy_total_mj": float(cum_tot[k]) if cum_tot is not None else None,
-            "adaptive_macs": float(cum_macs[k]),
-        })
-    stages = []
-    for k in range(ns):
-        stages.append({
-            "segment_ms": _pct(seg_ms[k]),
-            "head_ms": _pct(head_ms[k]) if m.stages[k].head else None,
-            "segment_energy_mj": float(above[0][k]) if above is not None else None,
-            "head_energy_mj": float(above[1][k]) if above is not None and m.stages[k].head else None,
-            "energy_mj": float(st_e[k]) if st_e is not None else None,
-            "energy_total_mj": float(st_tot[k]) if st_tot is not None else None,
-        })
-    ident = device_identity(engine)
-    return {
-        "schema": SCHEMA,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "device": ident,
-        "device_key": device_key(ident),
-        "bundle": {"name": m.name, "hash": bundle.content_hash(), "path": str(bundle.path.resolve())},
-        "rule": rule,
-        "inputs": n,
-        "warmup_discarded": warmup,
-        "measured_inputs": n - warmup,
-        "quality_metric": "accuracy" if correct is not None else "agreement_with_final_exit",
-        "target_drop": target_drop,
-        "confidence": confidence,
-        "guarantee": guarantee.to_dict() if guarantee is not None else None,
-        "point_estimate": point_estimate.to_dict() if point_estimate is not None else None,
-        "full_quality": qual_full,
-        "power": {"source": src_info.get("kind"), "name": src_info.get("name"), "rail": src_info.get("rail"),
-                  "estimated": estimated, "baseline_w": src_info.get("baseline_w"),
-                  "model": (src_info.get("model") or {}).get("name"), "extrapolated_windows": extrapolated,
-                  "failed_sources": src_info.get("failed_sources")},
-        "energy_note": "energies are above the idle baseline (power.baseline_w); keys ending in "
-                       "energy_total_mj include idle power",
-        "stages": stages,
-        "exits": exits,
-        "full_model": {"latency_ms": full_lat, "latency_p99_ms": float(np.percentile(full_samples, 99) * 1e3),
-                       "energy_mj": full_e, "energy_total_mj": full_tot, "macs": m.full_model_macs(),
-                       "accuracy": float(correct[-1].mean()) if correct is not None else None},
-        "frontier": [p.to_dict() for p in pts],
-        "chosen": chosen.to_dict() if chosen is not None else None,
-    }
-
-
 def format_profile(p: dict[str, Any]) -> str:
     from ..control.energy_hook import describe_power
 
@@ -422,7 +179,8 @@ def format_profile(p: dict[str, Any]) -> str:
     qm = p["quality_metric"].replace("_", " ")
     lines = [f"profile of {p['bundle']['name']} on {p['device'].get('board') or p['device'].get('cpu')} "
              f"({p['measured_inputs']} inputs measured, {p['warmup_discarded']} warm-up discarded)",
-             "power: " + describe_power({**pw, "kind": pw.get("source")})]
+             "power: " + (describe_power({**pw, "kind": pw.get("source")}) if pw.get("source")
+                          else "not measured (--power-source none)")]
     lines.append(f"{'stage':>5} {'seg p50':>8} {'seg p99':>8} {'head p50':>8} {'head p99':>8} {'seg mJ':>8} "
                  f"{'head mJ':>8} {'accuracy' if qm == 'accuracy' else 'agrees w/ final':>15}"
                  f"   (ms; mJ above idle{est_c})")
@@ -440,15 +198,8 @@ def format_profile(p: dict[str, Any]) -> str:
     lines.append(f"full model: {f['latency_ms']:.4f} ms mean{fe}")
     if pw.get("extrapolated_windows"):
         lines.append(f"warning: {pw['extrapolated_windows']} time windows were not covered by power samples")
-    c = p["chosen"]
-    if c:
-        ce = "" if c.get("energy_mj") is None else f", {c['energy_mj']:.4f} mJ above idle{est}"
-        q = c.get("accuracy") if c.get("accuracy") is not None else c.get("agreement", 0.0)
-        how = (f"{qm} drop <= {100 * p['target_drop']:.2g} pp at {100 * p['confidence']:.3g}% confidence"
-               if p.get("guarantee") else f"{qm} within {100 * p['target_drop']:.2g} pp of the final exit here")
-        lines.append(f"chosen ({how}): thresholds "
-                     f"{[round(t, 4) for t in c['thresholds']]} -> {qm} {100 * q:.2f}%, "
-                     f"{c['latency_ms']:.4f} ms{ce}, exits {[round(x, 3) for x in c['exit_fractions']]}")
+    if p["chosen"]:
+        lines.append(_chosen_line(p, qm, est))
     g = p.get("guarantee")
     if g:
         lines.append("guarantee: " + Guarantee.from_dict(g).describe())
@@ -457,6 +208,16 @@ def format_profile(p: dict[str, Any]) -> str:
                      "it can miss the target on new data)")
     lines.append(f"frontier: {len(p['frontier'])} operating points")
     return "\n".join(lines)
+
+
+def _chosen_line(p: dict[str, Any], qm: str, est: str) -> str:
+    c = p["chosen"]
+    ce = "" if c.get("energy_mj") is None else f", {c['energy_mj']:.4f} mJ above idle{est}"
+    q = c.get("accuracy") if c.get("accuracy") is not None else c.get("agreement", 0.0)
+    how = (f"{qm} drop <= {100 * p['target_drop']:.2g} pp at {100 * p['confidence']:.3g}% confidence"
+           if p.get("guarantee") else f"{qm} within {100 * p['target_drop']:.2g} pp of the final exit here")
+    return (f"chosen ({how}): thresholds {[round(t, 4) for t in c['thresholds']]} -> {qm} {100 * q:.2f}%, "
+            f"{c['latency_ms']:.4f} ms{ce}, exits {[round(x, 3) for x in c['exit_fractions']]}")
 
 
 def _f(v: float | None) -> str:
