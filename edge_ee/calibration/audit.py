@@ -488,6 +488,8 @@ class AuditHook(RunHook):
     as they are now; then the calibration core's label-free risk-controlled selection on them sets the
     thresholds (``recalibrating`` in telemetry meanwhile; each step logged)."""
 
+    phase = "measure"
+
     def __init__(self, settings: AuditSettings) -> None:
         self.settings = settings
         self.auditor = Auditor(settings)

@@ -159,7 +159,7 @@ def _run(settings: RunSettings, *, source: str, model: Path | None, session: Any
         echo = functools.partial(typer.echo, err=True)
         hooks, prof = make_run_hooks(bundle, engine, settings, echo=echo)
         if settings.audit is not None:
-            hooks.insert(0, _audit_hook(bundle, prof, settings))
+            hooks.append(_audit_hook(bundle, prof, settings))
         runner = Runner(engine, src, settings.run_config(status_interval_s=0.5 if sys.stderr.isatty() else 10.0),
                         telemetry=telemetry, hooks=hooks)
         runner.hooks.extend(stream_hooks(src, bundle.manifest, stream_opts))

@@ -83,6 +83,8 @@ def describe_power(info: dict[str, Any]) -> str:
 class EnergyHook(RunHook):
     """Adds energy fields to every telemetry record and energy figures to the summary."""
 
+    phase = "measure"
+
     DEFAULT_BASELINE_S = 1.0
 
     def __init__(self, prefer: str | None = None, baseline_s: float | None = 1.0,

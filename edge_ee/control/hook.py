@@ -77,6 +77,8 @@ def build_frontier(engine: Engine, profile: dict[str, Any] | None = None) -> Fro
 
 
 class ControllerHook(RunHook):
+    phase = "control"
+
     def __init__(self, budget: Budget, profile: dict[str, Any] | None = None, setpoint: float = 0.9,
                  target_miss: float = 0.005, fps: float | None = None, energy_hook: Any = None,
                  config: ControllerConfig | None = None,

@@ -117,6 +117,8 @@ def score_detections(detections: Sequence[dict[str, Any] | Detection], truth: Se
 class KwsHook(RunHook):
     """Smooth posteriors over the stream, emit detection events to telemetry, stdout and the summary."""
 
+    phase = "measure"
+
     def __init__(self, labels: Sequence[str], *, threshold: float = 0.7, average_s: float = 0.75,
                  suppress_s: float = 1.0, truth: list[dict[str, Any]] | None = None,
                  echo: Callable[[str], None] | None = None) -> None:

@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import Any, ClassVar, TextIO
 
 import numpy as np
 
@@ -55,10 +55,20 @@ class ExtraWork:
     macs: int
 
 
+PHASES = ("settings", "measure", "control", "report")
+
+
 class RunHook:
     """Override what you need. ``record`` may be extended in ``on_result`` before it is written.
+
+    ``phase`` places the hook in the run, whatever the order hooks were added in: ``settings`` (apply new run
+    settings before anything else sees the frame: the SIGHUP reload), ``measure`` (add what was measured on the
+    frame: energy, the audit, keyword detections, stream counters), ``control`` (act on the measurements: the
+    budget controller), ``report`` (read the finished record and summary: metrics, systemd, MQTT, the
+    comparison with the profile). Within a phase, hooks keep the order they were added in.
     ``handles_budget``: the budget kind (``latency``, ``energy``, ``power``) this hook controls, if any."""
 
+    phase: ClassVar[str] = "report"
     handles_budget: str | None = None
 
     def on_start(self, runner: Runner) -> None: ...
@@ -95,11 +105,16 @@ class Runner:
         self.preprocess = make_preprocessor(self.engine.manifest.input)
         m = self.engine.manifest
         self.stats = RunStats(num_exits=m.num_exits, full_macs=m.full_model_macs())
+        self.order_hooks()
         self.check_budget(self.config.budget)
         self.extra: list[ExtraWork] = []  # the current frame's extra work (hooks read it in on_result)
         self._workers: list[RunHook] | None = None  # hooks that override extra_work, found at the first frame
         self._warned_budget: str | None = None  # the latency budget already warned about as infeasible
         self._tty = hasattr(self.status_stream, "isatty") and self.status_stream.isatty()
+
+    def order_hooks(self) -> None:
+        """Sort the hooks by their declared phase (stable: within a phase, the order they were added in)."""
+        self.hooks.sort(key=lambda h: PHASES.index(h.phase))
 
     def budget_hook(self, kind: str) -> RunHook | None:
         """The hook that controls budgets of ``kind`` (``RunHook.handles_budget``), if any."""
@@ -125,6 +140,7 @@ class Runner:
     # ------------------------------------------------------------------ loop
     def run(self) -> dict[str, Any]:
         cfg = self.config
+        self.order_hooks()  # hooks may have been added since the runner was made
         for h in self.hooks:
             h.on_start(self)
         self._workers = None

@@ -14,6 +14,8 @@ from .runner import RunHook
 class LiveSourceHook(RunHook):
     """Adds the live source's counters to each record (cumulative) and to the summary."""
 
+    phase = "measure"
+
     def __init__(self, source: Source) -> None:
         self.source = source
 

@@ -56,7 +56,7 @@ def attach_service_hooks(runner: Runner, bundle: Bundle, config: Path | None = N
     notifier = Notifier(env.get("NOTIFY_SOCKET", ""))
     reload = ReloadHook(command, config, settings, cli_keys, notifier if notifier.enabled else None)
     svc = ServiceHooks(reload=reload, hooks=[reload])
-    runner.hooks.insert(0, reload)  # first, so other hooks see the reloaded settings
+    runner.hooks.append(reload)  # its phase (settings) runs it first
     if notifier.enabled:
         from .watchdog import SystemdHook
 

@@ -34,6 +34,8 @@ def _norm(v: Any) -> Any:
 
 
 class ReloadHook(RunHook):
+    phase = "settings"
+
     def __init__(self, command: Any, config_path: Path | None, settings: dict[str, Any], cli_keys: set[str],
                  notifier: Notifier | None = None) -> None:
         self.command = command

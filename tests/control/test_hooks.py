@@ -213,3 +213,23 @@ def test_idle_device_telemetry_has_no_negative_zero(bundle: Path, tmp_path: Path
     sampler.stop()
     text = log.read_text()
     assert '"stage_energy_mj":[0.0,' in text.replace(" ", "") and "-0.0" not in text
+
+
+def test_hooks_run_in_their_declared_phases(bundle: Path) -> None:
+    """settings -> measure -> control -> report, whatever order the hooks were added in (stable within a phase)."""
+    from edge_ee.pipeline.runner import RunHook
+
+    seen: list[str] = []
+
+    def hook(name: str, phase: str) -> RunHook:
+        cls = type(name, (RunHook,), {"phase": phase,
+                                      "before_infer": lambda self, runner, frame: seen.append(name)})
+        return cls()
+
+    b = load_bundle(bundle)
+    hooks = [hook("report1", "report"), hook("control", "control"), hook("measure", "measure"),
+             hook("report2", "report"), hook("settings", "settings")]
+    r = Runner(Engine(b), open_source("synthetic", b.manifest), RunConfig(max_frames=1, status=False), hooks=hooks)
+    r.hooks.append(hook("late_measure", "measure"))  # added after the runner was made
+    r.run()
+    assert seen == ["settings", "measure", "late_measure", "control", "report1", "report2"]
