@@ -148,39 +148,45 @@ class ControllerHook(RunHook):
             f.set_stage_costs(latency_ms=cum)
         kind = self.budget.kind
         if kind == "power":
-            if self.energy_hook is None or self.energy_hook.baseline_w is None:
-                log.warning("power budget without an idle baseline: treating idle power as 0 W")
-            elif self.budget.value <= self._idle_w():
-                self._warn_infeasible(f"the idle power alone is {self._idle_w():.3f} W")
-            if self.fps is None:
-                log.warning("power budget without --fps: the loop runs back to back, so average power is "
-                            "close to the power while inferring; pace the loop with --fps for a meaningful budget")
+            self._check_power()
         costs = self._costs()
         target = self._target()
-        start: float | None = None
-        if kind == "latency":
-            # answering at the first exit costs stage 0 (known even when the points' costs are not: a ladder)
-            first = (f.stage_latency_ms[0] * 1e-3 if f.stage_latency_ms
-                     else (costs[0] if costs is not None else None))
-            if first is not None and first > self.budget.value:
-                self._warn_infeasible(f"the first exit alone takes {1e3 * first:.3f} ms here")
-        if kind == "latency" and costs is not None:
-            idx, ok = f.choose("latency", target)
-            start = float(idx)
-        elif kind == "energy" and f.costs("energy") is not None:
-            idx, ok = f.choose("energy", target)
-            start = float(idx)
-            if not ok:
-                self._warn_infeasible(f"the first exit alone takes {f.points[0].energy_mj:.3f} mJ above idle here")
-        elif kind != "latency":
-            start = float(len(f) // 2)  # scale unknown until measured: start mid-way
-        self.ctrl = IndexController(len(f), target if math.isfinite(target) else 1.0, costs, start, self.cfg)
+        self.ctrl = IndexController(len(f), target if math.isfinite(target) else 1.0, costs,
+                                    self._start_index(f, costs, target), self.cfg)
         if kind == "latency":
             self.guard = RiskPricedGuard(engine.latency, self.target_miss)
             engine.use_guard(self.guard)
         if kind == "power" and not math.isfinite(target):
             self.ctrl.target = 1.0  # replaced as soon as the frame rate is measured
         self._apply(engine)
+
+    def _check_power(self) -> None:
+        """A power budget needs the idle power (it is inside the budget) and a paced loop to mean much."""
+        if self.energy_hook is None or self.energy_hook.baseline_w is None:
+            log.warning("power budget without an idle baseline: treating idle power as 0 W")
+        elif self.budget.value <= self._idle_w():
+            self._warn_infeasible(f"the idle power alone is {self._idle_w():.3f} W")
+        if self.fps is None:
+            log.warning("power budget without --fps: the loop runs back to back, so average power is "
+                        "close to the power while inferring; pace the loop with --fps for a meaningful budget")
+
+    def _start_index(self, f: Frontier, costs: list[float] | None, target: float) -> float | None:
+        """Where the controller starts on the frontier (warning once when even the first exit is over budget):
+        the point predicted to meet the target; mid-way when the scale is unknown until measured."""
+        kind = self.budget.kind
+        if kind == "latency":
+            # answering at the first exit costs stage 0 (known even when the points' costs are not: a ladder)
+            first = (f.stage_latency_ms[0] * 1e-3 if f.stage_latency_ms
+                     else (costs[0] if costs is not None else None))
+            if first is not None and first > self.budget.value:
+                self._warn_infeasible(f"the first exit alone takes {1e3 * first:.3f} ms here")
+            return float(f.choose("latency", target)[0]) if costs is not None else None
+        if kind == "energy" and f.costs("energy") is not None:
+            idx, ok = f.choose("energy", target)
+            if not ok:
+                self._warn_infeasible(f"the first exit alone takes {f.points[0].energy_mj:.3f} mJ above idle here")
+            return float(idx)
+        return float(len(f) // 2)  # scale unknown until measured: start mid-way
 
     def _apply(self, engine: Engine) -> None:
         assert self.ctrl is not None and self.frontier is not None

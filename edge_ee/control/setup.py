@@ -108,8 +108,15 @@ def format_extras(s: dict[str, Any]) -> str:
     """Summary lines for the power source, average power, energy per exit, latency and energy vs the full
     model (from the profile) and the controller. Every energy or power figure says "estimated" when
     it comes from the CPU-utilisation estimate."""
-    lines: list[str] = []
     est = " (estimated)" if s.get("energy_estimated") else ""
+    lines = _power_lines(s, est) + _energy_lines(s, est) + _vs_full_lines(s)
+    if s.get("controller"):
+        lines.append(_controller_line(s["controller"]))
+    return "\n".join(lines)
+
+
+def _power_lines(s: dict[str, Any], est: str) -> list[str]:
+    lines: list[str] = []
     pw = s.get("power")
     if pw:
         from .energy_hook import describe_power
@@ -121,6 +128,11 @@ def format_extras(s: dict[str, Any]) -> str:
         b = (s.get("controller") or {}).get("budget") or {}
         vs = f" (budget {b.get('text')})" if b.get("kind") == "power" else ""
         lines.append(f"average power{est}: {s['mean_power_w']:.3f} W over the run, idle included{vs}")
+    return lines
+
+
+def _energy_lines(s: dict[str, Any], est: str) -> list[str]:
+    lines: list[str] = []
     per_exit = s.get("exit_energy_mj")
     if per_exit and any(v is not None for v in per_exit):
         lines.append(f"energy per exit above idle{est}: " + "  ".join(
@@ -135,6 +147,11 @@ def format_extras(s: dict[str, Any]) -> str:
     if s.get("energy_extrapolated_inferences"):
         lines.append(f"energy of {s['energy_extrapolated_inferences']} inferences not covered by power samples "
                      "(the last reading was held)")
+    return lines
+
+
+def _vs_full_lines(s: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
     if s.get("latency_vs_full_model") is not None:
         lines.append(f"latency vs full model: inference mean {_f(s.get('infer_ms_mean'))} ms = "
                      f"{100 * s['latency_vs_full_model']:.1f}% of {s['full_model_latency_ms']:.3f} ms "
@@ -144,14 +161,15 @@ def format_extras(s: dict[str, Any]) -> str:
         lines.append(f"energy vs full model{est_full}: {_f(s.get('energy_mj_per_inference'))} mJ above idle = "
                      f"{100 * s['energy_vs_full_model']:.1f}% of {s['full_model_energy_mj']:.3f} mJ "
                      "(full model, measured by `edge-ee profile`)")
-    c = s.get("controller")
-    if c:
-        b = c["budget"]
-        lines.append(f"controller: budget {b['text']} ({b['kind']}), target {c['target']:.4g} {c['target_unit']}, "
-                     f"frontier from {c['frontier_source']} ({c['points']} points), final point {c['final_index']} "
-                     f"thresholds {[round(t, 4) for t in c['final_thresholds']]}, {c['moves']} moves, "
-                     f"slowdown x{c['slowdown']:.2f}"
-                     + (f", deadline misses {100 * c['miss_rate']:.2f}% (EWMA, target {100 * c['target_miss']:.1f}%),"
-                        f" guard's risk price {c['risk_price']:.3g}" if c.get("risk_price") is not None else "")
-                     + ("  [budget infeasible: see warning]" if c.get("infeasible_warning") else ""))
-    return "\n".join(lines)
+    return lines
+
+
+def _controller_line(c: dict[str, Any]) -> str:
+    b = c["budget"]
+    return (f"controller: budget {b['text']} ({b['kind']}), target {c['target']:.4g} {c['target_unit']}, "
+            f"frontier from {c['frontier_source']} ({c['points']} points), final point {c['final_index']} "
+            f"thresholds {[round(t, 4) for t in c['final_thresholds']]}, {c['moves']} moves, "
+            f"slowdown x{c['slowdown']:.2f}"
+            + (f", deadline misses {100 * c['miss_rate']:.2f}% (EWMA, target {100 * c['target_miss']:.1f}%),"
+               f" guard's risk price {c['risk_price']:.3g}" if c.get("risk_price") is not None else "")
+            + ("  [budget infeasible: see warning]" if c.get("infeasible_warning") else ""))
