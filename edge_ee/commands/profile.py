@@ -13,13 +13,15 @@ from ..calibration.select import parse_fraction
 from ..core.bundle import load_bundle
 from ..core.engine import Engine
 from ..errors import UsageError
+from ..power.discovery import PREFER_HELP
+from ..sources.registry import sources_help
 from .app import JsonOpt, ModelOpt, _session_config, handle_errors
 
 
 @handle_errors
 def profile(
-    source: Annotated[str, typer.Option("--source", "-s", help="Calibration data: sample, images:DIR, "
-                                        "synthetic, video:FILE ... (any run source).")] = "",
+    source: Annotated[str, typer.Option("--source", "-s", help="Calibration data (any run source): "
+                                        + sources_help())] = "",
     model: ModelOpt = None,
     labels: Annotated[str, typer.Option(help="auto: accuracy against the source's ground truth when every input "
                                              "has one, else agreement with the final exit; source: the source's "
@@ -38,9 +40,8 @@ def profile(
                                               "beside the profile, PROFILE.png, when matplotlib is installed).")
                     ] = None,
     no_plot: Annotated[bool, typer.Option("--no-plot", help="Do not save the PNG plot.")] = False,
-    power_source: Annotated[str, typer.Option("--power-source", help="auto (default: the first readable sensor, "
-                                              "else the CPU-utilisation estimate), jetson[:RAIL], tegrastats, "
-                                              "pi5, hwmon[:NAME], rapl, estimate[:PRESET] ...")] = "auto",
+    power_source: Annotated[str, typer.Option("--power-source", help=PREFER_HELP.replace(
+        "auto,", "auto (default: the first readable sensor, else the CPU-utilisation estimate),", 1))] = "auto",
     power_baseline: Annotated[float, typer.Option(min=0.0, help="Seconds of idle power measured first.")] = 1.0,
     providers: Annotated[str | None, typer.Option(help="onnxruntime providers, e.g. cpu or cuda,cpu.")] = None,
     threads: Annotated[int, typer.Option(min=1, help="intra-op threads per session.")] = 1,

@@ -18,7 +18,9 @@ from ..core.budget import parse_budget
 from ..core.bundle import load_bundle
 from ..core.engine import Engine
 from ..errors import EdgeEEError, UsageError
+from ..power.discovery import power_source_help
 from ..service.config import config_option_callback
+from ..sources.registry import sources_help
 from .app import ModelOpt, _check_finite, _nan_to_none, _session_config, handle_errors
 
 
@@ -40,9 +42,7 @@ def _parse_thresholds(text: str | None, n: int) -> list[float] | None:
 
 @handle_errors
 def run(
-    source: Annotated[str, typer.Option("--source", "-s", help="synthetic | images:DIR_OR_GLOB | video:FILE | sample | "
-                                        "camera[:N|:/dev/videoN] | csi[:N] | gst:PIPELINE | rtsp://URL | "
-                                        "mic[:DEVICE] | wav:FILE | - (raw PCM on stdin)")] = "",
+    source: Annotated[str, typer.Option("--source", "-s", help=sources_help())] = "",
     model: ModelOpt = None,
     budget: Annotated[str | None, typer.Option(
         help="Budget: latency per inference (20ms, 500us, 0.1s), energy above idle per inference (50mJ) or "
@@ -98,10 +98,9 @@ def run(
                                                   "alone with --no-controller).")] = True,
     power_source: Annotated[str, typer.Option(
         "--power-source", help="Energy per inference and per stage, power source and rail in every telemetry "
-                               "line: auto (default: the first readable sensor; without one, an ESTIMATE from "
-                               "CPU utilisation, labelled estimated wherever it shows), jetson[:RAIL], "
-                               "tegrastats, pi5, hwmon[:NAME], rapl, estimate[:PRESET|idle=W,core=W], or none "
-                               "(no energy measurement).")] = "auto",
+                               "line: " + power_source_help().replace("auto,", "auto (default: the first readable "
+                               "sensor; without one, an ESTIMATE from CPU utilisation, labelled estimated wherever "
+                               "it shows),", 1) + ".")] = "auto",
     power_baseline: Annotated[float | None, typer.Option(
         min=0.0, help="Seconds of idle power measured at start (subtracted: energy is reported above idle). "
                       "Default: the idle baseline of a matching device profile made with the same power source, "
