@@ -135,9 +135,7 @@ class Runner:
         if not self.stop_event.is_set():
             self.stop_reason = reason
         self.stop_event.set()
-        interrupt = getattr(self.source, "interrupt", None)  # live sources: end a blocking read() now
-        if callable(interrupt):
-            interrupt()
+        self.source.interrupt()  # live sources: end a blocking read() now (a no-op for the others)
 
     # ------------------------------------------------------------------ loop
     def run(self) -> dict[str, Any]:

@@ -20,8 +20,7 @@ class LiveSourceHook(RunHook):
         self.source = source
 
     def _stats(self) -> dict[str, Any]:
-        fn = getattr(self.source, "stream_stats", None)
-        return fn() if callable(fn) else {"dropped_frames": self.source.dropped}
+        return self.source.stream_stats()
 
     def on_result(self, runner: Any, frame: Any, result: Any, record: dict[str, Any]) -> None:
         record.update(self._stats())
@@ -41,7 +40,7 @@ def stream_hooks(source: Source, manifest: Manifest, options: dict[str, Any] | N
         hooks.append(KwsHook(manifest.labels, threshold=float(opts.get("kws_threshold", 0.7)),
                              average_s=float(opts.get("kws_average_s", 0.75)),
                              suppress_s=float(opts.get("kws_suppress_s", 1.0)),
-                             truth=getattr(source, "truth", None), echo=opts.get("echo")))
+                             truth=source.truth, echo=opts.get("echo")))
     return hooks
 
 

@@ -11,6 +11,8 @@ Typical use::
     sampler.stop()
 """
 
+from typing import TYPE_CHECKING, Any
+
 from .backends.estimate import PRESETS, DevicePowerModel, EstimatedSource, parse_power_model, preset_for_board
 from .base import Candidate, PowerSource, SensorInfo
 from .discovery import (
@@ -24,8 +26,19 @@ from .discovery import (
     power_source_help,
 )
 from .registry import Backend, all_backends, register_backend
-from .sampler import EnergyWindow, PowerSampler
 from .sysfs import ROOT_ENV, SensorError, SensorNotFound, SensorPermissionError, SensorReadError
+
+if TYPE_CHECKING:
+    from .sampler import EnergyWindow, PowerSampler
+
+
+def __getattr__(name: str) -> Any:
+    """The sampler (numpy) is imported on first use: the CLI imports this package for its help texts."""
+    if name in ("EnergyWindow", "PowerSampler"):
+        from . import sampler
+
+        return getattr(sampler, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "ORDER",

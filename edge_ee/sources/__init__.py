@@ -1,9 +1,7 @@
 """Input sources, opened from a ``--source`` spec string.
 
-Each source module registers its spec prefixes next to its class (:func:`register_source`); the
-accepted specs are listed by :func:`sources_help` (``synthetic``, ``images:DIR_OR_GLOB``, ``video:FILE``,
-``sample``, ``camera[:N|:/dev/videoN]``, ``csi[:N]``, ``gst:PIPELINE``, ``rtsp://URL``, ``mic[:DEVICE]``,
-``wav:FILE``, ``-`` for raw PCM on stdin).
+Each source module registers its spec prefixes next to its class (:func:`register_source`); the accepted
+specs are listed by :func:`sources_help` (the ``--source`` help of ``edge-ee run`` and ``profile``).
 """
 
 from __future__ import annotations

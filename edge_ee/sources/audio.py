@@ -17,15 +17,17 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..audio.pcm import ArecordReader, PcmReader, RawPcmReader, SoundDeviceReader, WavReader, has_sounddevice
 from ..audio.resample import StreamResampler
 from ..audio.ring import RingBuffer
-from ..core.manifest import Manifest
 from ..errors import DeviceNotFoundError, SourceError, UsageError
 from .base import Frame, Source
 from .registry import AUDIO_TASK, register_source
+
+if TYPE_CHECKING:
+    from ..core.manifest import Manifest
 
 log = logging.getLogger(__name__)
 DEFAULT_HOP_S = 0.25

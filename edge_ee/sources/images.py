@@ -8,13 +8,16 @@ import logging
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..core.manifest import Manifest
 from ..errors import SourceError, UsageError
 from ..pipeline.cv import require_cv2
 from .base import Frame, Source
 from .imagesize import MAX_IMAGE_PIXELS, image_size, limit_opencv
 from .registry import IMAGE_TASK, register_source
+
+if TYPE_CHECKING:
+    from ..core.manifest import Manifest
 
 log = logging.getLogger("edge_ee.sources")
 _WARN_FIRST = 5  # unreadable images named one by one; the rest only counted

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..core.manifest import Manifest
 from ..errors import UsageError
 from .base import Source
 from .registry import AUDIO_TASK, IMAGE_TASK, get, register_source
+
+if TYPE_CHECKING:
+    from ..core.manifest import Manifest
 
 SAMPLES_DIR = Path(__file__).resolve().parents[1] / "samples"
 SAMPLE_TASKS = {"kws": AUDIO_TASK, "keyword_spotting": AUDIO_TASK, "audio": AUDIO_TASK,

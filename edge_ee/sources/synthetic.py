@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from ..core.manifest import InputSpec, Manifest
 from ..errors import UsageError
 from .base import Frame, Source
 from .registry import register_source
+
+if TYPE_CHECKING:
+    from ..core.manifest import InputSpec, Manifest
 
 
 @register_source("synthetic", "random frames of the model's input size (synthetic or synthetic:SEED)", order=10)

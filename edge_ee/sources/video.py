@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..core.manifest import Manifest
 from ..errors import SourceError, UsageError
 from ..pipeline.cv import require_cv2
 from .base import Frame, Source
 from .registry import IMAGE_TASK, register_source
+
+if TYPE_CHECKING:
+    from ..core.manifest import Manifest
 
 log = logging.getLogger("edge_ee.sources")
 

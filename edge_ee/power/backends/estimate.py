@@ -18,8 +18,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import psutil
-
 from ..base import Candidate, PowerSource
 from ..board import board_model
 from ..registry import register_backend
@@ -94,8 +92,6 @@ def _process_times() -> tuple[float, float]:
     return time.process_time(), time.monotonic()
 
 
-
-
 def _busy_total(t: Any) -> tuple[float, float]:
     total = sum(t)
     idle = getattr(t, "idle", 0.0) + getattr(t, "iowait", 0.0)
@@ -126,7 +122,7 @@ class EstimatedSource(PowerSource):
         parse_power_model(detail)
 
     def __init__(self, model: DevicePowerModel | None = None,
-                 cpu_times: Callable[[], Any] = psutil.cpu_times, ncpu: int | None = None,
+                 cpu_times: Callable[[], Any] | None = None, ncpu: int | None = None,
                  process_times: Callable[[], tuple[float, float]] = _process_times) -> None:
         if model is None:
             model = preset_for_board(board_model())
@@ -135,12 +131,15 @@ class EstimatedSource(PowerSource):
         self.name = f"estimate from {whose} CPU utilisation (model {model.name})"
         self.rail = f"whole board (estimated, model {model.name})"
         self.path = None
+        import psutil  # here, not at import: the registry imports every back end to build help texts
+
         self._ncpu = ncpu or psutil.cpu_count() or os.cpu_count() or 1
+        read_cpu_times = cpu_times or psutil.cpu_times
         if model.scope == "process":
             self._times: Callable[[], tuple[float, float]] = process_times
         else:
             def system_times() -> tuple[float, float]:
-                busy, total = _busy_total(cpu_times())
+                busy, total = _busy_total(read_cpu_times())
                 return busy, total / self._ncpu  # /proc/stat's total counts every CPU's time
 
             self._times = system_times
