@@ -109,6 +109,11 @@ def _parser() -> argparse.ArgumentParser:
             s.add_argument("--std", default=None, help="per-channel std (default: measured; required with --weights)")
         else:
             s.add_argument("--words", default=None, help="comma-separated subset of keywords (quick runs)")
+            s.add_argument("--voices", default=None, help="comma-separated espeak-ng training voices "
+                           "(default: 6 English accents + de, fr, es, nl)")
+            s.add_argument("--noise", action="append", default=[], metavar="WAV",
+                           help="a background recording (16 kHz 16-bit WAV) mixed into training; repeatable")
+            s.add_argument("--no-babble", action="store_true", help="no background speech in training")
     from .byom import add_parsers
 
     add_parsers(sub, _fraction)
@@ -184,7 +189,9 @@ def run(a: argparse.Namespace, command: str) -> Path:
         from .data import kws
 
         words = a.words.split(",") if a.words else None
-        data = kws.load(cache / "kws", seed=a.seed, train_limit=a.train_limit, words=words, progress=progress)
+        voices = a.voices.split(",") if a.voices is not None else None
+        data = kws.load(cache / "kws", seed=a.seed, train_limit=a.train_limit, words=words, progress=progress,
+                        voices=voices, noise_files=a.noise, babble=not a.no_babble)
         if a.model:
             model = user_backbone(a, data.labels, data.train.x[:2])
         elif arch != "dscnn":
