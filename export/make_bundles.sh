@@ -26,7 +26,7 @@ fi
 PROGRESS=(); [ -t 2 ] || PROGRESS=(--no-progress)
 run() { "$PY" -m edge_ee_export.cli "$@" --cache "$CACHE" --threads "$THREADS" "${PROGRESS[@]}"; }
 FM=(fashion-mnist --arch resnet8 --method pteenet --epochs 24 --exit-epochs 8)
-KWS=(kws --arch dscnn --method pteenet --epochs 40 --exit-epochs 15)
+KWS=(kws --arch dscnn --method pteenet --epochs 24 --exit-epochs 10)
 if [ "${BUILD:-}" = bench ]; then
   run fashion-mnist --arch resnet8_wide --method pteenet --epochs 10 --exit-epochs 5 --seed 0 \
     --out benchmarks/bundles/fashion_mnist_wide

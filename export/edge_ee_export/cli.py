@@ -3,7 +3,7 @@
 Recipes (built-in models, see README in export/)::
 
     edge-ee-export fashion-mnist --arch resnet8 --method pteenet --epochs 24 --exit-epochs 8 --out DIR
-    edge-ee-export kws --arch dscnn --method pteenet --epochs 40 --exit-epochs 15 --out DIR
+    edge-ee-export kws --arch dscnn --method pteenet --epochs 24 --exit-epochs 10 --out DIR
     edge-ee-export image-folder --data DIR --arch mobilenet_v1 --size 96 96 --epochs 30 --out DIR
 
 Your own model (export/README.md, "Three ways in")::
@@ -39,8 +39,8 @@ from .errors import ExportError, UsageError
 log = logging.getLogger("edge_ee_export")
 
 DATASETS = ("fashion-mnist", "kws", "image-folder")
-DEFAULT_EPOCHS = {"fashion-mnist": 24, "kws": 40, "image-folder": 30}
-DEFAULT_EXIT_EPOCHS = {"fashion-mnist": 8, "kws": 15, "image-folder": 10}
+DEFAULT_EPOCHS = {"fashion-mnist": 24, "kws": 24, "image-folder": 30}
+DEFAULT_EXIT_EPOCHS = {"fashion-mnist": 8, "kws": 10, "image-folder": 10}
 DEFAULT_ARCH = {"fashion-mnist": "resnet8", "kws": "dscnn", "image-folder": "mobilenet_v1"}
 METHOD_HEAD = {"pteenet": "conv_conf", "eenet": "conv_conf", "sdn": "pool_linear", "trecx": "dws"}
 

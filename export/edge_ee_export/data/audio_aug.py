@@ -68,6 +68,7 @@ class BabblePool:
 
     def __post_init__(self) -> None:
         self.utterances = [u for u in self.utterances if u.size > 0]
+        self._unit = [u / (np.sqrt(np.mean(u.astype(np.float64) ** 2)) + 1e-12) for u in self.utterances]
 
     def __len__(self) -> int:
         return len(self.utterances)
@@ -80,13 +81,11 @@ class BabblePool:
         k = talkers if isinstance(talkers, int) else int(rng.integers(talkers[0], talkers[1] + 1))
         out = np.zeros(n, np.float64)
         for _ in range(k):
-            u = self.utterances[int(rng.integers(len(self.utterances)))]
-            u = u / (np.sqrt(np.mean(u.astype(np.float64) ** 2)) + 1e-12)
+            u = self._unit[int(rng.integers(len(self._unit)))]
             gap = np.zeros(int(rng.integers(SR // 20, SR // 4)))  # breath between sentences
             loop = np.concatenate([u, gap])
-            reps = n // loop.size + 2
             start = int(rng.integers(loop.size))
-            out += np.tile(loop, reps)[start: start + n] * 10 ** (rng.uniform(-6, 0) / 20)
+            out += loop[(start + np.arange(n)) % loop.size] * 10 ** (rng.uniform(-6, 0) / 20)
         return unit_rms(out)
 
 
