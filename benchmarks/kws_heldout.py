@@ -18,7 +18,7 @@ Clips (espeak-ng, lists from ``edge_ee_export.data.kws``; the same seed gives th
 * Per split and condition ``--per-class`` clips of each keyword, of unknown words, and of background only.
   Scoring merges ``silence`` and ``unknown`` into "no keyword" (the runtime never reports either).
 * Each clip: the utterance at a random place in 1 s, peak level 0.1-0.9, background at the SNR to the
-  utterance's RMS; features are the runtime's MFCC front end; the bundle runs in ``edge_ee.engine.Engine``
+  utterance's RMS; features are the runtime's MFCC front end; the bundle runs in ``edge_ee.core.engine.Engine``
   one clip at a time, ``--mode full`` beside the calibrated early exit (mean MACs as a share of the full model).
 * **streams**: a long stream of keywords and distractors by held-out speakers (``scripts/make_kws_sample.py``)
   with babble at 20 dB, with stationary noise at 10-25 dB, and reverberated; ``wav:`` source, 250 ms hop and
@@ -51,8 +51,8 @@ from docsection import write_section  # noqa: E402
 from edge_ee_export.data import audio_aug as aug  # noqa: E402
 from edge_ee_export.data import kws  # noqa: E402
 
-from edge_ee.engine import Engine  # noqa: E402
-from edge_ee.features import mfcc_features  # noqa: E402
+from edge_ee.core.engine import Engine  # noqa: E402
+from edge_ee.pipeline.features import mfcc_features  # noqa: E402
 
 DOC = ROOT / "docs" / "benchmarks.md"
 ABOUT = (
@@ -65,7 +65,7 @@ ABOUT = (
     "never contain a keyword (not the training babble's sentences or talkers); reverb = synthetic room impulse "
     "responses. SNR is to the utterance's RMS. Every row has the same number of clips of each keyword, of "
     "unknown words and of background only; `silence` and `unknown` count as one class, *no keyword* (the "
-    "runtime never reports either). The bundle runs in `edge_ee.engine.Engine` one clip at a time: *full model* "
+    "runtime never reports either). The bundle runs in `edge_ee.core.engine.Engine` one clip at a time: *full model* "
     "= `--mode full`, *early exit* = its calibrated thresholds, MACs as a share of the full model's. Streams: "
     "keywords and distractors by held-out speakers (`scripts/make_kws_sample.py`), `wav:` source, 250 ms hop, "
     "the runtime's detection defaults (750 ms average, threshold 0.7, 1 s suppression), run by "

@@ -13,9 +13,10 @@ if shutil.which("espeak-ng") is None:
     pytest.skip("espeak-ng is not installed (sudo apt-get install espeak-ng)", allow_module_level=True)
 
 from edge_ee_export.data import kws  # noqa: E402
+from edge_ee_export.errors import DatasetError, UsageError  # noqa: E402
 
-from edge_ee.bundle import load_bundle  # noqa: E402
-from edge_ee.features import mfcc_features  # noqa: E402
+from edge_ee.core.bundle import load_bundle  # noqa: E402
+from edge_ee.pipeline.features import mfcc_features  # noqa: E402
 
 
 def test_synthesis_gives_16k_speech() -> None:
@@ -101,6 +102,9 @@ def test_training_clips_carry_babble_and_reverb() -> None:
 
 
 # ---------------------------------------------------------------- bad input: clear errors, nothing written
+USAGE, DATASET = int(UsageError.exit_code), int(DatasetError.exit_code)
+
+
 def _export(tmp_path: Path, *extra: str) -> int:
     from edge_ee_export.cli import main
 
@@ -116,7 +120,7 @@ def _nothing_written(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("word", ["---", "yes!", "  "])
 def test_a_keyword_espeak_cannot_say(tmp_path: Path, capsys: pytest.CaptureFixture[str], word: str) -> None:
-    assert _export(tmp_path, "--words", f"yes,{word}") in (2, 3)
+    assert _export(tmp_path, "--words", f"yes,{word}") in (USAGE, DATASET)
     err = capsys.readouterr().err
     assert "Traceback" not in err and "hint:" in err
     assert "cannot say" in err or "--words is empty" in err or "is not one of" in err
@@ -124,7 +128,7 @@ def test_a_keyword_espeak_cannot_say(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 
 def test_a_word_outside_the_labels(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert _export(tmp_path, "--words", "yes,banana") == 2
+    assert _export(tmp_path, "--words", "yes,banana") == USAGE
     err = capsys.readouterr().err
     assert "'banana' is not one of the recipe's keywords" in err and "stop" in err
     _nothing_written(tmp_path)
@@ -139,21 +143,21 @@ def test_a_noise_file_at_the_wrong_rate(tmp_path: Path, capsys: pytest.CaptureFi
         w.setsampwidth(2)
         w.setframerate(44100)
         w.writeframes((np.random.default_rng(0).standard_normal(44100) * 3000).astype("<i2").tobytes())
-    assert _export(tmp_path, "--words", "yes,no", "--noise", str(p)) == 3
+    assert _export(tmp_path, "--words", "yes,no", "--noise", str(p)) == DATASET
     err = capsys.readouterr().err
     assert "fan.wav is sampled at 44100 Hz" in err and "16000" in err and "hint: resample it" in err
     _nothing_written(tmp_path)
-    assert _export(tmp_path, "--words", "yes,no", "--noise", str(tmp_path / "none.wav")) == 3
+    assert _export(tmp_path, "--words", "yes,no", "--noise", str(tmp_path / "none.wav")) == DATASET
     assert "does not exist" in capsys.readouterr().err
 
 
 def test_an_empty_or_unknown_voice_list(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert _export(tmp_path, "--words", "yes,no", "--voices", " , ") == 2
+    assert _export(tmp_path, "--words", "yes,no", "--voices", " , ") == USAGE
     err = capsys.readouterr().err
     assert "the voice list is empty" in err and "espeak-ng --voices" in err
-    assert _export(tmp_path, "--words", "yes,no", "--voices", "en-us,xx-nowhere") == 3
+    assert _export(tmp_path, "--words", "yes,no", "--voices", "en-us,xx-nowhere") == DATASET
     assert "espeak-ng has no voice 'xx-nowhere'" in capsys.readouterr().err
-    assert _export(tmp_path, "--words", "yes,no", "--voices", "en-us,en-029") == 2
+    assert _export(tmp_path, "--words", "yes,no", "--voices", "en-us,en-029") == USAGE
     assert "held out for the test" in capsys.readouterr().err
     _nothing_written(tmp_path)
 

@@ -8,7 +8,7 @@ room impulse response) and mixed with a background at 0-20 dB SNR: babble (3-7 t
 saying sentences that never contain a keyword), stationary noise (white/pink/brown/hum) or the
 user's noise recordings (``--noise``); ``silence`` clips are background only. Every epoch draws a
 fresh mix (:mod:`.audio_aug`). Features are the MLPerf Tiny MFCCs from
-:func:`edge_ee.features.mfcc_features` (the runtime's own front end).
+:func:`edge_ee.pipeline.features.mfcc_features` (the runtime's own front end).
 
 Speakers never used in training make the honest test: ``test_heldout_voices`` is held out on all
 three axes at once (a held-out accent, a held-out variant, and a speed and pitch beyond the training
@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from edge_ee.features import DEFAULT_SPEC, feature_shape, mfcc_features
+from edge_ee.pipeline.features import DEFAULT_SPEC, feature_shape, mfcc_features
 
 from ..errors import DatasetError, UsageError
 from . import Dataset, TensorSplit
