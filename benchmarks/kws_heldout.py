@@ -300,13 +300,13 @@ def targets(res: dict[str, Any]) -> list[str]:
         [f"| {t} | {v} | {'yes' if ok else '**no**'} |" for t, ok, v in rows] + [""]
 
 
-def render(res: dict[str, Any], before: dict[str, Any] | None, command: str) -> str:
+def render(res: dict[str, Any], before: dict[str, Any] | None, command: str, before_label: str = "Before") -> str:
     out = ["## Keyword spotting on held-out speakers, in background speech and reverberation", "",
            f"`{command}` on {res['machine']} ({res['seconds']:.0f} s). {ABOUT}", ""]
     out += table(res, "Now")
     out += targets(res)
     if before is not None:
-        out += table(before, "Before (the bundle shipped before issue 15's retraining)")
+        out += table(before, before_label)
         out += targets(before)
     return "\n".join(out)
 
@@ -323,17 +323,18 @@ def main() -> int:
     ap.add_argument("--cache", type=Path, default=ROOT / ".cache" / "edge_ee_export" / "kws")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--before", type=Path, default=None, help="a previous --json result shown as 'before'")
+    ap.add_argument("--before-label", default="Before", help="title of the --before tables")
     ap.add_argument("--from-json", type=Path, default=None, help="re-render a previous --json result, no runs")
     ap.add_argument("--no-doc", action="store_true")
     a = ap.parse_args()
     a.bundle = [Path(b).resolve() for b in (a.bundle or [ROOT / "edge_ee" / "bundles" / "kws"])]
     res = json.loads(a.from_json.read_text()) if a.from_json else run(a)
-    if a.json:
-        a.json.write_text(json.dumps(res, indent=1))
     command = res.get("command") or "python " + " ".join(["benchmarks/kws_heldout.py", *sys.argv[1:]])
     res["command"] = command
+    if a.json:
+        a.json.write_text(json.dumps(res, indent=1))
     before = json.loads(a.before.read_text()) if a.before else None
-    text = render(res, before, command)
+    text = render(res, before, command, a.before_label)
     print(text)
     if not a.no_doc:
         write_section(DOC, "kws-heldout", text)
