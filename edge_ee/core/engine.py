@@ -200,6 +200,8 @@ class Engine:
         self._with_head = [[g] if g is not None else [self._segs[k]] + ([self._heads[k]] if self._heads[k] else [])
                            for k, g in enumerate(self._merged)]
         self._seg_only = [[g] for g in self._segs]
+        # 1-D views of the logits buffers: the exit rule and the answer step read them without a reshape per call
+        self._flat: list[np.ndarray] = [lg.reshape(-1) for lg in self._logits]  # type: ignore[union-attr]
         self.graph_set = GraphSet(self._segs, self._heads, self._merged, self._full, self._with_head)
         macs = self._full_macs
         fh = self.heads[-1]
@@ -451,7 +453,7 @@ class Engine:
             raise
         except Exception as e:
             raise InferenceError(f"inference failed in stage {len(seg_ms)}: {str(e).splitlines()[0][:300]}") from e
-        return self._result(k, self._logits[k], score, seg_ms, head_ms,  # type: ignore[arg-type]
+        return self._result(k, self._flat[k], score, seg_ms, head_ms,
                             self._macs_spent(k, adaptive, head_ms), t0, deadline_stop, False)
 
     def _run_stages(self, t0: float, stop_at: int, adaptive: bool, deadline_s: float | None, seg_ms: list[float],
@@ -489,7 +491,7 @@ class Engine:
                 return k, math.nan, False
             if run_head:
                 c = self._conf[k]
-                score, fire = self._decide(k, self._logits[k], None if c is None else float(c[0, 0]))  # type: ignore[arg-type]
+                score, fire = self._decide(k, self._flat[k], None if c is None else float(c[0, 0]))
                 best = k
                 if fire or k == stop_at:
                     return k, score, False
@@ -538,7 +540,7 @@ class Engine:
     def answer(self, k: int) -> Result:
         """The answer step alone: a Result from exit k's logits buffer as the last bound run left it (no model
         run, zero times; for measuring the engine's own per-answer cost)."""
-        return self._result(k, self._logits[k], math.nan, [0.0], [0.0], 0, _now(), False, False)  # type: ignore[arg-type]
+        return self._result(k, self._flat[k], math.nan, [0.0], [0.0], 0, _now(), False, False)
 
     def _infer_one_graph(self, t0: float) -> Result:
         """``mode="full"`` through the one-graph full model: one call; its time is apportioned to the stages
@@ -551,13 +553,13 @@ class Engine:
         except Exception as e:
             raise InferenceError(f"inference failed in the one-graph full model: {str(e).splitlines()[0][:300]}") from e
         seg_f, head_f = self._full_split
-        return self._result(last, self._logits[last], math.nan, [f * t_ms for f in seg_f],  # type: ignore[arg-type]
+        return self._result(last, self._flat[last], math.nan, [f * t_ms for f in seg_f],  # type: ignore[arg-type]
                             [None if f is None else f * t_ms for f in head_f], self._full_macs, t0, False, True)
 
     def _wrong_prob(self, k: int) -> float:
         """1 - top softmax probability of exit k's answer (the deadline guard's risk weight)."""
         head = self.heads[k]
-        idx, terms, total = softmax_terms(self._logits[k], head.temperature if head else 1.0)  # type: ignore[arg-type]
+        idx, terms, total = softmax_terms(self._flat[k], head.temperature if head else 1.0)
         return 1.0 - float(terms[idx] / total)
 
     def infer_all_exits(self, x: np.ndarray) -> AllExits:

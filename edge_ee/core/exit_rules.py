@@ -49,7 +49,7 @@ def softmax_terms(logits: np.ndarray, temperature: float = 1.0) -> tuple[int, li
     ``1 / sum``. Plain Python up to ``_SMALL`` classes: right after a model run the CPU caches hold the model,
     not the interpreter, and numpy's ufunc machinery then costs several times a short Python loop
     (``benchmarks/engine_overhead.py`` reports the answer step right after a run and repeated at once)."""
-    flat = logits.reshape(-1)
+    flat = logits if logits.ndim == 1 else logits.reshape(-1)
     if flat.size > _SMALL:
         z = np.asarray(flat, np.float64)
         if temperature != 1.0:
@@ -155,7 +155,7 @@ class MaxSoftmax(ExitRule):
     never = 1.01  # max softmax is <= 1 (and can round to exactly 1.0)
 
     def score(self, logits: np.ndarray, temperature: float = 1.0, confidence: float | None = None) -> float:
-        flat = logits.reshape(-1)
+        flat = logits if logits.ndim == 1 else logits.reshape(-1)
         if flat.size > _SMALL:
             return float(softmax(flat, temperature).max())
         z = flat.tolist()
@@ -176,7 +176,7 @@ class Entropy(ExitRule):
     never = -0.01
 
     def score(self, logits: np.ndarray, temperature: float = 1.0, confidence: float | None = None) -> float:
-        flat = logits.reshape(-1)
+        flat = logits if logits.ndim == 1 else logits.reshape(-1)
         if flat.size > _SMALL:
             return normalized_entropy(softmax(flat, temperature))
         z = flat.tolist()
