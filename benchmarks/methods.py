@@ -73,9 +73,9 @@ class Budget:
 QUICK = Budget(seeds=[0], backbone_epochs={"fm": 3, "kws": 12}, exit_epochs={"fm": 2, "kws": 5},
                train_limit={"fm": 12000, "kws": None}, test_limit=None, latency_n=200, latency_blocks=5,
                engine_limit=2000, footprint_runs=3)
-# sized for ~1 h on 2 shared cores: 20k of the 54k training images, short one-cycle schedules
-FULL = Budget(seeds=[0, 1, 2], backbone_epochs={"fm": 6, "kws": 30}, exit_epochs={"fm": 2, "kws": 10},
-              train_limit={"fm": 20000, "kws": None}, test_limit=None, latency_n=500, latency_blocks=7,
+# sized for ~1 h on 2 cores shared with other jobs: 12k of the 54k training images, short one-cycle schedules
+FULL = Budget(seeds=[0, 1, 2], backbone_epochs={"fm": 5, "kws": 24}, exit_epochs={"fm": 2, "kws": 8},
+              train_limit={"fm": 12000, "kws": None}, test_limit=None, latency_n=500, latency_blocks=7,
               engine_limit=None)
 
 
