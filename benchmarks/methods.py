@@ -600,9 +600,14 @@ def winner_lines(res: dict[str, Any]) -> list[str]:
            f"**{VARIANTS[w].title}** needs the fewest MACs, {100 * rows[w][0.01]['macs']:.1f}% of the backbone at "
            f"{100 * rows[w][0.01]['acc']:.2f}% accuracy (its full model {100 * rows[w]['full']:.2f}%)")
     if ru:
+        # paired by seed (same backbone, same splits): is the margin larger than the seed-to-seed spread?
+        diff = [100 * (per[ru]["tests"][s["split"]]["drops"]["0.01"]["macs_ratio"]
+                       - per[w]["tests"][s["split"]]["drops"]["0.01"]["macs_ratio"]) for per in res["seeds"].values()]
+        ahead = sum(x > 0 for x in diff)
         txt += (f"; runner-up {VARIANTS[ru].title} {100 * rows[ru][0.01]['macs']:.1f}% at "
                 f"{100 * rows[ru][0.01]['acc']:.2f}% (full {100 * rows[ru]['full']:.2f}%): "
-                f"{100 * (rows[ru][0.01]['macs'] - rows[w][0.01]['macs']):.1f} points of MACs fewer")
+                f"{100 * (rows[ru][0.01]['macs'] - rows[w][0.01]['macs']):.1f} points of MACs fewer (paired by seed: "
+                + ", ".join(f"{x:+.1f}" for x in diff) + f"; ahead on {ahead} of {len(diff)} seeds)")
     if d and w != "default":
         txt += (f"; the current default {100 * d['macs']:.1f}% at {100 * d['acc']:.2f}% (full "
                 f"{100 * rows['default']['full']:.2f}%)")
