@@ -40,15 +40,15 @@ sys.path.insert(0, str(ROOT))
 
 from docsection import write_section  # noqa: E402
 
-from edge_ee.budget import parse_budget  # noqa: E402
-from edge_ee.bundle import load_bundle  # noqa: E402
 from edge_ee.control.hook import ControllerHook  # noqa: E402
 from edge_ee.control.operating_points import from_profile  # noqa: E402
-from edge_ee.datasets import FASHION_MNIST_DIR, FASHION_MNIST_LABELS, load_fashion_mnist  # noqa: E402
-from edge_ee.engine import Engine  # noqa: E402
-from edge_ee.profile import run_profile  # noqa: E402
-from edge_ee.runner import RunConfig, RunHook, Runner  # noqa: E402
-from edge_ee.sessions import SessionConfig  # noqa: E402
+from edge_ee.core.budget import parse_budget  # noqa: E402
+from edge_ee.core.bundle import load_bundle  # noqa: E402
+from edge_ee.core.engine import Engine  # noqa: E402
+from edge_ee.core.sessions import SessionConfig  # noqa: E402
+from edge_ee.pipeline.datasets import FASHION_MNIST_DIR, FASHION_MNIST_LABELS, load_fashion_mnist  # noqa: E402
+from edge_ee.pipeline.runner import RunConfig, RunHook, Runner  # noqa: E402
+from edge_ee.profiling.measure import run_profile  # noqa: E402
 from edge_ee.sources.base import Frame, Source  # noqa: E402
 
 DATA = FASHION_MNIST_DIR
@@ -200,7 +200,7 @@ def within_after_step(tr: Trace, t_step: float, budget_ms: float, seconds: float
 
 def load_step_size(engine: Engine, x: np.ndarray, seconds: float, hog_core: int | None) -> tuple[float, float]:
     """Median full-model latency (ms, mode full: every segment and the final head) without and with the hog."""
-    from edge_ee.preprocess import make_preprocessor
+    from edge_ee.pipeline.preprocess import make_preprocessor
 
     prep = make_preprocessor(engine.manifest.input)
     inputs = [prep(img) for img in x[:200]]

@@ -34,7 +34,7 @@ MEAN, STD = 0.286, 0.353  # Fashion-MNIST pixel statistics on the [0, 1] scale
 def make_folder(out: Path, per_class: int) -> Path:
     import cv2
 
-    from edge_ee.datasets import load_fashion_mnist
+    from edge_ee.pipeline.datasets import load_fashion_mnist
 
     done = out / ".complete"
     if done.exists() and done.read_text() == str(per_class):
@@ -68,8 +68,8 @@ def main() -> int:
     from edge_ee_export.train import evaluate, train_backbone
     from export_torchvision import LocalResNet
 
-    from edge_ee.bundle import load_bundle
-    from edge_ee.engine import Engine
+    from edge_ee.core.bundle import load_bundle
+    from edge_ee.core.engine import Engine
 
     torch.set_num_threads(a.threads)
     work = Path(a.work)

@@ -49,11 +49,11 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from docsection import write_section  # noqa: E402
 
-from edge_ee.bundle import load_bundle  # noqa: E402
 from edge_ee.calibration import ExitTable, select_point_estimate, select_risk_controlled  # noqa: E402
 from edge_ee.calibration.audit import Auditor, AuditSettings, default_target  # noqa: E402
-from edge_ee.datasets import load_fashion_mnist  # noqa: E402
-from edge_ee.engine import Engine  # noqa: E402
+from edge_ee.core.bundle import load_bundle  # noqa: E402
+from edge_ee.core.engine import Engine  # noqa: E402
+from edge_ee.pipeline.datasets import load_fashion_mnist  # noqa: E402
 
 DOC = ROOT / "docs/benchmarks.md"
 PLOT = ROOT / "docs/img/calibration.png"

@@ -42,10 +42,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from interleave import ROOT, interleaved, one_graph_session, upgraded_copy  # noqa: E402
 
-from edge_ee.bundle import load_bundle  # noqa: E402
-from edge_ee.engine import Engine  # noqa: E402
-from edge_ee.exit_rules import get_rule  # noqa: E402
-from edge_ee.sessions import SessionConfig  # noqa: E402
+from edge_ee.core.bundle import load_bundle  # noqa: E402
+from edge_ee.core.engine import Engine  # noqa: E402
+from edge_ee.core.exit_rules import get_rule  # noqa: E402
+from edge_ee.core.sessions import SessionConfig  # noqa: E402
 
 DEFAULT_MODELS = [ROOT / "edge_ee/bundles/fashion_mnist", ROOT / "benchmarks/bundles/fashion_mnist_wide"]
 
@@ -63,7 +63,7 @@ def measure(bundle_dir: Path, blocks: int, opt_levels: bool, block_s: float) -> 
     def raw_one() -> None:
         one.run([one_out], {one_in: x})
 
-    def chain_full(segs=v1._segs, head=v1._heads[-1]) -> None:
+    def chain_full(segs=v1.graph_set.segments, head=v1.graph_set.heads[-1]) -> None:
         cur = x
         for g in segs:
             cur = g.sess.run(g.outputs, {g.input: cur})[0]
@@ -72,19 +72,19 @@ def measure(bundle_dir: Path, blocks: int, opt_levels: bool, block_s: float) -> 
 
     def raw_stages_v1() -> None:
         cur = x
-        for g, h in zip(v1._segs, v1._heads):
+        for g, h in zip(v1.graph_set.segments, v1.graph_set.heads):
             cur = g.sess.run(g.outputs, {g.input: cur})[0]
             if h is not None:
                 h.sess.run(h.outputs, {h.input: cur})
 
     def raw_stages_v2() -> None:
         cur = x
-        for calls in v2._with_head:
+        for calls in v2.graph_set.stage_calls:
             for g in calls:
                 cur = g.sess.run(g.outputs, {g.input: cur})[0]
 
     def bound_v2() -> None:
-        for calls in v2._with_head:
+        for calls in v2.graph_set.stage_calls:
             for g in calls:
                 g.bound()
 
@@ -104,7 +104,7 @@ def measure(bundle_dir: Path, blocks: int, opt_levels: bool, block_s: float) -> 
         one_x, ox_in, ox_out = one_graph_session(b, ext)
         e_x = Engine(b, session=ext, merged=False, warmup=0)
         variants["one graph, EXTENDED (session.run)"] = lambda: one_x.run([ox_out], {ox_in: x})
-        variants["chain, EXTENDED (session.run)"] = lambda: chain_full(e_x._segs, e_x._heads[-1])
+        variants["chain, EXTENDED (session.run)"] = lambda: chain_full(e_x.graph_set.segments, e_x.graph_set.heads[-1])
     t0 = time.perf_counter()
     for _ in range(20):
         raw_one()
@@ -120,16 +120,17 @@ def cold_vs_warm(e: Engine, calls: int) -> tuple[float, float]:
     """Median time (us) of the engine's answer step (softmax over the answering logits, the Result) right after
     the one-graph full model ran, and the same step repeated at once: a large model's run evicts the
     interpreter's working set from the CPU caches, so the same Python work costs more after it."""
-    if e._full is None:
+    full = e.graph_set.full
+    if full is None:
         return math.nan, math.nan
     last = e.num_stages - 1
     cold, warm = [], []
     for _ in range(calls):
-        e._full.bound()
+        full.bound()
         t0 = time.perf_counter()
-        e._result(last, e._logits[last], math.nan, [0.0], [0.0], 0, 0.0, False, True)  # type: ignore[arg-type]
+        e.answer(last)
         t1 = time.perf_counter()
-        e._result(last, e._logits[last], math.nan, [0.0], [0.0], 0, 0.0, False, True)  # type: ignore[arg-type]
+        e.answer(last)
         t2 = time.perf_counter()
         cold.append((t1 - t0) * 1e6)
         warm.append((t2 - t1) * 1e6)

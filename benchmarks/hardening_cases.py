@@ -102,7 +102,7 @@ def main() -> int:
     e = fresh(tmp, "ext")
     m = onnx.load(str(e / "segment1.onnx"))
     onnx.save(m, str(e / "segment1.onnx"), save_as_external_data=True, location="weights.bin", size_threshold=0)
-    from edge_ee.manifest import read_manifest, write_manifest
+    from edge_ee.core.manifest import read_manifest, write_manifest
 
     man = read_manifest(e)
     man.external_data = [{"file": "weights.bin", "sha256": ""}]

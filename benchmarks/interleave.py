@@ -24,8 +24,8 @@ import onnx  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 from edge_ee_export.merge import merge_full  # noqa: E402
 
-from edge_ee.bundle import Bundle  # noqa: E402
-from edge_ee.sessions import SessionConfig, make_session  # noqa: E402
+from edge_ee.core.bundle import Bundle  # noqa: E402
+from edge_ee.core.sessions import SessionConfig, make_session  # noqa: E402
 
 
 @dataclass
@@ -99,7 +99,7 @@ def upgraded_copy(bundle_dir: Path, into: Path) -> Path:
 
     from edge_ee_export.merge import add_merged_graphs
 
-    from edge_ee.manifest import read_manifest
+    from edge_ee.core.manifest import read_manifest
 
     m = read_manifest(bundle_dir)
     if m.full is not None and all(s.merged is not None for s in m.stages if s.head is not None):

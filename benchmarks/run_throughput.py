@@ -29,13 +29,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from interleave import ROOT, one_graph_session  # noqa: E402
 
-from edge_ee.bundle import load_bundle  # noqa: E402
+from edge_ee.control.settings import RunSettings  # noqa: E402
 from edge_ee.control.setup import make_run_hooks  # noqa: E402
-from edge_ee.engine import Engine  # noqa: E402
-from edge_ee.preprocess import make_preprocessor  # noqa: E402
-from edge_ee.runner import RunConfig, Runner  # noqa: E402
+from edge_ee.core.bundle import load_bundle  # noqa: E402
+from edge_ee.core.engine import Engine  # noqa: E402
+from edge_ee.pipeline.preprocess import make_preprocessor  # noqa: E402
+from edge_ee.pipeline.runner import RunConfig, Runner  # noqa: E402
+from edge_ee.pipeline.streams import stream_hooks  # noqa: E402
 from edge_ee.sources import open_source  # noqa: E402
-from edge_ee.streams import stream_hooks  # noqa: E402
 
 DEFAULT_MODELS = [ROOT / "edge_ee/bundles/fashion_mnist", ROOT / "benchmarks/bundles/fashion_mnist_wide"]
 
@@ -56,7 +57,8 @@ def variants(bundle_dir: Path) -> dict[str, Callable[[int], None]]:
     def edge_ee(power_source: str) -> Callable[[int], None]:
         def run(n: int) -> None:
             src = open_source("synthetic", m)
-            hooks, _ = make_run_hooks(b, engine, None, mode="full", power_source=power_source, echo=lambda s: None)
+            hooks, _ = make_run_hooks(b, engine, RunSettings(mode="full", power_source=power_source),
+                                      echo=lambda s: None)
             r = Runner(engine, src, RunConfig(mode="full", max_frames=n, status=False), hooks=hooks)
             r.hooks.extend(stream_hooks(src, m, {}))
             r.run()

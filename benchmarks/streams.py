@@ -38,12 +38,12 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 import onnxruntime  # noqa: E402
 
-from edge_ee.bundle import BUNDLES_DIR, load_bundle  # noqa: E402
-from edge_ee.engine import Engine  # noqa: E402
-from edge_ee.runner import RunConfig, Runner  # noqa: E402
+from edge_ee.core.bundle import BUNDLES_DIR, load_bundle  # noqa: E402
+from edge_ee.core.engine import Engine  # noqa: E402
+from edge_ee.pipeline.runner import RunConfig, Runner  # noqa: E402
+from edge_ee.pipeline.streams import stream_hooks  # noqa: E402
+from edge_ee.pipeline.telemetry import TelemetryWriter  # noqa: E402
 from edge_ee.sources import open_source  # noqa: E402
-from edge_ee.streams import stream_hooks  # noqa: E402
-from edge_ee.telemetry import TelemetryWriter  # noqa: E402
 
 START, END = "<!-- streams:start -->", "<!-- streams:end -->"
 DOC = ROOT / "docs" / "benchmarks.md"

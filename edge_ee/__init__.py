@@ -8,7 +8,7 @@ __version__ = "0.1.0"
 
 # Imported on first use, so ``edge-ee`` can install its SIGTERM handler (edge_ee.entry) before
 # onnxruntime and numpy load.
-_LAZY = {"Bundle": "bundle", "load_bundle": "bundle", "Engine": "engine", "Result": "engine",
+_LAZY = {"Bundle": "core.bundle", "load_bundle": "core.bundle", "Engine": "core.engine", "Result": "core.engine",
          "EdgeEEError": "errors", "ExitCode": "errors"}
 
 

@@ -29,7 +29,11 @@ def main() -> None:
     except ValueError:  # not the main thread (embedded use): leave signals alone
         pass
     try:
-        from .cli import main as cli_main
+        # numpy before the command line (which imports onnxruntime): a SIGTERM that lands inside
+        # onnxruntime's own import of numpy comes out as ImportError("import numpy failed"), not as StoppedEarly
+        import numpy  # noqa: F401
+
+        from .commands import main as cli_main
 
         cli_main()
     except StoppedEarly as e:

@@ -22,6 +22,9 @@ class ExitCode(IntEnum):
     OUTPUT = 6  # telemetry/profile/log cannot be written (permission, full disk)
     DEVICE = 7  # a capture device (camera, microphone) does not exist / never came up
     CONFIG = 8  # configuration or profile file invalid
+    DATASET = 9  # edge-ee-export: training/calibration data missing or not fitting the model, espeak-ng missing
+    VERIFICATION = 10  # edge-ee-export: the exported ONNX does not reproduce the PyTorch (or original ONNX) model
+    MODEL = 11  # edge-ee-export: the given model cannot be used (inputs, operators, weights, outputs)
 
 
 class EdgeEEError(Exception):

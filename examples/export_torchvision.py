@@ -4,13 +4,14 @@
         --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225 --splits layer1,layer2 --final-split layer4 --out my_bundle
 
 ``--data`` is an image folder with one sub-folder per class, read and preprocessed exactly as the runtime does
-(``edge_ee.preprocess``: centre crop, resize). Without ``--weights`` the model is trained briefly first (demo only;
-mean/std are then measured on the images); with them, ``--mean/--std`` are the normalisation it was trained with.
-``--color gray`` builds a 1-channel model for grayscale data. The split points are module paths of the model
-(``edge-ee-export inspect --model examples/export_torchvision.py:inspect_model --input 3,96,96`` lists them); the
-cut after each must be clean (e.g. a whole ``layerN``, not a conv inside a residual block). ``--calib`` frames are
-held out for calibration: the thresholds carry a guarantee (accuracy drop <= ``--target-drop`` with probability
-``--confidence``) only with enough of them; the run says how many would be needed when it cannot certify one.
+(``edge_ee.pipeline.preprocess``: centre crop, resize). Without ``--weights`` the model is trained briefly first
+(demo only; mean/std are then measured on the images); with them, ``--mean/--std`` are the normalisation it was
+trained with. ``--color gray`` builds a 1-channel model for grayscale data. The split points are module paths of
+the model (``edge-ee-export inspect --model examples/export_torchvision.py:inspect_model --input 3,96,96`` lists
+them); the cut after each must be clean (e.g. a whole ``layerN``, not a conv inside a residual block). ``--calib``
+frames are held out for calibration: the thresholds carry a guarantee (accuracy drop <= ``--target-drop`` with
+probability ``--confidence``) only with enough of them; the run says how many would be needed when it cannot
+certify one.
 Without torchvision (or with one that does not load beside this torch), the run says so and a locally defined model
 with the same module paths (conv1/bn1/relu/maxpool/layer1..layer4/avgpool/fc) stands in.
 """

@@ -14,8 +14,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_ee.datasets import FASHION_MNIST_DIR, load_fashion_mnist
-from edge_ee.datasets import FASHION_MNIST_LABELS as LABELS
+from edge_ee.pipeline.datasets import FASHION_MNIST_DIR, load_fashion_mnist
+from edge_ee.pipeline.datasets import FASHION_MNIST_LABELS as LABELS
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from edge_ee.manifest import FileRef, Head, InputSpec, Manifest, Stage, write_manifest
+from edge_ee.core.manifest import FileRef, Head, InputSpec, Manifest, Stage, write_manifest
 
 OPSET = 17
 

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_ee.bundle import load_bundle
 from edge_ee.calibration.audit import (
     AuditHook,
     Auditor,
@@ -27,10 +26,11 @@ from edge_ee.calibration.audit import (
     select_from_audits,
     wilson,
 )
-from edge_ee.engine import Engine
+from edge_ee.core.bundle import load_bundle
+from edge_ee.core.engine import Engine
+from edge_ee.core.exit_rules import get_rule
 from edge_ee.errors import ExitCode, UsageError
-from edge_ee.exit_rules import get_rule
-from edge_ee.runner import RunConfig, RunHook, Runner
+from edge_ee.pipeline.runner import RunConfig, RunHook, Runner
 from edge_ee.sources import open_source
 
 CLI = [sys.executable, "-m", "edge_ee"]

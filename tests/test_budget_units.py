@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from edge_ee.budget import parse_budget
+from edge_ee.core.budget import parse_budget
 from edge_ee.errors import ExitCode, UsageError
 
 

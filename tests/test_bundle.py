@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from factory import build_bundle, edit_manifest
 
-from edge_ee.bundle import load_bundle
-from edge_ee.engine import Engine
+from edge_ee.core.bundle import load_bundle
+from edge_ee.core.engine import Engine
+from edge_ee.core.manifest import parse_manifest, read_manifest
 from edge_ee.errors import BundleError, ExitCode
-from edge_ee.manifest import parse_manifest, read_manifest
 
 
 def test_roundtrip(bundle: Path) -> None:

@@ -190,7 +190,7 @@ def test_import_without_torch(tmp_path: Path) -> None:
         "        if name.split('.')[0] in ('torch', 'edge_ee_export'):\n"
         "            raise ImportError('blocked ' + name)\n"
         "sys.meta_path.insert(0, Block())\n"
-        "import edge_ee, edge_ee.cli, edge_ee.runner, edge_ee.sources, edge_ee.preprocess\n"
+        "import edge_ee, edge_ee.commands, edge_ee.pipeline.runner, edge_ee.sources, edge_ee.pipeline.preprocess\n"
         "import numpy as np\n"
         "e = edge_ee.Engine()\n"
         "r = e.infer(np.zeros(e.input_shape, np.float32))\n"

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_ee.datasets import FASHION_MNIST_DIR, DatasetError, load_fashion_mnist, read_idx
 from edge_ee.errors import ExitCode
+from edge_ee.pipeline.datasets import FASHION_MNIST_DIR, DatasetError, load_fashion_mnist, read_idx
 
 
 def _idx(arr: np.ndarray) -> bytes:

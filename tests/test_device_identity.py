@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from edge_ee import device
-from edge_ee.engine import Engine
+from edge_ee.core.engine import Engine
+from edge_ee.core.sessions import SessionConfig
+from edge_ee.device import facts
 from edge_ee.power import sysfs
-from edge_ee.sessions import SessionConfig
 
 
 @pytest.fixture
@@ -36,7 +37,7 @@ def test_explicit_providers_and_threads(empty_root: Path) -> None:
 
 
 def test_profile_keys_differ_by_providers_in_use(empty_root: Path) -> None:
-    from edge_ee import profile
+    from edge_ee.profiling import profile
 
     cpu = device.device_identity(providers=["CPUExecutionProvider"], threads=1)
     cuda = device.device_identity(providers=["CUDAExecutionProvider", "CPUExecutionProvider"], threads=1)
@@ -49,7 +50,7 @@ def test_engine_session_facts(bundle: Path) -> None:
 
 
 def test_doctor_names_an_unknown_cpu(empty_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(device.platform, "processor", lambda: "")
+    monkeypatch.setattr(facts.platform, "processor", lambda: "")
     assert device.cpu_model() is None
     r = device.doctor_report()
     text = device.format_doctor(r)
@@ -60,8 +61,8 @@ def test_doctor_names_an_unknown_cpu(empty_root: Path, monkeypatch: pytest.Monke
 
 def test_profile_keyed_on_the_engines_threads(bundle: Path, empty_root: Path) -> None:
     """A profile measured with 2 intra-op threads does not match a run with 1 (latencies differ)."""
-    from edge_ee import profile
-    from edge_ee.bundle import load_bundle
+    from edge_ee.core.bundle import load_bundle
+    from edge_ee.profiling import profile
 
     two = Engine(bundle, session=SessionConfig(intra_op_threads=2), warmup=0)
     one = Engine(bundle, session=SessionConfig(intra_op_threads=1), warmup=0)

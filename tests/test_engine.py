@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from factory import build_bundle
 
-from edge_ee.deadline import LatencyModel, LatencyStat
-from edge_ee.engine import Engine
+from edge_ee.core.deadline import LatencyModel, LatencyStat, StrictGuard
+from edge_ee.core.engine import Engine
+from edge_ee.core.exit_rules import get_rule, normalized_entropy, softmax
 from edge_ee.errors import InferenceError, UsageError
-from edge_ee.exit_rules import get_rule, normalized_entropy, softmax
 
 
 def _x(e: Engine, seed: int = 0) -> np.ndarray:
@@ -147,9 +147,10 @@ def test_latency_model_prediction() -> None:
         s.update(v)
     assert s.predict() == pytest.approx(2.0, abs=0.05)
     m = LatencyModel(2)
-    assert m.fits(1, 0.0, 1.0)  # no data yet: optimistic
+    g = StrictGuard(m)
+    assert g.fits(1, 0.0, 1.0)  # no data yet: optimistic
     m.segments[1].update(0.5)
-    assert not m.fits(1, 0.6, 1.0)
+    assert not g.fits(1, 0.6, 1.0)
 
 
 def test_prediction_is_a_calibrated_high_quantile_on_heavy_tails() -> None:
@@ -227,24 +228,26 @@ def test_guard_probes_a_stage_it_kept_skipping() -> None:
     that measurement; a probe that lands on a slow run only means another ``probe_after`` skips."""
     m = LatencyModel(2, probe_after=50)
     m.seed([[1e-3] * 20, [4e-3] * 20], [[0.0] * 20, [0.0] * 20])
+    g = StrictGuard(m)
     for _ in range(20):
         m.update_segment(1, 6e-3)  # stage 1 slow ...
     for _ in range(100):
         m.update_segment(0, 1.5e-3)  # ... then stage 0 too: predicted stage 1 ~ 6 ms x 1.5
     deadline, elapsed = 8e-3, 1.5e-3
     assert elapsed + m.predict_stage(1) > deadline
-    answers = [m.fits(1, elapsed, deadline) for _ in range(120)]
+    answers = [g.fits(1, elapsed, deadline) for _ in range(120)]
     assert answers[:49] == [False] * 49 and answers[49] and m.probes == 1
     m.update_segment(1, 20e-3)  # the probe hit a preempted run: skipped again ...
-    assert not any(m.fits(1, elapsed, deadline) for _ in range(49))
-    assert m.fits(1, elapsed, deadline) and m.probes == 2  # ... until the next probe
+    assert not any(g.fits(1, elapsed, deadline) for _ in range(49))
+    assert g.fits(1, elapsed, deadline) and m.probes == 2  # ... until the next probe
     m.update_segment(1, 5e-3)  # what stage 1 costs now
     assert m.predict_stage(1) == pytest.approx(5e-3, rel=0.01)
-    assert m.fits(1, elapsed, deadline)
+    assert g.fits(1, elapsed, deadline)
 
 
 def test_margin_scales_with_the_deadline() -> None:
     m = LatencyModel(2)
     m.seed([[1e-5] * 5, [50e-6] * 5], [[0.0] * 5, [0.0] * 5])
-    assert m.fits(1, 20e-6, 100e-6)  # a 100 us budget is not eaten by a fixed millisecond margin
-    assert not m.fits(1, 60e-6, 100e-6)
+    g = StrictGuard(m)
+    assert g.fits(1, 20e-6, 100e-6)  # a 100 us budget is not eaten by a fixed millisecond margin
+    assert not g.fits(1, 60e-6, 100e-6)

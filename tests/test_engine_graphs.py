@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from factory import build_bundle, edit_manifest
 
-from edge_ee.bundle import load_bundle
-from edge_ee.engine import Engine
+from edge_ee.core.bundle import load_bundle
+from edge_ee.core.engine import Engine
+from edge_ee.core.sessions import SessionConfig, make_session
 from edge_ee.errors import BundleError, ExitCode, InferenceError
-from edge_ee.sessions import SessionConfig, make_session
 
 merge = pytest.importorskip("edge_ee_export.merge")  # torch-free part of the exporter (needs onnx)
 
@@ -139,7 +139,7 @@ def test_missing_or_wrong_merged_file_is_refused(merged_bundle: Path, tmp_path: 
     (merged_bundle / "full.onnx").unlink()
     with pytest.raises(BundleError, match="full.onnx named in the manifest is missing"):
         load_bundle(merged_bundle)
-    from edge_ee.manifest import sha256_file
+    from edge_ee.core.manifest import sha256_file
 
     # a merged graph replaced by one with other outputs, or other weights (checksums updated by hand)
     third = tmp_path / "third"

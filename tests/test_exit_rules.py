@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_ee.exit_rules import RULES, get_rule
+from edge_ee.core.exit_rules import RULES, get_rule
 
 
 @pytest.mark.parametrize("name", ["max_softmax", "entropy", "confidence"])

@@ -25,13 +25,14 @@ from factory import build_bundle  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from edge_ee.budget import parse_budget  # noqa: E402
-from edge_ee.bundle import load_bundle  # noqa: E402
+from edge_ee.commands import run_command  # noqa: E402
+from edge_ee.core.budget import parse_budget  # noqa: E402
+from edge_ee.core.bundle import load_bundle  # noqa: E402
+from edge_ee.core.manifest import parse_manifest  # noqa: E402
+from edge_ee.core.onnx_scan import scan_model  # noqa: E402
 from edge_ee.errors import EdgeEEError, ExitCode  # noqa: E402
-from edge_ee.manifest import parse_manifest  # noqa: E402
-from edge_ee.onnx_scan import scan_model  # noqa: E402
-from edge_ee.preprocess import make_preprocessor  # noqa: E402
-from edge_ee.service.config import parse_toml, run_command, validate  # noqa: E402
+from edge_ee.pipeline.preprocess import make_preprocessor  # noqa: E402
+from edge_ee.service.config import parse_toml, validate  # noqa: E402
 from edge_ee.sources import open_source, split_spec  # noqa: E402
 from edge_ee.sources.synthetic import SyntheticSource  # noqa: E402
 
@@ -236,9 +237,9 @@ def test_fuzz_budget(text: str) -> None:
 @given(text=st.text(alphabet="0123456789.,-+eEnaifINF x", max_size=30), n=st.integers(1, 4))
 @examples("thresholds")
 def test_fuzz_thresholds(text: str, n: int) -> None:
-    from edge_ee.cli import _parse_thresholds
+    from edge_ee.control.settings import parse_thresholds
 
-    out = _only_edge_errors(_parse_thresholds, text, n)
+    out = _only_edge_errors(parse_thresholds, text, n)
     if isinstance(out, list):
         assert len(out) == n
 
@@ -274,7 +275,7 @@ def test_fuzz_source_specs(fuzz_bundle: Path, spec: str) -> None:
 def test_fuzz_runs_keep_telemetry_whole(fuzz_bundle: Path, tmp_path_factory: Any, data: Any) -> None:
     from typer.testing import CliRunner
 
-    from edge_ee.cli import app
+    from edge_ee.commands import app
 
     d = tmp_path_factory.mktemp("run", numbered=True)
     log = d / "t.jsonl"
@@ -296,7 +297,7 @@ def test_fuzz_runs_keep_telemetry_whole(fuzz_bundle: Path, tmp_path_factory: Any
         args += ["--config", str(cfg)]
     r = CliRunner().invoke(app, args, catch_exceptions=True)
     code = r.exit_code
-    if isinstance(r.exception, EdgeEEError):  # raised while parsing options: edge_ee.cli.main prints it
+    if isinstance(r.exception, EdgeEEError):  # raised while parsing options: edge_ee.commands.main prints it
         code = int(r.exception.exit_code)
     else:
         assert r.exception is None or isinstance(r.exception, SystemExit), repr(r.exception)

@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 from factory import build_bundle, edit_manifest, png_header
 
-from edge_ee.bundle import load_bundle
+from edge_ee.core.bundle import load_bundle
+from edge_ee.core.manifest import MAX_MANIFEST_BYTES, MAX_STAGES, read_manifest, write_manifest
+from edge_ee.core.onnx_scan import scan_model
 from edge_ee.errors import BundleError, ConfigError, ExitCode, OutputError
-from edge_ee.manifest import MAX_MANIFEST_BYTES, MAX_STAGES, read_manifest, write_manifest
-from edge_ee.onnx_scan import scan_model
+from edge_ee.pipeline.telemetry import TelemetryWriter
 from edge_ee.service.config import MAX_CONFIG_BYTES, parse_toml
-from edge_ee.telemetry import TelemetryWriter
 
 CLI = [sys.executable, "-m", "edge_ee"]
 REPO = Path(__file__).resolve().parents[1]

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_ee.deadline import LatencyModel
-from edge_ee.engine import Engine
+from edge_ee.core.deadline import LatencyModel, RiskPricedGuard, StrictGuard
+from edge_ee.core.engine import Engine
 
 
 def _model(stage1: list[float], head1: float = 0.0) -> LatencyModel:
@@ -23,6 +23,12 @@ def _run(m: LatencyModel, k: int, seconds: float, head: float = 0.0) -> None:
     """What the engine records for one run of stage k: its segment, then its head."""
     m.update_segment(k, seconds)
     m.update_head(k, head)
+
+
+def _risk(m: LatencyModel, **kw: float) -> RiskPricedGuard:
+    """A risk-priced guard over ``m``, with whole runs kept (as ``Engine.use_guard`` switches them on)."""
+    m.whole_runs = True
+    return RiskPricedGuard(m, **kw)  # type: ignore[arg-type]
 
 
 def _restart(m: LatencyModel, k: int) -> None:
@@ -50,40 +56,39 @@ def test_a_short_history_does_not_freeze_a_stage() -> None:
     (every input would then skip the stage and it would never be measured again); a stage whose
     typical run does not fit is skipped without weighing, however short its history."""
     m = _model([1e-3] * 20)
-    m.enable_risk(price=10.0)
+    g = _risk(m, price=10.0)
     _restart(m, 1)
     for x in (1e-3, 1e-3, 3e-3):  # the probe and two more runs, one of them preempted
         _run(m, 1, x)
     deadline = (2e-3 + m.margin_s) / (1 - m.margin_frac)  # 2 ms left
     assert m.miss_prob(1, 2e-3) == pytest.approx(1 / m.min_evidence)
-    assert m.fits(1, 0.0, deadline, lambda: 0.5) and not m.fits(1, 0.0, deadline, lambda: 0.2)
+    assert g.fits(1, 0.0, deadline, lambda: 0.5) and not g.fits(1, 0.0, deadline, lambda: 0.2)
     slow = _model([1e-3] * 20)
-    slow.enable_risk(price=slow.min_price)
+    sg = _risk(slow, price=RiskPricedGuard.min_price)
     _restart(slow, 1)
     _run(slow, 1, 5e-3)  # the probe: the stage now takes 5 ms
-    assert slow.miss_prob(1, 2e-3) < slow.max_risk  # a short history looks harmless ...
-    assert not slow.fits(1, 0.0, deadline, lambda: 0.9)  # ... but its typical run does not fit
-    assert not slow._weighed
+    assert slow.miss_prob(1, 2e-3) < sg.max_risk  # a short history looks harmless ...
+    assert not sg.fits(1, 0.0, deadline, lambda: 0.9)  # ... but its typical run does not fit
+    assert not sg.weighed
 
 
 def test_risk_is_taken_by_unconfident_inputs_only() -> None:
     m = _model([1e-3] * 90 + [3e-3] * 10)
     elapsed = 0.0
     deadline = (2e-3 + m.margin_s) / (1 - m.margin_frac)  # 2 ms left after the margin
-    assert not m.fits(1, elapsed, deadline)  # strict: the p95 (3 ms) does not fit
-    m.enable_risk(target_miss=0.005, price=2.0)  # p = 0.1: worth it when P(wrong) >= 0.2
-    assert m.fits(1, elapsed, deadline, lambda: 0.5)
-    assert not m.fits(1, elapsed, deadline, lambda: 0.1)
-    assert not m.fits(1, elapsed, deadline)  # no confidence to weigh: no risk
+    assert not StrictGuard(m).fits(1, elapsed, deadline)  # strict: the p95 (3 ms) does not fit
+    g = _risk(m, target_miss=0.005, price=2.0)  # p = 0.1: worth it when P(wrong) >= 0.2
+    assert g.fits(1, elapsed, deadline, lambda: 0.5)
+    assert not g.fits(1, elapsed, deadline, lambda: 0.1)
+    assert not g.fits(1, elapsed, deadline)  # no confidence to weigh: no risk
 
     def never() -> float:
         raise AssertionError("the answer's confidence is only needed when the stage may miss")
 
-    assert m.fits(1, elapsed, 1.0, never)  # certain to fit
-    m.risk_price = m.min_price
-    assert not m.fits(1, elapsed, 0.9e-3, lambda: 0.9)  # more likely to miss than not: never
-    m.disable_risk()
-    assert not m.fits(1, elapsed, deadline, lambda: 0.9)
+    assert g.fits(1, elapsed, 1.0, never)  # certain to fit
+    g.price = g.min_price
+    assert not g.fits(1, elapsed, 0.9e-3, lambda: 0.9)  # more likely to miss than not: never
+    assert not StrictGuard(m).fits(1, elapsed, deadline, lambda: 0.9)
 
 
 def test_price_settles_where_the_miss_rate_meets_its_target_and_follows_the_load() -> None:
@@ -93,19 +98,19 @@ def test_price_settles_where_the_miss_rate_meets_its_target_and_follows_the_load
     runs, the miss probability drops to 0 and every input that asks for the stage gets it."""
     rng = np.random.default_rng(0)
     m = _model([1e-3] * 20)
-    m.enable_risk(target_miss=0.005, price=10.0)
+    guard = _risk(m, target_miss=0.005, price=10.0)
     deadline = 3e-3
     went, missed, wrongs = [], [], []
     for t in range(60000):
         loaded = t < 40000
         w = float(rng.uniform(0.0, 0.9))
-        go = m.fits(1, 0.0, deadline, lambda w=w: w)
+        go = guard.fits(1, 0.0, deadline, lambda w=w: w)
         miss = False
         if go:
             x = 5e-3 if loaded and rng.random() < 0.05 else 1e-3
             _run(m, 1, x)
             miss = x > deadline
-        m.observe(not miss)
+        guard.observe(not miss)
         went.append(go)
         missed.append(miss)
         wrongs.append(w)
@@ -115,7 +120,7 @@ def test_price_settles_where_the_miss_rate_meets_its_target_and_follows_the_load
     assert 0.03 < g[steady].mean() < 0.3
     assert w_[steady][g[steady]].mean() > w_[steady][~g[steady]].mean() + 0.3  # the unconfident ones went
     assert g[50000:].mean() > 0.99 and not ms[40000:].any()  # load gone: every input runs the stage
-    assert m.min_price <= m.risk_price <= m.max_price
+    assert guard.min_price <= guard.price <= guard.max_price
 
 
 def test_price_holds_while_no_risk_is_weighed() -> None:
@@ -123,23 +128,23 @@ def test_price_holds_while_no_risk_is_weighed() -> None:
     otherwise a long calm spell would leave it at its floor and the next load step would start with a
     burst of misses."""
     m = _model([1e-3] * 90 + [3e-3] * 10)
-    m.enable_risk(price=5.0)
+    g = _risk(m, price=5.0)
     for _ in range(5000):
-        assert m.fits(1, 0.0, 10e-3, lambda: 0.5)  # certain to fit
-        m.observe(True)
-    assert m.risk_price == 5.0
+        assert g.fits(1, 0.0, 10e-3, lambda: 0.5)  # certain to fit
+        g.observe(True)
+    assert g.price == 5.0
     deadline = (2e-3 + m.margin_s) / (1 - m.margin_frac)  # p = 0.1: a risk is weighed, and it pays
     for _ in range(100):
-        m.fits(1, 0.0, deadline, lambda: 0.5)
-        m.observe(True)
-    assert m.risk_price < 5.0
+        g.fits(1, 0.0, deadline, lambda: 0.5)
+        g.observe(True)
+    assert g.price < 5.0
 
 
 def test_whole_runs_are_kept_in_risk_mode_only() -> None:
     m = _model([1e-3] * 20)
     _run(m, 1, 9e-3)  # strict mode: the guard does not use whole runs
     assert max(m.stages[1].ordered) == pytest.approx(1e-3)
-    m.enable_risk()
+    _risk(m)
     _run(m, 1, 9e-3, head=1e-3)
     assert max(m.stages[1].ordered) == pytest.approx(10e-3)
 
@@ -148,37 +153,37 @@ def test_only_frames_that_weighed_a_risk_move_the_price() -> None:
     """A miss no decision could have avoided (stage 0 alone overran, nothing was weighed) leaves the
     price alone; misses of frames that took or declined a risk drive it up to its cap."""
     m = _model([1e-3] * 90 + [3e-3] * 10)
-    m.enable_risk(price=5.0)
+    g = _risk(m, price=5.0)
     for _ in range(100):
-        m.observe(False)
-    assert m.risk_price == 5.0
+        g.observe(False)
+    assert g.price == 5.0
     deadline = (2e-3 + m.margin_s) / (1 - m.margin_frac)
     for _ in range(200):  # ~80 misses take the price from 5 to its cap
-        m.fits(1, 0.0, deadline, lambda: 0.5)
-        m.observe(False)
-    assert m.risk_price == m.max_price
-    assert not m.fits(1, 0.0, deadline, lambda: 0.9)  # at the cap: p = 0.1 is never worth it
+        g.fits(1, 0.0, deadline, lambda: 0.5)
+        g.observe(False)
+    assert g.price == g.max_price
+    assert not g.fits(1, 0.0, deadline, lambda: 0.9)  # at the cap: p = 0.1 is never worth it
 
 
 def test_engine_weighs_the_answer_so_far(bundle: Path) -> None:
     e = Engine(str(bundle))
     e.set_thresholds([math.inf, math.inf])  # no exit fires: only the guard stops early
     x = np.random.default_rng(0).random(e.input_shape, dtype=np.float32)
-    lat = e.latency
+    g = RiskPricedGuard(e.latency, price=RiskPricedGuard.min_price)
     seen: list[float] = []
-    orig = lat.fits
+    orig = g.fits
 
     def spy(k, elapsed, deadline, wrong=None):  # type: ignore[no-untyped-def]
         if wrong is not None:
             seen.append(wrong())
         return orig(k, elapsed, deadline, wrong)
 
-    lat.fits = spy  # type: ignore[method-assign]
-    lat.enable_risk(price=lat.min_price)
+    g.fits = spy  # type: ignore[method-assign]
+    e.use_guard(g)
     r = e.infer(x, deadline_s=10.0)
     assert r.exit_index == 2 and seen and all(0.0 <= v < 1.0 for v in seen)
     # every recent run of stage 1 was slower than the time left: skipped whatever the price
-    lat.stages[1].seed([5.0] * 20)
-    lat.segments[1].seed([5.0] * 20)
+    e.latency.stages[1].seed([5.0] * 20)
+    e.latency.segments[1].seed([5.0] * 20)
     r = e.infer(x, deadline_s=1.0)
     assert r.exit_index == 0 and r.deadline_stop

@@ -7,13 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_ee.budget import parse_budget
-from edge_ee.bundle import load_bundle
+from edge_ee.core.budget import parse_budget
+from edge_ee.core.bundle import load_bundle
 from edge_ee.errors import SourceError, UsageError
-from edge_ee.preprocess import make_preprocessor
+from edge_ee.pipeline.preprocess import make_preprocessor
+from edge_ee.pipeline.stats import LatencyHistogram
+from edge_ee.pipeline.telemetry import TelemetryWriter, encode
 from edge_ee.sources import open_source
-from edge_ee.stats import LatencyHistogram
-from edge_ee.telemetry import TelemetryWriter, encode
 
 
 def test_budget_parsing() -> None:

@@ -58,10 +58,10 @@ from typing import Any
 
 import numpy as np
 
-from ..engine import Result
+from ..core.engine import Result
+from ..core.exit_rules import get_rule
 from ..errors import UsageError
-from ..exit_rules import get_rule
-from ..runner import ExtraWork, RunHook, Runner
+from ..pipeline.runner import ExtraWork, RunHook, Runner
 from ..sources.base import Frame
 from .risk import binom_cdf
 from .select import MIN_FRAMES, select_risk_controlled
@@ -487,6 +487,8 @@ class AuditHook(RunHook):
     audited with the boosted probability until ``recal_samples`` are collected, a uniform sample of the frames
     as they are now; then the calibration core's label-free risk-controlled selection on them sets the
     thresholds (``recalibrating`` in telemetry meanwhile; each step logged)."""
+
+    phase = "measure"
 
     def __init__(self, settings: AuditSettings) -> None:
         self.settings = settings

@@ -1,10 +1,10 @@
 """Cached exit outputs -> exits taken for a threshold vector -> operating points -> Pareto frontier.
 
 An :class:`ExitTable` holds, for N calibration inputs, every early exit's *firing key* (the rule's score mapped so
-that larger means "exit sooner", see :mod:`edge_ee.exit_rules`), every exit's predicted class, the labels when there
-are any, and the adaptive cost of answering at each exit. Everything after that is numpy on the cache: the profile
-(`edge-ee profile`, on the device) and the exporter (``edge_ee_export.calibrate``, on the workstation) both build one
-and call the same frontier and selection code.
+that larger means "exit sooner", see :mod:`edge_ee.core.exit_rules`), every exit's predicted class, the labels
+when there are any, and the adaptive cost of answering at each exit. Everything after that is numpy on the cache:
+the profile (`edge-ee profile`, on the device) and the exporter (``edge_ee_export.calibrate``, on the workstation)
+both build one and call the same frontier and selection code.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ..exit_rules import DEFAULT_RULE, get_rule
+from ..core.exit_rules import DEFAULT_RULE, get_rule
 from .points import OperatingPoint, pareto
 
 

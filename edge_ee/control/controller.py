@@ -33,7 +33,6 @@ class ControllerConfig:
     alpha: float = 0.15  # EWMA weight of a new measurement
     kp: float = 0.5  # index units per unit normalised error (scaled by frontier length without costs)
     ki: float = 0.02  # index units per frame per unit normalised error (x frontier length)
-    slowdown_alpha: float = 0.1
     min_slowdown: float = 0.05
     max_slowdown: float = 50.0
 

@@ -15,7 +15,7 @@ it under a ``_total`` name. Per frame, with the inference window ``[t_start, t_s
 * ``stage_energy_mj``: energy above idle per stage run; stage k's window is its segment + head time,
   and the engine's own work between stages is counted in the last stage run, so the stages add up to
   ``energy_mj``;
-* ``audit_energy_mj`` (any :class:`~edge_ee.runner.ExtraWork` by name): a hook's work on the frame after
+* ``audit_energy_mj`` (any :class:`~edge_ee.pipeline.runner.ExtraWork` by name): a hook's work on the frame after
   the answer (the audit's full-model run) extends the window; its energy is its own piece (from the engine's
   answer to the end of that work) and counts in ``energy_mj``, ``energy_total_mj`` and the summary (so
   ``stage_energy_mj`` then adds up to less);
@@ -49,10 +49,10 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from ..engine import Result
+from ..core.engine import Result
+from ..pipeline.runner import RunHook, Runner
 from ..power import EnergyWindow, PowerSampler, PowerSource, discover
 from ..power.sampler import WindowIntegrator, clamp_above_idle, round_mj
-from ..runner import RunHook, Runner
 from ..sources.base import Frame
 
 log = logging.getLogger("edge_ee.control")
@@ -82,6 +82,8 @@ def describe_power(info: dict[str, Any]) -> str:
 
 class EnergyHook(RunHook):
     """Adds energy fields to every telemetry record and energy figures to the summary."""
+
+    phase = "measure"
 
     DEFAULT_BASELINE_S = 1.0
 
@@ -243,7 +245,7 @@ class EnergyHook(RunHook):
 def profile_baseline(profile_power: dict[str, Any] | None, info: dict[str, Any]) -> float | None:
     """The idle baseline [W] a device profile measured, when it used the same power source as this run
     (kind, name, rail and, for the estimate, its model); else None. The profile itself only applies
-    to this device, software stack and bundle (:func:`edge_ee.profile.find_profile`)."""
+    to this device, software stack and bundle (:func:`edge_ee.profiling.profile.find_profile`)."""
     if not profile_power:
         return None
     base = profile_power.get("baseline_w")

@@ -2,7 +2,7 @@
 
 * latency budget (``20ms``): the controller tracks a mean latency of ``setpoint x budget``
   (default 0.9) with the thresholds, and switches the engine's deadline guard to risk-priced
-  decisions (``edge_ee.deadline``): before each stage the guard weighs the stage's miss probability
+  decisions (``edge_ee.core.deadline``): before each stage the guard weighs the stage's miss probability
   against the chance that the answer so far is wrong, at a price this hook adapts after every frame
   so that the deadline-miss rate meets ``target_miss`` (default 0.5%). Misses the guard cannot
   predict per input (a stage preempted by another process) are random; the price decides how many,
@@ -38,10 +38,11 @@ from typing import Any
 
 import numpy as np
 
-from ..budget import Budget, parse_budget
-from ..engine import Engine, Result
+from ..core.budget import Budget, parse_budget
+from ..core.deadline import RiskPricedGuard, StrictGuard
+from ..core.engine import Engine, Result
 from ..errors import UsageError
-from ..runner import RunHook, Runner
+from ..pipeline.runner import RunHook, Runner
 from ..sources.base import Frame
 from .controller import ControllerConfig, IndexController
 from .operating_points import Frontier, from_manifest, from_profile, ladder
@@ -76,6 +77,8 @@ def build_frontier(engine: Engine, profile: dict[str, Any] | None = None) -> Fro
 
 
 class ControllerHook(RunHook):
+    phase = "control"
+
     def __init__(self, budget: Budget, profile: dict[str, Any] | None = None, setpoint: float = 0.9,
                  target_miss: float = 0.005, fps: float | None = None, energy_hook: Any = None,
                  config: ControllerConfig | None = None,
@@ -92,6 +95,7 @@ class ControllerHook(RunHook):
         self.frontier = frontier
         self._stage_latency_s = stage_latency_s
         self.ctrl: IndexController | None = None
+        self.guard: RiskPricedGuard | None = None  # handed to the engine for a latency budget
         self._in_force = -1
         self._warned_infeasible = False
         self._warned_missing = False
@@ -144,38 +148,45 @@ class ControllerHook(RunHook):
             f.set_stage_costs(latency_ms=cum)
         kind = self.budget.kind
         if kind == "power":
-            if self.energy_hook is None or self.energy_hook.baseline_w is None:
-                log.warning("power budget without an idle baseline: treating idle power as 0 W")
-            elif self.budget.value <= self._idle_w():
-                self._warn_infeasible(f"the idle power alone is {self._idle_w():.3f} W")
-            if self.fps is None:
-                log.warning("power budget without --fps: the loop runs back to back, so average power is "
-                            "close to the power while inferring; pace the loop with --fps for a meaningful budget")
+            self._check_power()
         costs = self._costs()
         target = self._target()
-        start: float | None = None
+        self.ctrl = IndexController(len(f), target if math.isfinite(target) else 1.0, costs,
+                                    self._start_index(f, costs, target), self.cfg)
+        if kind == "latency":
+            self.guard = RiskPricedGuard(engine.latency, self.target_miss)
+            engine.use_guard(self.guard)
+        if kind == "power" and not math.isfinite(target):
+            self.ctrl.target = 1.0  # replaced as soon as the frame rate is measured
+        self._apply(engine)
+
+    def _check_power(self) -> None:
+        """A power budget needs the idle power (it is inside the budget) and a paced loop to mean much."""
+        if self.energy_hook is None or self.energy_hook.baseline_w is None:
+            log.warning("power budget without an idle baseline: treating idle power as 0 W")
+        elif self.budget.value <= self._idle_w():
+            self._warn_infeasible(f"the idle power alone is {self._idle_w():.3f} W")
+        if self.fps is None:
+            log.warning("power budget without --fps: the loop runs back to back, so average power is "
+                        "close to the power while inferring; pace the loop with --fps for a meaningful budget")
+
+    def _start_index(self, f: Frontier, costs: list[float] | None, target: float) -> float | None:
+        """Where the controller starts on the frontier (warning once when even the first exit is over budget):
+        the point predicted to meet the target; mid-way when the scale is unknown until measured."""
+        kind = self.budget.kind
         if kind == "latency":
             # answering at the first exit costs stage 0 (known even when the points' costs are not: a ladder)
             first = (f.stage_latency_ms[0] * 1e-3 if f.stage_latency_ms
                      else (costs[0] if costs is not None else None))
             if first is not None and first > self.budget.value:
                 self._warn_infeasible(f"the first exit alone takes {1e3 * first:.3f} ms here")
-        if kind == "latency" and costs is not None:
-            idx, ok = f.choose("latency", target)
-            start = float(idx)
-        elif kind == "energy" and f.costs("energy") is not None:
+            return float(f.choose("latency", target)[0]) if costs is not None else None
+        if kind == "energy" and f.costs("energy") is not None:
             idx, ok = f.choose("energy", target)
-            start = float(idx)
             if not ok:
                 self._warn_infeasible(f"the first exit alone takes {f.points[0].energy_mj:.3f} mJ above idle here")
-        elif kind != "latency":
-            start = float(len(f) // 2)  # scale unknown until measured: start mid-way
-        self.ctrl = IndexController(len(f), target if math.isfinite(target) else 1.0, costs, start, self.cfg)
-        if kind == "latency":
-            engine.latency.enable_risk(self.target_miss)
-        if kind == "power" and not math.isfinite(target):
-            self.ctrl.target = 1.0  # replaced as soon as the frame rate is measured
-        self._apply(engine)
+            return float(idx)
+        return float(len(f) // 2)  # scale unknown until measured: start mid-way
 
     def _apply(self, engine: Engine) -> None:
         assert self.ctrl is not None and self.frontier is not None
@@ -186,6 +197,12 @@ class ControllerHook(RunHook):
                 self.moves += 1
             self._in_force = i
 
+    def _release_guard(self, engine: Engine) -> None:
+        """Give the engine its strict guard back (over the same latency statistics)."""
+        if self.guard is not None:
+            engine.use_guard(StrictGuard(engine.latency))
+            self.guard = None
+
     # ---- SIGHUP -----------------------------------------------------------------------------------
     def on_reload(self, runner: Runner, settings: dict[str, Any], changed: set[str]) -> set[str]:
         """A reloaded budget of the same kind retargets the controller on the next frame; removing the
@@ -195,7 +212,7 @@ class ControllerHook(RunHook):
         new = parse_budget(settings.get("budget"))
         if new is None:
             self.ctrl = None
-            runner.engine.latency.disable_risk()
+            self._release_guard(runner.engine)
             self.handles_budget = None
             return {"budget"}
         if new.kind != self.budget.kind:
@@ -250,12 +267,11 @@ class ControllerHook(RunHook):
                 c.set_target(t)
         y = self._measure(record, result)
         k = self._in_force
-        lat = runner.engine.latency
         if self.budget.kind == "latency" and record.get("deadline_met") is not None:
             self.miss_rate += 0.003 * ((0.0 if record["deadline_met"] else 1.0) - self.miss_rate)
-            lat.observe(record["deadline_met"])
-            if lat.risk_price is not None:
-                record["risk_price"] = round(lat.risk_price, 4)
+            if self.guard is not None:
+                self.guard.observe(record["deadline_met"])
+                record["risk_price"] = round(self.guard.price, 4)
         if y is not None:
             c.update(y, k)
             if c.index == 0 and c.saturated == "low" and c.y_f is not None and c.y_f > self._limit(c):
@@ -271,8 +287,8 @@ class ControllerHook(RunHook):
             self.index_hist.append(k)
 
     def on_stop(self, runner: Runner, summary: dict[str, Any]) -> None:
-        price = runner.engine.latency.risk_price
-        runner.engine.latency.disable_risk()  # the engine may serve another run: strict guard again
+        price = self.guard.price if self.guard is not None else None
+        self._release_guard(runner.engine)  # the engine may serve another run: strict guard again
         c, f = self.ctrl, self.frontier
         if c is None or f is None:
             return

@@ -19,10 +19,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..budget import BudgetKind
 from ..calibration.points import OperatingPoint, pareto
-from ..exit_rules import DEFAULT_RULE, get_rule
-from ..manifest import Manifest
+from ..core.budget import BudgetKind
+from ..core.exit_rules import DEFAULT_RULE, get_rule
+from ..core.manifest import Manifest
 
 __all__ = ["Frontier", "OperatingPoint", "pareto", "first_exit_point", "from_manifest", "ladder", "from_profile"]
 
@@ -78,19 +78,6 @@ class Frontier:
         if not ok:
             return 0, False
         return max(ok), True  # sorted by cost with rising quality: the last feasible point is the best
-
-    def position_for(self, kind: BudgetKind, target: float) -> float | None:
-        """Continuous index where the predicted cost equals ``target`` (linear between points), or None."""
-        costs = self.costs(kind)
-        if costs is None:
-            return None
-        if target <= costs[0]:
-            return 0.0
-        for i in range(1, len(costs)):
-            if target < costs[i]:
-                c0, c1 = costs[i - 1], costs[i]
-                return i - 1 + ((target - c0) / (c1 - c0) if c1 > c0 else 0.0)
-        return float(len(costs) - 1)
 
     def to_dict(self) -> dict[str, Any]:
         return {"source": self.source, "rule": self.rule, "stage_latency_ms": self.stage_latency_ms,

@@ -13,12 +13,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..budget import Budget
-from ..bundle import Bundle
 from ..calibration.select import Guarantee
-from ..engine import Engine
-from ..errors import UsageError
-from ..runner import RunHook, Runner
+from ..core.bundle import Bundle
+from ..core.engine import Engine
+from ..pipeline.runner import RunHook, Runner
+from .settings import RunSettings, choose_thresholds
 
 log = logging.getLogger("edge_ee.control")
 
@@ -30,58 +29,50 @@ def guarantee_note(g: Guarantee | dict[str, Any] | None) -> str:
     return "guarantee: " + (g if isinstance(g, Guarantee) else Guarantee.from_dict(g)).describe()
 
 
-def make_run_hooks(bundle: Bundle, engine: Engine, budget: Budget | None, *, mode: str = "adaptive",
-                   controller: bool = True, power_source: str | None = None, power_baseline_s: float | None = None,
-                   profile_path: Path | None = None, thresholds_given: bool = False, fps: float | None = None,
-                   setpoint: float = 0.9, echo: Callable[[str], None] = print,
-                   ) -> tuple[list[RunHook], dict[str, Any] | None]:
-    """Hooks for a run (energy hook first: the controller reads its measurement; the profile comparison
-    last: it reads the energy hook's summary figures) and the profile used."""
-    from ..profile import find_profile
+def make_run_hooks(bundle: Bundle, engine: Engine, settings: RunSettings, *, setpoint: float = 0.9,
+                   echo: Callable[[str], None] = print) -> tuple[list[RunHook], dict[str, Any] | None]:
+    """Sets the thresholds in force (explicit > device profile > bundle) and returns the hooks for a run
+    (energy hook first: the controller reads its measurement; the profile comparison last: it reads the
+    energy hook's summary figures) and the profile used."""
+    from ..profiling.profile import find_profile
 
-    profile, ppath = find_profile(bundle, profile_path, engine=engine)
-    noted = thresholds_given
-    if profile is not None:
-        chosen = profile.get("chosen") or {}
-        th = chosen.get("thresholds")
-        rule_ok = profile.get("rule") in (None, engine.rules[0])
-        if not rule_ok:
-            log.warning("profile %s was made for exit rule %r, this run uses %r: its thresholds are not used",
-                        ppath, profile.get("rule"), engine.rules[0])
-        elif thresholds_given:
-            echo(f"edge-ee: profile {ppath} found; --thresholds given, so its thresholds are not used")
-        elif isinstance(th, list) and len(th) == engine.num_stages - 1:
-            engine.set_thresholds([float(t) for t in th])
-            echo(f"edge-ee: using profile {ppath}: thresholds {[round(float(t), 4) for t in th]}; "
-                 + guarantee_note(profile.get("guarantee")))
-            noted = True
-    if not noted and mode == "adaptive" and engine.num_stages > 1:
-        echo("edge-ee: the bundle's thresholds; " + guarantee_note(bundle.manifest.calibration.guarantee))
-    kind = budget.kind if budget is not None else None
-    wants_energy = kind in ("energy", "power") or (power_source is not None and power_source.lower() != "none")
-    if kind in ("energy", "power"):
-        if power_source is not None and power_source.lower() == "none":
-            raise UsageError(f"a {kind} budget ({budget.text}) needs a power source; "  # type: ignore[union-attr]
-                             "--power-source none switches it off")
-        if mode != "adaptive" or not controller:
-            raise UsageError(f"a {kind} budget ({budget.text}) is met by the controller: "  # type: ignore[union-attr]
-                             "it needs --mode adaptive and --controller")
+    explicit = settings.check_bundle(engine.num_stages)
+    profile, ppath = find_profile(bundle, settings.profile_path, engine=engine)
+    _apply_thresholds(engine, explicit, profile, ppath, settings.mode, echo)
     hooks: list[RunHook] = []
     energy = None
-    if wants_energy:
+    if settings.measures_energy:
         from .energy_hook import EnergyHook
 
-        prefer = None if power_source is None or power_source.lower() == "auto" else power_source
-        energy = EnergyHook(prefer, baseline_s=power_baseline_s,
+        energy = EnergyHook(settings.power_prefer, baseline_s=settings.power_baseline_s,
                             profile_power=(profile or {}).get("power"), profile_path=ppath)
         hooks.append(energy)
-    if budget is not None and controller and mode == "adaptive" and engine.num_stages > 1:
+    if settings.controls_budget and engine.num_stages > 1:
         from .hook import ControllerHook
 
-        hooks.append(ControllerHook(budget, profile=profile, setpoint=setpoint, fps=fps, energy_hook=energy))
+        hooks.append(ControllerHook(settings.budget, profile=profile, setpoint=setpoint,  # type: ignore[arg-type]
+                                    fps=settings.fps, energy_hook=energy))
     if profile is not None:
         hooks.append(ProfileSummaryHook(profile, ppath))
     return hooks, profile
+
+
+def _apply_thresholds(engine: Engine, explicit: list[float] | None, profile: dict[str, Any] | None,
+                      ppath: Path | None, mode: str, echo: Callable[[str], None]) -> None:
+    """Set the thresholds :func:`~edge_ee.control.settings.choose_thresholds` picks and say where they came from."""
+    rule = engine.rules[0]
+    th, source = choose_thresholds(explicit, profile, rule, engine.manifest.default_thresholds())
+    engine.set_thresholds(th)
+    if profile is not None and profile.get("rule") not in (None, rule):
+        log.warning("profile %s was made for exit rule %r, this run uses %r: its thresholds are not used",
+                    ppath, profile.get("rule"), rule)
+    elif profile is not None and source == "explicit":
+        echo(f"edge-ee: profile {ppath} found; --thresholds given, so its thresholds are not used")
+    if source == "profile":
+        echo(f"edge-ee: using profile {ppath}: thresholds {[round(t, 4) for t in th]}; "
+             + guarantee_note(profile.get("guarantee")))  # type: ignore[union-attr]
+    elif source == "bundle" and mode == "adaptive" and engine.num_stages > 1:
+        echo("edge-ee: the bundle's thresholds; " + guarantee_note(engine.manifest.calibration.guarantee))
 
 
 class ProfileSummaryHook(RunHook):
@@ -117,8 +108,15 @@ def format_extras(s: dict[str, Any]) -> str:
     """Summary lines for the power source, average power, energy per exit, latency and energy vs the full
     model (from the profile) and the controller. Every energy or power figure says "estimated" when
     it comes from the CPU-utilisation estimate."""
-    lines: list[str] = []
     est = " (estimated)" if s.get("energy_estimated") else ""
+    lines = _power_lines(s, est) + _energy_lines(s, est) + _vs_full_lines(s)
+    if s.get("controller"):
+        lines.append(_controller_line(s["controller"]))
+    return "\n".join(lines)
+
+
+def _power_lines(s: dict[str, Any], est: str) -> list[str]:
+    lines: list[str] = []
     pw = s.get("power")
     if pw:
         from .energy_hook import describe_power
@@ -130,6 +128,11 @@ def format_extras(s: dict[str, Any]) -> str:
         b = (s.get("controller") or {}).get("budget") or {}
         vs = f" (budget {b.get('text')})" if b.get("kind") == "power" else ""
         lines.append(f"average power{est}: {s['mean_power_w']:.3f} W over the run, idle included{vs}")
+    return lines
+
+
+def _energy_lines(s: dict[str, Any], est: str) -> list[str]:
+    lines: list[str] = []
     per_exit = s.get("exit_energy_mj")
     if per_exit and any(v is not None for v in per_exit):
         lines.append(f"energy per exit above idle{est}: " + "  ".join(
@@ -144,6 +147,11 @@ def format_extras(s: dict[str, Any]) -> str:
     if s.get("energy_extrapolated_inferences"):
         lines.append(f"energy of {s['energy_extrapolated_inferences']} inferences not covered by power samples "
                      "(the last reading was held)")
+    return lines
+
+
+def _vs_full_lines(s: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
     if s.get("latency_vs_full_model") is not None:
         lines.append(f"latency vs full model: inference mean {_f(s.get('infer_ms_mean'))} ms = "
                      f"{100 * s['latency_vs_full_model']:.1f}% of {s['full_model_latency_ms']:.3f} ms "
@@ -153,14 +161,15 @@ def format_extras(s: dict[str, Any]) -> str:
         lines.append(f"energy vs full model{est_full}: {_f(s.get('energy_mj_per_inference'))} mJ above idle = "
                      f"{100 * s['energy_vs_full_model']:.1f}% of {s['full_model_energy_mj']:.3f} mJ "
                      "(full model, measured by `edge-ee profile`)")
-    c = s.get("controller")
-    if c:
-        b = c["budget"]
-        lines.append(f"controller: budget {b['text']} ({b['kind']}), target {c['target']:.4g} {c['target_unit']}, "
-                     f"frontier from {c['frontier_source']} ({c['points']} points), final point {c['final_index']} "
-                     f"thresholds {[round(t, 4) for t in c['final_thresholds']]}, {c['moves']} moves, "
-                     f"slowdown x{c['slowdown']:.2f}"
-                     + (f", deadline misses {100 * c['miss_rate']:.2f}% (EWMA, target {100 * c['target_miss']:.1f}%),"
-                        f" guard's risk price {c['risk_price']:.3g}" if c.get("risk_price") is not None else "")
-                     + ("  [budget infeasible: see warning]" if c.get("infeasible_warning") else ""))
-    return "\n".join(lines)
+    return lines
+
+
+def _controller_line(c: dict[str, Any]) -> str:
+    b = c["budget"]
+    return (f"controller: budget {b['text']} ({b['kind']}), target {c['target']:.4g} {c['target_unit']}, "
+            f"frontier from {c['frontier_source']} ({c['points']} points), final point {c['final_index']} "
+            f"thresholds {[round(t, 4) for t in c['final_thresholds']]}, {c['moves']} moves, "
+            f"slowdown x{c['slowdown']:.2f}"
+            + (f", deadline misses {100 * c['miss_rate']:.2f}% (EWMA, target {100 * c['target_miss']:.1f}%),"
+               f" guard's risk price {c['risk_price']:.3g}" if c.get("risk_price") is not None else "")
+            + ("  [budget infeasible: see warning]" if c.get("infeasible_warning") else ""))

@@ -11,21 +11,46 @@ Typical use::
     sampler.stop()
 """
 
+from typing import TYPE_CHECKING, Any
+
+from .backends.estimate import PRESETS, DevicePowerModel, EstimatedSource, parse_power_model, preset_for_board
 from .base import Candidate, PowerSource, SensorInfo
-from .discovery import ORDER, PREFER_HELP, candidates, discover, list_sensors, parse_prefer
-from .estimate import PRESETS, DevicePowerModel, EstimatedSource, parse_power_model, preset_for_board
-from .sampler import EnergyWindow, PowerSampler
+from .discovery import (
+    ORDER,
+    PREFER_HELP,
+    PowerPreference,
+    candidates,
+    discover,
+    list_sensors,
+    parse_prefer,
+    power_source_help,
+)
+from .registry import Backend, all_backends, register_backend
 from .sysfs import ROOT_ENV, SensorError, SensorNotFound, SensorPermissionError, SensorReadError
+
+if TYPE_CHECKING:
+    from .sampler import EnergyWindow, PowerSampler
+
+
+def __getattr__(name: str) -> Any:
+    """The sampler (numpy) is imported on first use: the CLI imports this package for its help texts."""
+    if name in ("EnergyWindow", "PowerSampler"):
+        from . import sampler
+
+        return getattr(sampler, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "ORDER",
     "PREFER_HELP",
     "PRESETS",
     "ROOT_ENV",
+    "Backend",
     "Candidate",
     "DevicePowerModel",
     "EnergyWindow",
     "EstimatedSource",
+    "PowerPreference",
     "PowerSampler",
     "PowerSource",
     "SensorError",
@@ -33,10 +58,13 @@ __all__ = [
     "SensorNotFound",
     "SensorPermissionError",
     "SensorReadError",
+    "all_backends",
     "candidates",
     "discover",
     "list_sensors",
     "parse_power_model",
     "parse_prefer",
+    "power_source_help",
     "preset_for_board",
+    "register_backend",
 ]

@@ -5,7 +5,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from .backends.estimate import DevicePowerModel
 
 Quantity = Literal["power", "energy"]
 
@@ -33,6 +36,19 @@ class PowerSource(ABC):
     @abstractmethod
     def read(self) -> float:
         """Power [W] or cumulative energy [J], see ``quantity``."""
+
+    @classmethod
+    def candidates(cls, detail: str | None, model: DevicePowerModel | None) -> list[Candidate]:
+        """The sensors of this kind present on this machine (a registered back end overrides this).
+
+        ``detail`` is the ``KIND:DETAIL`` part of ``--power-source`` (``None`` when absent or when the
+        back end is tried automatically); ``model`` the estimate's power model."""
+        raise NotImplementedError(f"{cls.__qualname__} does not list candidates")
+
+    @classmethod
+    def check_detail(cls, detail: str) -> None:
+        """Raise ``ValueError`` when ``detail`` (``KIND:DETAIL``) cannot be right; default: any is fine."""
+        return
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (subprocesses); idempotent."""

@@ -3,58 +3,83 @@
 from __future__ import annotations
 
 import logging
+from typing import NamedTuple
 
 from ..errors import UsageError
-from . import estimate, hwmon, jetson, rapl, rpi, sysfs, tegrastats
+from . import registry, sysfs
+from .backends.estimate import DevicePowerModel, EstimatedSource
 from .base import Candidate, PowerSource, SensorInfo
-from .estimate import DevicePowerModel, EstimatedSource, parse_power_model
 
 log = logging.getLogger("edge_ee.power")
 
-ORDER = ("jetson", "tegrastats", "pi5", "hwmon", "rapl", "estimate")
-ABSENT = {
-    "jetson": "no INA3221 under /sys/bus/i2c/drivers/ina3221x (JetPack 4) or ina3221 (JetPack 5/6)",
-    "tegrastats": "tegrastats is not on PATH",
-    "pi5": "vcgencmd is not on PATH",
-    "hwmon": "no hwmon device with power*_input/power*_average/energy*_input under /sys/class/hwmon",
-    "rapl": "no /sys/class/powercap/intel-rapl:N/energy_uj",
-}
-PREFER_HELP = ("auto, jetson[:RAIL], tegrastats[:RAIL], pi5, hwmon[:NAME], rapl, "
-               "estimate[:PRESET|idle=W,core=W]")
+def auto_order() -> tuple[str, ...]:
+    """The kinds in the order discovery tries them (the registry's order, read at each call)."""
+    return tuple(b.kind for b in registry.all_backends())
 
 
-def parse_prefer(prefer: str | None) -> tuple[str | None, str | None]:
-    """``"hwmon:ina219"`` -> ("hwmon", "ina219"); ``None``/``"auto"`` -> (None, None)."""
+ORDER = auto_order()  # the back ends shipped in edge_ee/power/backends/
+OFF = "none"  # --power-source none: no power measurement
+
+
+def power_source_help(*, allow_off: bool = True) -> str:
+    """The accepted ``--power-source`` values, generated from the registry (for every help text)."""
+    text = "auto, " + ", ".join(b.syntax for b in registry.all_backends())
+    return text + (f", or {OFF} (no energy measurement)" if allow_off else "")
+
+
+PREFER_HELP = power_source_help(allow_off=False)
+
+
+class PowerPreference(NamedTuple):
+    """A parsed ``--power-source``: ``kind`` ``None`` = auto, ``"none"`` = off, else a registered kind."""
+
+    kind: str | None
+    detail: str | None
+
+    @property
+    def off(self) -> bool:
+        return self.kind == OFF
+
+    @property
+    def auto(self) -> bool:
+        return self.kind is None
+
+    @property
+    def spec(self) -> str | None:
+        """What :func:`discover` takes: ``None`` for auto (and off), else ``kind[:detail]``."""
+        if self.kind is None or self.off:
+            return None
+        return self.kind if self.detail is None else f"{self.kind}:{self.detail}"
+
+
+def parse_prefer(prefer: str | None) -> PowerPreference:
+    """The one reading of a power-source string (``--power-source``, the config file, ``profile``):
+    ``"hwmon:ina219"`` -> ("hwmon", "ina219"); ``None``/``""``/``"auto"`` -> (None, None);
+    ``"none"`` -> ("none", None). An unknown kind or a bad detail raises :class:`UsageError`."""
     if prefer is None or prefer.strip().lower() in ("", "auto"):
-        return None, None
+        return PowerPreference(None, None)
     kind, _, detail = prefer.strip().partition(":")
     kind = kind.lower()
-    if kind not in ORDER:
-        raise UsageError(f"unknown power source {prefer!r}", hint=f"use one of: {PREFER_HELP}")
-    if kind == "estimate" and detail:
+    if kind == OFF and not detail:
+        return PowerPreference(OFF, None)
+    backend = registry.get(kind)
+    if backend is None:
+        raise UsageError(f"unknown power source {prefer!r}", hint=f"use one of: {power_source_help()}")
+    if detail:
         try:
-            parse_power_model(detail)
+            backend.check_detail(detail)
         except ValueError as e:
             raise UsageError(f"bad power model in {prefer!r}: {e}") from None
-    return kind, (detail or None)
+    return PowerPreference(kind, detail or None)
 
 
 def candidates(kind: str, detail: str | None = None,
                model: DevicePowerModel | None = None) -> list[Candidate]:
     """Sensors of one kind present on this machine (under the sysfs root / on PATH)."""
-    if kind == "jetson":
-        return jetson.find(rail=detail)
-    if kind == "tegrastats":
-        return tegrastats.find(rail=detail)
-    if kind == "pi5":
-        return rpi.find()
-    if kind == "hwmon":
-        return hwmon.find(name=detail)
-    if kind == "rapl":
-        return rapl.find()
-    if kind == "estimate":
-        return estimate.find(parse_power_model(detail) if detail else model)
-    raise ValueError(f"unknown power source kind {kind!r}")
+    backend = registry.get(kind)
+    if backend is None:
+        raise ValueError(f"unknown power source kind {kind!r}")
+    return backend.candidates(detail, model)
 
 
 def _open(c: Candidate) -> PowerSource:
@@ -71,6 +96,11 @@ PERMISSION_HINT = "run as root, or grant read access with a udev rule (see `edge
 ESTIMATE_NOTE = "using the CPU-utilisation estimate (labelled estimated)"
 
 
+def _absent(kind: str) -> str:
+    backend = registry.get(kind)
+    return backend.absent if backend is not None else "not available"
+
+
 def _why(e: BaseException) -> str:
     """Why a sensor cannot be used, with what to do about a permission problem."""
     msg = str(e) or type(e).__name__
@@ -79,9 +109,33 @@ def _why(e: BaseException) -> str:
     return msg
 
 
+def _first_of_kind(kind: str, detail: str | None, model: DevicePowerModel | None, preferred: bool,
+                   problems: list[str]) -> tuple[PowerSource | None, str]:
+    """The first sensor of ``kind`` that opens and reads, or None and why not; unreadable sensors and failed
+    probes are added to ``problems``. Sensors with ``auto=False`` are tried only when ``preferred``."""
+    try:
+        cands = candidates(kind, detail, model)
+    except Exception as e:  # a probe must never crash discovery
+        problems.append(f"{kind} (probe failed: {_why(e)})")
+        cands = []
+    reason = _absent(kind)
+    for c in cands:
+        if not c.auto and not preferred:
+            continue
+        try:
+            return _open(c), reason
+        except sysfs.SensorNotFound as e:
+            reason = str(e)
+            log.debug("power: %s not usable: %s", c.name, e)
+        except Exception as e:
+            reason = _why(e)
+            problems.append(f"{c.name} ({reason})")
+    return None, reason
+
+
 def discover(prefer: str | None = None, *, model: DevicePowerModel | None = None) -> PowerSource:
-    """The first working power source, trying ``prefer`` first, then jetson, tegrastats, pi5, hwmon,
-    rapl and finally the CPU-utilisation estimate (which always works).
+    """The first working power source, trying ``prefer`` first, then the registered back ends in
+    the registry's order (:func:`auto_order`), the CPU-utilisation estimate (which always works) last.
 
     Sensors that exist but cannot be read (permission denied, I/O error), a probe that fails and a
     ``prefer``-red source that is not available are gathered into ONE warning on the ``edge_ee.power``
@@ -91,30 +145,17 @@ def discover(prefer: str | None = None, *, model: DevicePowerModel | None = None
     estimate (default: a preset chosen from the board model).
     """
     kind, detail = parse_prefer(prefer)
-    kinds = list(ORDER) if kind is None else [kind] + [k for k in ORDER if k != kind]
+    if kind == OFF:
+        raise UsageError(f"power source {prefer!r} switches power measurement off, and this needs one",
+                         hint=f"use one of: {power_source_help(allow_off=False)}")
+    order = auto_order()
+    kinds = list(order) if kind is None else [kind] + [k for k in order if k != kind]
     problems: list[str] = []  # "sensor (why)", in the order tried
     missing_preferred: str | None = None
     chosen: PowerSource | None = None
     for k in kinds:
         preferred = k == kind
-        try:
-            cands = candidates(k, detail if preferred else None, model)
-        except Exception as e:  # a probe must never crash discovery
-            problems.append(f"{k} (probe failed: {_why(e)})")
-            cands = []
-        reason = ABSENT.get(k, "not available")
-        for c in cands:
-            if not c.auto and not preferred:
-                continue
-            try:
-                chosen = _open(c)
-                break
-            except sysfs.SensorNotFound as e:
-                reason = str(e)
-                log.debug("power: %s not usable: %s", c.name, e)
-            except Exception as e:
-                reason = _why(e)
-                problems.append(f"{c.name} ({reason})")
+        chosen, reason = _first_of_kind(k, detail if preferred else None, model, preferred, problems)
         if chosen is not None:
             break
         if preferred:
@@ -138,14 +179,14 @@ def list_sensors(model: DevicePowerModel | None = None, *, include_absent: bool 
     Kinds with nothing present appear once with ``present=False`` when ``include_absent``.
     """
     out: list[SensorInfo] = []
-    for k in ORDER:
+    for k in auto_order():
         try:
             cands = candidates(k, None, model)
         except Exception as e:
             out.append(SensorInfo(kind=k, name=k, present=False, reason=f"probe failed: {e}"))
             continue
         if not cands and include_absent:
-            out.append(SensorInfo(kind=k, name=k, present=False, reason=ABSENT.get(k, "not present")))
+            out.append(SensorInfo(kind=k, name=k, present=False, reason=_absent(k)))
         for c in cands:
             info = SensorInfo(kind=k, name=c.name, path=c.path, reason=c.note, auto=c.auto)
             try:

@@ -1,20 +1,14 @@
 """Background sampling of a power source and energy integration over arbitrary time windows.
 
-The sampler thread reads the source at its own update rate (never faster than
-``source.update_interval_s``) into a ring buffer of (t, P, E) where t is the sampler clock
-(default ``time.perf_counter``, the clock of the engine; on Linux it is CLOCK_MONOTONIC, the same as
-``time.monotonic``), P the power [W] and E the cumulative energy [J] since the first sample.
+Three parts: :class:`PowerSampler` (this module) reads the source in a thread at its own update rate (never
+faster than ``source.update_interval_s``), unwraps energy counters (``energy_range_j`` added back when a reading
+goes down) and falls back to the CPU-utilisation estimate when the source fails; :class:`~edge_ee.power.curve.
+EnergyCurve` keeps the samples and integrates any window (its public API: ``energy_between``, ``span``,
+``integrate``, ``covered``, ``newest_time``); :class:`~edge_ee.power.baseline.IdleBaseline` is the idle power
+over time. Times are the sampler clock (default ``time.perf_counter``, the clock of the engine; on Linux
+CLOCK_MONOTONIC, the same as ``time.monotonic``).
 
-* power sensors: P is linear between samples, E is the running trapezoid integral;
-* energy counters: P over a sample interval is dE/dt (constant within it), E is the counter itself
-  (unwrapped: ``energy_range_j`` is added back when a reading goes down).
-
-``energy_between(t0, t1)`` is E(t1) - E(t0) with E interpolated inside the sample interval (so a
-window shorter than the sampling period still gets the right share), two O(log n) searches and no
-copies; no search past the newest sample or inside the newest sample interval (the per-inference
-cases: the newest, previous and oldest samples are also kept as plain floats). Outside the buffered
-range, the nearest power is held and the window is flagged ``extrapolated``. A source failing
-``max_failures`` times in a row (e.g. the sensor disappeared: OSError) is replaced by the
+A source failing ``max_failures`` times in a row (e.g. the sensor disappeared: OSError) is replaced by the
 CPU-utilisation estimate with one warning; windows reaching past that moment are flagged ``estimated``.
 
 *The* energy of an inference or a stage is its energy above the idle baseline (``marginal_j``, the
@@ -45,6 +39,8 @@ from typing import Any
 import numpy as np
 
 from .base import CounterUnwrapper, PowerSource
+from .baseline import IdleBaseline
+from .curve import EnergyCurve
 
 log = logging.getLogger("edge_ee.power")
 
@@ -126,13 +122,14 @@ def clamp_above_idle(total: float | None, pieces: list[float | None]) -> tuple[f
 
 
 def _default_fallback() -> PowerSource:
-    from .estimate import EstimatedSource
+    from .backends.estimate import EstimatedSource
 
     return EstimatedSource()
 
 
 class PowerSampler:
-    """Samples ``source`` in a background thread; query energy of any time window afterwards."""
+    """Samples ``source`` in a background thread into an :class:`~edge_ee.power.curve.EnergyCurve` (``curve``);
+    with the :class:`~edge_ee.power.baseline.IdleBaseline` (``idle``) it answers the energy of any time window."""
 
     def __init__(self, source: PowerSource, *, period_s: float | None = None, min_period_s: float = 0.01,
                  capacity: int = 65536, clock: Callable[[], float] = time.perf_counter,
@@ -144,26 +141,12 @@ class PowerSampler:
         self.period_s = self._period_for(source)
         self._fallback = fallback
         self._max_failures = max(1, max_failures)
-        self._cap = int(capacity)
-        if self._cap < 2:
-            raise ValueError("capacity must be >= 2")
-        self._t = np.zeros(self._cap)
-        self._p = np.zeros(self._cap)
-        self._e = np.zeros(self._cap)
-        self._const = np.zeros(self._cap, dtype=bool)  # segment ending at this sample: constant power
-        self._n = 0
-        # The newest sample (t, P, E, const), the one before it and the oldest buffered one as plain floats,
-        # kept by _append under the lock: the per-inference queries read them instead of the arrays.
-        self._tn, self._pn, self._en, self._cn = -math.inf, math.nan, math.nan, False
-        self._tq, self._pq, self._eq = math.inf, math.nan, math.nan
-        self._to, self._po, self._eo = math.inf, math.nan, math.nan
-        self._lock = threading.Lock()
-        self._cond = threading.Condition(self._lock)
+        self.curve = EnergyCurve(capacity)
+        self.idle = IdleBaseline()
         self._prev_energy: tuple[float, float] | None = None
         self._unwrap = CounterUnwrapper(source.energy_range_j)
         self._failures = 0
         self.estimated_since: float | None = -math.inf if source.estimated else None
-        self._baselines: list[tuple[float, float]] = []  # (from time, watts), ascending; the last is in force
         self.failed_sources: list[str] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -177,7 +160,7 @@ class PowerSampler:
     @property
     def baseline_w(self) -> float | None:
         """Idle baseline in force now [W] (None until measured or set)."""
-        return self._baselines[-1][1] if self._baselines else None
+        return self.idle.current_w
 
     @property
     def estimated(self) -> bool:
@@ -186,8 +169,9 @@ class PowerSampler:
 
     def info(self) -> dict[str, Any]:
         d = self.source.describe()
-        d.update(period_s=self.period_s, baseline_w=self.baseline_w, samples=min(self._n, self._cap),
-                 estimated=self.estimated, failed_sources=list(self.failed_sources))
+        d.update(period_s=self.period_s, baseline_w=self.baseline_w,
+                 samples=min(self.curve.count, self.curve.capacity), estimated=self.estimated,
+                 failed_sources=list(self.failed_sources))
         return d
 
     # ---- sampling ------------------------------------------------------------------------------
@@ -232,7 +216,7 @@ class PowerSampler:
             return
         log.warning("power: %s (%s) stopped working: %s; switching to %s: energy from now on is ESTIMATED",
                     old.name, old.rail, err, new.name)
-        with self._lock:
+        with self.curve.lock:
             self.source = new
             self._prev_energy = None
             self._unwrap = CounterUnwrapper(new.energy_range_j)
@@ -240,59 +224,26 @@ class PowerSampler:
             if new.estimated and self.estimated_since is None:
                 self.estimated_since = t
             self.period_s = self._period_for(new)
-            if self._baselines:  # the measured baseline belongs to the lost sensor: the estimate's own idle
-                idle = getattr(new, "idle_power_w", None)  # power applies from now on
-                if idle is not None:
-                    self._baselines.append((t, float(idle)))
-
-    def _append(self, t: float, p: float, e: float, const: bool) -> None:
-        n, cap = self._n, self._cap
-        i = n % cap
-        self._t[i] = t
-        self._p[i] = p
-        self._e[i] = e
-        self._const[i] = const
-        self._n = n = n + 1
-        # the cached copies hold exactly what the arrays hold (float64 -> float is exact)
-        self._tq, self._pq, self._eq = self._tn, self._pn, self._en
-        self._tn, self._pn, self._en = self._t.item(i), self._p.item(i), self._e.item(i)
-        self._cn = bool(const)
-        if n == 1 or n > cap:  # the oldest sample: the first one, or the next slot once the ring wrapped
-            j = 0 if n == 1 else n % cap
-            self._to, self._po, self._eo = self._t.item(j), self._p.item(j), self._e.item(j)
+            # the measured baseline belongs to the lost sensor: the estimate's own idle power applies from now on
+            idle = getattr(new, "idle_power_w", None)
+            if idle is not None:
+                self.idle.change_at(t, float(idle))
 
     def _ingest(self, src: PowerSource, t: float, v: float) -> None:
-        with self._cond:
+        curve = self.curve
+        with curve.lock:
             if src is not self.source:
                 return
-            last = (self._n - 1) % self._cap if self._n else -1
-            if src.quantity == "energy":
-                e = self._unwrap(v)
-                prev = self._prev_energy
-                if prev is not None and t <= prev[0]:
-                    return
-                self._prev_energy = (t, e)
-                if prev is None or e < prev[1]:  # first reading, or a counter reset
-                    return
-                tp, ep = prev
-                p = (e - ep) / (t - tp)
-                if last < 0:
-                    self._append(tp, p, 0.0, True)
-                elif self._t.item(last) < tp:  # first interval of this source: bridge linearly
-                    tl, pl, el = self._t.item(last), self._p.item(last), self._e.item(last)
-                    self._append(tp, p, el + (tp - tl) * (pl + p) / 2, False)
-                elif self._t.item(last) > tp:
-                    return
-                self._append(t, p, self._e.item((self._n - 1) % self._cap) + (e - ep), True)
-            else:
-                if last < 0:
-                    self._append(t, v, 0.0, False)
-                else:
-                    tl, pl, el = self._t.item(last), self._p.item(last), self._e.item(last)
-                    if t <= tl:
-                        return
-                    self._append(t, v, el + (t - tl) * (pl + v) / 2, False)
-            self._cond.notify_all()
+            if src.quantity != "energy":
+                curve.append_power(t, v)
+                return
+            e = self._unwrap(v)
+            prev = self._prev_energy
+            if prev is not None and t <= prev[0]:
+                return
+            self._prev_energy = (t, e)
+            if prev is not None and e >= prev[1]:  # not the first reading, nor a counter reset
+                curve.append_energy(prev[0], t, e - prev[1])
 
     # ---- thread --------------------------------------------------------------------------------
     def start(self) -> PowerSampler:
@@ -342,152 +293,61 @@ class PowerSampler:
         extrapolated). False on timeout or when no thread is sampling."""
         if not self.running:
             return self.newest_time() >= t
-        with self._cond:
-            return self._cond.wait_for(lambda: self._n > 0 and self._tn >= t, timeout)
+        return self.curve.wait_for(t, timeout)
 
     # ---- queries -------------------------------------------------------------------------------
     def newest_time(self) -> float:
         """Time of the newest sample (-inf before the first); one attribute read, no lock needed."""
-        return self._tn
-
-    def _covered(self, t0: float, t1: float) -> bool:
-        """Whether samples exist at or before t0 and at or after t1 in the buffer (caller holds the lock)."""
-        return self._n > 0 and self._to <= t0 and t1 <= self._tn
+        return self.curve.newest_time
 
     def baseline_at(self, t: float) -> float | None:
         """Idle baseline [W] in force at time t (None without a baseline)."""
-        w = None
-        for ts, v in self._baselines:
-            if ts <= t or w is None:
-                w = v
-        return w
-
-    def _baseline_energy(self, t0: float, t1: float) -> float:
-        """Integral of the (piecewise constant) idle baseline over [t0, t1] in J."""
-        b = self._baselines
-        if len(b) == 1:
-            return b[0][1] * (t1 - t0)
-        e = 0.0
-        for i, (ts, w) in enumerate(b):
-            te = b[i + 1][0] if i + 1 < len(b) else math.inf
-            lo, hi = max(t0, ts if i else -math.inf), min(t1, te)
-            if hi > lo:
-                e += w * (hi - lo)
-        return e
-
-    def _above_idle(self, t0: float, t1: float, energy_j: float) -> float | None:
-        """Energy above the idle baseline [J] of [t0, t1] given its energy (None without a baseline)."""
-        b = self._baselines
-        if len(b) == 1:  # the usual case
-            return energy_j - b[0][1] * (t1 - t0)
-        return None if not b else energy_j - self._baseline_energy(t0, t1)
-
-    def _energy_at(self, x: float) -> float:
-        """Cumulative energy at time x (caller holds the lock).
-
-        Fast paths on the cached newest/previous/oldest samples for x at or after the newest sample (a
-        window just measured: the newest power held), at or before the oldest, and inside the newest
-        sample interval (a window the integrator integrates once a sample covers it); anything else is
-        searched (:meth:`_energy_at_searched`). Every path computes exactly what the search computes."""
-        if self._n == 0:
-            return math.nan
-        tn = self._tn
-        if x >= tn:
-            return self._en + self._pn * (x - tn)
-        to = self._to
-        if x <= to:
-            return self._eo - self._po * (to - x)
-        t0 = self._tq
-        if x >= t0:  # t0 <= x < tn: the newest interval (k = newest, km = the one before)
-            dx = x - t0
-            if self._cn:
-                return self._eq + self._pn * dx
-            p0 = self._pq
-            px = p0 + (self._pn - p0) * (dx / (tn - t0))
-            return self._eq + dx * (p0 + px) / 2
-        return self._energy_at_searched(x)
-
-    def _energy_at_searched(self, x: float) -> float:
-        """Cumulative energy at time x from the arrays, with a binary search (caller holds the lock); the
-        general path of :meth:`_energy_at`."""
-        n, cap = self._n, self._cap
-        size = min(n, cap)
-        if size == 0:
-            return math.nan
-        old, new = (n - size) % cap, (n - 1) % cap
-        t, p, e = self._t, self._p, self._e
-        tn = t.item(new)
-        if x >= tn:
-            return e.item(new) + p.item(new) * (x - tn)
-        to = t.item(old)
-        if x <= to:
-            return e.item(old) - p.item(old) * (to - x)
-        # logical index j of the first sample with time > x (1 <= j < size)
-        if n <= cap or old == 0:
-            j = int(np.searchsorted(t[:size], x, side="right"))
-        elif x < t.item(0):
-            j = int(np.searchsorted(t[old:], x, side="right"))
-        else:
-            j = (cap - old) + int(np.searchsorted(t[:old], x, side="right"))
-        k, km = (old + j) % cap, (old + j - 1) % cap
-        t0, t1 = t.item(km), t.item(k)
-        dx = x - t0
-        if self._const[k]:
-            return e.item(km) + p.item(k) * dx
-        p0 = p.item(km)
-        px = p0 + (p.item(k) - p0) * (dx / (t1 - t0))
-        return e.item(km) + dx * (p0 + px) / 2
+        return self.idle.at(t)
 
     def energy_between(self, t0: float, t1: float) -> float:
         """Energy [J] in [t0, t1] (sampler clock); NaN before the first power sample."""
-        with self._lock:
-            return self._energy_at(t1) - self._energy_at(t0)
+        return self.curve.energy_between(t0, t1)
 
     def marginal_energy_between(self, t0: float, t1: float) -> float:
         """Energy above the idle baseline [J]: energy_between minus the baseline integrated over the
         window. May be slightly negative for windows where the device used less than the baseline (noise)."""
-        if not self._baselines:
+        if not self.idle:
             raise RuntimeError("no idle baseline: call measure_baseline() or set_baseline() first")
-        return self.energy_between(t0, t1) - self._baseline_energy(t0, t1)
+        return self.energy_between(t0, t1) - self.idle.energy(t0, t1)
 
     def power_at(self, x: float) -> float:
         """Mean power [W] over a tiny window around x (for display)."""
         h = max(self.period_s * 1e-3, 1e-6)
         return self.energy_between(x - h, x + h) / (2 * h)
 
+    def _estimated_at(self, t1: float) -> bool:
+        return self.estimated_since is not None and t1 > self.estimated_since
+
     def window(self, t0: float, t1: float) -> EnergyWindow:
         """:class:`EnergyWindow` for [t0, t1]: energy, marginal energy, estimated flag, source and rail."""
-        with self._lock:
-            ej = self._energy_at(t1) - self._energy_at(t0)
-            covered = self._covered(t0, t1)
-            src = self.source
-        est = self.estimated_since is not None and t1 > self.estimated_since
-        return EnergyWindow(t0, t1, ej, self.baseline_at(t1), self._above_idle(t0, t1, ej), est, src.kind, src.rail,
-                            not covered)
+        (e0, e1), covered = self.curve.span((t0, t1))
+        src = self.source
+        ej = e1 - e0
+        return EnergyWindow(t0, t1, ej, self.idle.at(t1), self.idle.above(t0, t1, ej), self._estimated_at(t1),
+                            src.kind, src.rail, not covered)
 
     def split_window(self, boundaries: list[float]) -> tuple[EnergyWindow, list[float | None]]:
         """The window [b0, bn] and the energy above idle [J] of each piece [b_i, b_i+1] (None without a
         baseline), in one pass: each boundary's cumulative energy is computed once, under one lock (the
         per-inference path: one inference and its stages)."""
         t0, t1 = boundaries[0], boundaries[-1]
-        with self._lock:
-            es = [self._energy_at(b) for b in boundaries]
-            covered = self._covered(t0, t1)
-            src = self.source
+        es, covered = self.curve.span(boundaries)
+        src = self.source
         ej = es[-1] - es[0]
-        pieces = [self._above_idle(boundaries[i], boundaries[i + 1], es[i + 1] - es[i])
-                  for i in range(len(boundaries) - 1)]
+        above = self.idle.above
+        pieces = [above(boundaries[i], boundaries[i + 1], es[i + 1] - es[i]) for i in range(len(boundaries) - 1)]
         marginal = None if pieces[0] is None else math.fsum(pieces)  # type: ignore[arg-type]
-        est = self.estimated_since is not None and t1 > self.estimated_since
-        return EnergyWindow(t0, t1, ej, self.baseline_at(t1), marginal, est, src.kind, src.rail, not covered), pieces
+        return EnergyWindow(t0, t1, ej, self.idle.at(t1), marginal, self._estimated_at(t1), src.kind, src.rail,
+                            not covered), pieces
 
     def samples(self, last: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Copies of the buffered (times, powers), oldest first (for plots and tests)."""
-        with self._lock:
-            size = min(self._n, self._cap)
-            m = size if last is None else min(size, last)
-            idx = (np.arange(self._n - m, self._n)) % self._cap
-            return self._t[idx].copy(), self._p[idx].copy()
+        return self.curve.samples(last)
 
     # ---- baseline ------------------------------------------------------------------------------
     def known_baseline(self) -> float | None:
@@ -496,7 +356,7 @@ class PowerSampler:
 
     def set_baseline(self, watts: float) -> None:
         """Idle baseline [W] for every window (replaces any earlier one)."""
-        self._baselines = [(-math.inf, float(watts))]
+        self.idle.set(watts)
 
     def measure_baseline(self, seconds: float = 2.0, sleep: Callable[[float], None] = time.sleep) -> float:
         """Mean power over the next ``seconds`` (keep the device idle meanwhile); becomes the baseline.
@@ -528,9 +388,9 @@ class EnergySum:
     estimated: bool = False
 
     def add(self, w: EnergyWindow) -> None:
-        self._add(w.t1 - w.t0, w.energy_j, w.marginal_j, w.extrapolated, w.estimated)
+        self.add_values(w.t1 - w.t0, w.energy_j, w.marginal_j, w.extrapolated, w.estimated)
 
-    def _add(self, seconds: float, energy_j: float, marginal_j: float | None, extrapolated: bool,
+    def add_values(self, seconds: float, energy_j: float, marginal_j: float | None, extrapolated: bool,
              estimated: bool) -> None:
         self.n += 1
         self.seconds += seconds
@@ -571,7 +431,7 @@ class WindowIntegrator:
         """Integrate the queued windows that samples now cover; returns how many are still queued."""
         q = self._pending
         if q:
-            newest = self.sampler._tn  # newest_time()
+            newest = self.sampler.curve.newest_time
             if q[0][2] <= newest:
                 ready = []
                 while q and q[0][2] <= newest:
@@ -583,18 +443,15 @@ class WindowIntegrator:
         """Add each window to its key's sum, in order, with the energies of all of them taken under one lock (each
         sample covers about (sampling period / inference time) windows, integrated together)."""
         smp = self.sampler
-        with smp._lock:
-            energy_at = smp._energy_at
-            n, t_old, t_new = smp._n, smp._to, smp._tn
-            vals = [(energy_at(t1) - energy_at(t0), n > 0 and t_old <= t0 and t1 <= t_new)  # _covered(t0, t1)
-                    for _, t0, t1 in windows]
+        vals = smp.curve.integrate([(t0, t1) for _, t0, t1 in windows])
         sums = self.sums
         since = smp.estimated_since
+        above = smp.idle.above
         for (key, t0, t1), (ej, covered) in zip(windows, vals):  # what sampler.window(t0, t1) reports
             s = sums.get(key)
             if s is None:
                 s = sums[key] = EnergySum()
-            s._add(t1 - t0, ej, smp._above_idle(t0, t1, ej), not covered, since is not None and t1 > since)
+            s.add_values(t1 - t0, ej, above(t0, t1, ej), not covered, since is not None and t1 > since)
 
     @property
     def pending(self) -> int:

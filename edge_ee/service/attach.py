@@ -1,4 +1,4 @@
-"""Wire the service hooks into a :class:`~edge_ee.runner.Runner` for ``edge-ee run``."""
+"""Wire the service hooks into a :class:`~edge_ee.pipeline.runner.Runner` for ``edge-ee run``."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..bundle import Bundle
-from ..runner import RunHook, Runner
+from ..core.bundle import Bundle
+from ..pipeline.runner import RunHook, Runner
 from . import _click as click
 from .config import command_line_keys, run_params
 from .mqtt import MqttTarget
@@ -36,26 +36,27 @@ class ServiceHooks:
 
 def attach_service_hooks(runner: Runner, bundle: Bundle, config: Path | None = None,
                          metrics_port: int | None = None, metrics_addr: str = "127.0.0.1",
-                         environ: dict[str, str] | None = None, mqtt: MqttTarget | None = None) -> ServiceHooks:
+                         environ: dict[str, str] | None = None, mqtt: MqttTarget | None = None,
+                         command: Any = None) -> ServiceHooks:
     """Add reload (always), systemd notification (when ``$NOTIFY_SOCKET`` is set), metrics (when a
     port is given) and MQTT (when a target is given) to ``runner``. Called inside the ``run`` command, so
     the click context tells which options came from the command line (they keep overriding the file on
-    reload)."""
+    reload). Outside a click context, ``command`` (the click command of ``edge-ee run``,
+    :func:`edge_ee.commands.run_command`) is needed for reload, and every setting counts as given."""
     env = os.environ if environ is None else environ
     ctx = click.current_context()
     if ctx is not None:
         command = ctx.command
         settings = {k: v for k, v in ctx.params.items() if k in run_params(command)}
         cli_keys = command_line_keys(ctx)
-    else:  # used programmatically: everything counts as given
-        from .config import run_command
-
-        command = run_command()
+    elif command is not None:  # used programmatically: everything counts as given
         settings, cli_keys = {}, set()
+    else:
+        raise TypeError("attach_service_hooks outside the edge-ee command line needs command=run_command()")
     notifier = Notifier(env.get("NOTIFY_SOCKET", ""))
     reload = ReloadHook(command, config, settings, cli_keys, notifier if notifier.enabled else None)
     svc = ServiceHooks(reload=reload, hooks=[reload])
-    runner.hooks.insert(0, reload)  # first, so other hooks see the reloaded settings
+    runner.hooks.append(reload)  # its phase (settings) runs it first
     if notifier.enabled:
         from .watchdog import SystemdHook
 

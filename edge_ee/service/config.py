@@ -302,17 +302,6 @@ def option_reference(command: Any) -> str:
     return "\n".join(lines) + "\n"
 
 
-def default_config_text(command: Any | None = None) -> str:
-    if command is None:
-        command = run_command()
+def default_config_text(command: Any) -> str:
+    """The default config file for ``command`` (the click command of ``edge-ee run``)."""
     return SERVICE_DEFAULTS + option_reference(command)
-
-
-def run_command() -> Any:
-    """The click command behind ``edge-ee run``."""
-    import typer
-
-    from ..cli import app
-
-    group = typer.main.get_command(app)
-    return group.commands["run"]  # type: ignore[attr-defined]

@@ -13,11 +13,12 @@ import pwd
 import re
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from ..errors import OutputError, UsageError
+from . import _click as click
 
 UNIT_NAME = "edge-ee.service"
 CONFIG_PATH = "/etc/edge-ee/edge-ee.toml"
@@ -183,6 +184,12 @@ def _write(path: Path, text: str, mode: int) -> None:
         raise
 
 
+def _run_command() -> Any:
+    """The click command of ``edge-ee run``, a sibling of this command group under the ``edge-ee`` root."""
+    root = click.current_context().find_root()  # type: ignore[union-attr]
+    return root.command.commands["run"]
+
+
 service_app = typer.Typer(help="Run edge-ee as a systemd service: install the unit and a default config.",
                           no_args_is_help=True)
 
@@ -192,7 +199,7 @@ def config_cmd() -> None:
     """Print the default service config (every `run` option is a key; see the generated reference)."""
     from .config import default_config_text
 
-    typer.echo(default_config_text(), nl=False)
+    typer.echo(default_config_text(_run_command()), nl=False)
 
 
 @service_app.command("install")
@@ -228,7 +235,7 @@ def install(
     unit = render_unit(exe, user=user, groups=groups)
     unit_path = prefix / "etc/systemd/system" / UNIT_NAME
     cfg_path = prefix / CONFIG_PATH.lstrip("/")
-    cfg_text = default_config_text()
+    cfg_text = default_config_text(_run_command())
     keep_cfg = cfg_path.exists()
     cfg_mode = USER_CONFIG_MODE if user else CONFIG_MODE
     if dry_run:

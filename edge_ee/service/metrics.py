@@ -1,4 +1,4 @@
-"""Prometheus metrics as a :class:`~edge_ee.runner.RunHook` (``--metrics-port``, ``--metrics-addr``).
+"""Prometheus metrics as a :class:`~edge_ee.pipeline.runner.RunHook` (``--metrics-port``, ``--metrics-addr``).
 
 Names follow Prometheus conventions: base units (seconds, joules, watts), counters end in ``_total``.
 prometheus_client is imported only when metrics are asked for (extra ``edge-ee[metrics]``). The
@@ -28,7 +28,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from .. import __version__
 from ..errors import UsageError
-from ..runner import RunHook, Runner
+from ..pipeline.runner import RunHook, Runner
 from ..sources.base import Frame
 
 log = logging.getLogger("edge_ee.service")

@@ -1,4 +1,4 @@
-"""MQTT output as a :class:`~edge_ee.runner.RunHook` (``--mqtt mqtt://HOST:PORT/TOPIC``), with Home
+"""MQTT output as a :class:`~edge_ee.pipeline.runner.RunHook` (``--mqtt mqtt://HOST:PORT/TOPIC``), with Home
 Assistant MQTT discovery.
 
 Topics under the base topic ``T`` (Frigate-style):
@@ -42,13 +42,14 @@ import socket
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
 
 from .. import __version__
 from ..errors import UsageError
-from ..runner import RunHook, Runner
+from ..pipeline.runner import RunHook, Runner
 from ..sources.base import Frame
 
 log = logging.getLogger("edge_ee.mqtt")
@@ -106,74 +107,90 @@ def _check_topic(topic: str, what: str, url: str) -> None:
         raise UsageError(f"--mqtt {url!r}: {what} is too long", "use a shorter topic")
 
 
-def parse_mqtt_url(text: str) -> MqttTarget:
-    """Parse and check ``mqtt[s]://[USER[:PASS]@]HOST[:PORT][/TOPIC][?opts]``; raise UsageError (exit 2)."""
-    hint = "e.g. --mqtt mqtt://127.0.0.1:1883/edge-ee (options: ?status=10&queue=1000&qos=0&discovery=off)"
-    if not text or not text.strip():
-        raise UsageError("--mqtt is empty", hint)
-    u = urlsplit(text.strip())
+_HINT = "e.g. --mqtt mqtt://127.0.0.1:1883/edge-ee (options: ?status=10&queue=1000&qos=0&discovery=off)"
+# numeric URL options: MqttTarget field, parser, valid range
+_NUMERIC: dict[str, tuple[str, Callable[[str], float], Callable[[float], bool]]] = {
+    "status": ("status_s", lambda v: float(v.removesuffix("s")), lambda x: math.isfinite(x) and x >= 0),
+    "queue": ("queue", int, lambda x: x >= 1),
+    "qos": ("qos", int, lambda x: x in (0, 1)),
+    "rate": ("rate", float, lambda x: math.isfinite(x) and x >= 0),
+}
+
+
+def _broker(text: str, u: SplitResult) -> tuple[str, str, int | None]:
+    """Scheme, host and port (None: the scheme's default) of the URL, checked."""
     scheme = u.scheme.lower()
     if scheme not in DEFAULT_PORTS:
-        raise UsageError(f"--mqtt {text!r}: the URL must start with mqtt:// or mqtts:// (TLS)", hint)
+        raise UsageError(f"--mqtt {text!r}: the URL must start with mqtt:// or mqtts:// (TLS)", _HINT)
     try:
         port = u.port
     except ValueError:
-        raise UsageError(f"--mqtt {text!r}: the port is not a number between 1 and 65535", hint) from None
+        raise UsageError(f"--mqtt {text!r}: the port is not a number between 1 and 65535", _HINT) from None
     if port == 0:
-        raise UsageError(f"--mqtt {text!r}: port 0 is not a broker port", hint)
+        raise UsageError(f"--mqtt {text!r}: port 0 is not a broker port", _HINT)
     host = u.hostname
     if not host:
-        raise UsageError(f"--mqtt {text!r}: no broker host", hint)
-    if "#" in text:  # urlsplit would take it for a fragment
-        raise UsageError(f"--mqtt {text!r}: '#' is a wildcard; a publish topic cannot have wildcards", hint)
-    topic = unquote(u.path).strip("/") if u.path not in ("", "/") else DEFAULT_TOPIC
-    _check_topic(topic, "topic", text)
-    opts: dict[str, str] = {}
+        raise UsageError(f"--mqtt {text!r}: no broker host", _HINT)
+    return scheme, host, port
+
+
+def _query(text: str, u: SplitResult) -> dict[str, str]:
+    """The options after '?', every key known."""
     try:
         # '+' stays '+' (a wildcard to refuse), not the form encoding of a space
         pairs = parse_qsl(u.query.replace("+", "%2B"), keep_blank_values=True, strict_parsing=bool(u.query))
     except ValueError:
-        raise UsageError(f"--mqtt {text!r}: cannot read the options after '?'", hint) from None
+        raise UsageError(f"--mqtt {text!r}: cannot read the options after '?'", _HINT) from None
+    opts: dict[str, str] = {}
     for k, v in pairs:
         if k not in OPTIONS:
             raise UsageError(f"--mqtt {text!r}: unknown option {k!r}", "options: " + ", ".join(OPTIONS))
         opts[k] = v
-    t = MqttTarget(host=host, port=port or DEFAULT_PORTS[scheme], topic=topic, tls=scheme == "mqtts",
-                   username=unquote(u.username) if u.username else None,
-                   password=unquote(u.password) if u.password is not None else None)
+    return opts
+
+
+def _numeric_options(text: str, opts: dict[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     try:
-        if "status" in opts:
-            s = float(opts["status"].removesuffix("s"))
-            if not (math.isfinite(s) and s >= 0):
-                raise ValueError
-            t = replace(t, status_s=s)
-        if "queue" in opts:
-            q = int(opts["queue"])
-            if q < 1:
-                raise ValueError
-            t = replace(t, queue=q)
-        if "qos" in opts:
-            qos = int(opts["qos"])
-            if qos not in (0, 1):
-                raise ValueError
-            t = replace(t, qos=qos)
-        if "rate" in opts:
-            rate = float(opts["rate"])
-            if not (math.isfinite(rate) and rate >= 0):
-                raise ValueError
-            t = replace(t, rate=rate)
+        for key, (field, parse, ok) in _NUMERIC.items():
+            if key in opts:
+                v = parse(opts[key])
+                if not ok(v):
+                    raise ValueError
+                out[field] = v
     except ValueError:
         raise UsageError(f"--mqtt {text!r}: bad option value",
                          "status=SECONDS (>= 0), queue=N (>= 1), qos=0 or 1, rate=ANSWERS_PER_SECOND (>= 0)") from None
-    if "discovery" in opts:
-        d = opts["discovery"].strip("/")
-        if d.lower() in ("off", "no", "none", "false", "0", ""):
-            t = replace(t, discovery=None)
-        else:
-            _check_topic(d, "discovery prefix", text)
-            t = replace(t, discovery=d)
+    return out
+
+
+def _discovery(text: str, opts: dict[str, str]) -> str | None:
+    """The Home Assistant discovery prefix (None: off)."""
+    d = opts.get("discovery", "homeassistant").strip("/")
+    if d.lower() in ("off", "no", "none", "false", "0", ""):
+        return None
+    _check_topic(d, "discovery prefix", text)
+    return d
+
+
+def parse_mqtt_url(text: str) -> MqttTarget:
+    """Parse and check ``mqtt[s]://[USER[:PASS]@]HOST[:PORT][/TOPIC][?opts]``; raise UsageError (exit 2)."""
+    if not text or not text.strip():
+        raise UsageError("--mqtt is empty", _HINT)
+    u = urlsplit(text.strip())
+    scheme, host, port = _broker(text, u)
+    if "#" in text:  # urlsplit would take it for a fragment
+        raise UsageError(f"--mqtt {text!r}: '#' is a wildcard; a publish topic cannot have wildcards", _HINT)
+    topic = unquote(u.path).strip("/") if u.path not in ("", "/") else DEFAULT_TOPIC
+    _check_topic(topic, "topic", text)
+    opts = _query(text, u)
+    numeric = _numeric_options(text, opts)
     node = _node_id(opts.get("node") or f"{socket.gethostname()}_{topic}")
-    return replace(t, node_id=node, client_id=opts.get("client_id") or f"edge-ee-{node}"[:64])
+    return MqttTarget(host=host, port=port or DEFAULT_PORTS[scheme], topic=topic, tls=scheme == "mqtts",
+                      username=unquote(u.username) if u.username else None,
+                      password=unquote(u.password) if u.password is not None else None,
+                      discovery=_discovery(text, opts), node_id=node,
+                      client_id=opts.get("client_id") or f"edge-ee-{node}"[:64], **numeric)
 
 
 def _import_paho() -> Any:
@@ -248,7 +265,7 @@ class MqttHook(RunHook):
         self.bundle_info = dict(bundle_info or {})
         task = self.bundle_info.get("task")
         if task == "keyword_spotting" and labels:
-            from ..kws import is_keyword
+            from ..pipeline.kws import is_keyword
 
             self.keywords: list[str] | None = [lab for lab in labels if is_keyword(lab)]
         else:

@@ -16,10 +16,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from ..budget import parse_budget
-from ..errors import EdgeEEError, UsageError
-from ..exit_rules import DEFAULT_RULE
-from ..runner import RunHook, Runner
+from ..control.settings import RunSettings, choose_thresholds
+from ..core.exit_rules import DEFAULT_RULE
+from ..errors import EdgeEEError
+from ..pipeline.runner import RunHook, Runner
 from ..sources.base import Frame
 from .config import effective_settings, load_run_config
 from .sdnotify import Notifier
@@ -27,7 +27,6 @@ from .sdnotify import Notifier
 log = logging.getLogger("edge_ee.service")
 
 LIVE_KEYS = frozenset({"thresholds", "profile", "rule", "budget", "mode", "exit_at", "quiet", "max_frames", "duration"})
-_MODES = {"adaptive": "adaptive", "full": "full", "exit-at": "exit_at", "exit_at": "exit_at"}
 
 
 def _norm(v: Any) -> Any:
@@ -35,6 +34,8 @@ def _norm(v: Any) -> Any:
 
 
 class ReloadHook(RunHook):
+    phase = "settings"
+
     def __init__(self, command: Any, config_path: Path | None, settings: dict[str, Any], cli_keys: set[str],
                  notifier: Notifier | None = None) -> None:
         self.command = command
@@ -51,23 +52,11 @@ class ReloadHook(RunHook):
     def on_start(self, runner: Runner) -> None:
         self._thresholds = list(runner.engine.thresholds)
 
-    def _profile_thresholds(self, engine: Any, new: dict[str, Any]) -> list[float] | None:
-        """Thresholds chosen by the device profile (``edge-ee profile``), looked up again on each reload."""
-        try:
-            from ..profile import find_profile
-        except ImportError:  # pragma: no cover - profiles not available
-            return None
-        if "profile" not in new:
-            return None
-        prof, path = find_profile(engine.bundle, new["profile"], engine=engine)  # an unreadable explicit profile raises
-        if prof is None:
-            return None
-        th = (prof.get("chosen") or {}).get("thresholds")
-        if prof.get("rule") not in (None, engine.rules[0]) or not isinstance(th, list) \
-                or len(th) != engine.num_stages - 1:
-            return None
-        self.profile_path = path
-        return [float(t) for t in th]
+    def _profile(self, engine: Any, settings: RunSettings) -> tuple[dict[str, Any] | None, Path | None]:
+        """The device profile (``edge-ee profile``), looked up and read again on each reload."""
+        from ..profiling.profile import find_profile
+
+        return find_profile(engine.bundle, settings.profile_path, engine=engine)  # an unreadable explicit one raises
 
     def request(self) -> None:
         """Safe to call from a signal handler: only sets a flag."""
@@ -130,42 +119,37 @@ class ReloadHook(RunHook):
     def _plan(self, runner: Runner, new: dict[str, Any], changed: set[str]) -> list[Any]:
         """Check every live change first (raising on any problem), then return the actions."""
         engine, cfg = runner.engine, runner.config
+        s = RunSettings.from_options(new)  # the whole file checked as at start
+        explicit = s.check_bundle(engine.num_stages)
+        profile, ppath = (None, None) if explicit is not None else self._profile(engine, s)
+        th, source = choose_thresholds(explicit, profile, engine.rules[0], engine.manifest.default_thresholds())
+        if source == "profile":
+            self.profile_path = ppath
         acts: list[Any] = []
-        from ..cli import _parse_thresholds
-
-        th = _parse_thresholds(new["thresholds"], engine.num_stages - 1)
-        if th is None:  # no explicit thresholds: the device profile's (re-read now), else the bundle's
-            th = self._profile_thresholds(engine, new) or engine.manifest.default_thresholds()
         if "thresholds" in changed or th != self._thresholds:
             acts.append(lambda: (engine.set_thresholds(th), setattr(self, "_thresholds", list(th))))
         if "rule" in changed:
-            rule = new["rule"]
-            if rule is None:
-                defaults = [h.rule if h else DEFAULT_RULE for h in engine.heads]
-                acts.append(lambda: setattr(engine, "rules", defaults))
-            else:
-                old_rules = list(engine.rules)
-                engine.set_rule(rule)  # validates; undone below, applied with the rest
-                engine.rules = old_rules
-                acts.append(lambda: engine.set_rule(rule))
+            acts.append(self._rule_action(engine, s.rule))
         if "budget" in changed:
-            b = parse_budget(new["budget"])
-            if b is not None and b.kind != "latency" and not any(
-                    getattr(h, "handles_budget", None) == b.kind for h in runner.hooks):
-                raise UsageError(f"a {b.kind} budget ({b.text}) needs the budget controller and a power source")
-            acts.append(lambda: setattr(cfg, "budget", b))
+            runner.check_budget(s.budget)
+            acts.append(lambda: setattr(cfg, "budget", s.budget))
         if changed & {"mode", "exit_at"}:
-            mode = new["mode"]
-            if mode not in _MODES:
-                raise UsageError(f"mode {mode!r}: use adaptive, full or exit-at")
-            ex = new["exit_at"]
-            if _MODES[mode] == "exit_at" and (ex is None or not 0 <= ex < engine.num_stages):
-                raise UsageError(f"mode exit-at needs exit_at between 0 and {engine.num_stages - 1}")
-            acts.append(lambda: (setattr(cfg, "mode", _MODES[mode]), setattr(cfg, "exit_at", ex)))
+            acts.append(lambda: (setattr(cfg, "mode", s.mode), setattr(cfg, "exit_at", s.exit_at)))
         if "quiet" in changed:
-            acts.append(lambda: setattr(cfg, "status", not new["quiet"]))
+            acts.append(lambda: setattr(cfg, "status", not s.quiet))
         if "max_frames" in changed:
-            acts.append(lambda: setattr(cfg, "max_frames", new["max_frames"]))
+            acts.append(lambda: setattr(cfg, "max_frames", s.max_frames))
         if "duration" in changed:
-            acts.append(lambda: setattr(cfg, "duration_s", new["duration"]))
+            acts.append(lambda: setattr(cfg, "duration_s", s.duration_s))
         return acts
+
+    @staticmethod
+    def _rule_action(engine: Any, rule: str | None) -> Any:
+        """Check a new exit rule now; the returned action applies it (None: each head's own rule)."""
+        if rule is None:
+            defaults = [h.rule if h else DEFAULT_RULE for h in engine.heads]
+            return lambda: setattr(engine, "rules", defaults)
+        old_rules = list(engine.rules)
+        engine.set_rule(rule)  # validates; undone here, applied with the rest
+        engine.rules = old_rules
+        return lambda: engine.set_rule(rule)

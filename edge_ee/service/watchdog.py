@@ -1,4 +1,4 @@
-"""systemd readiness, status and watchdog as a :class:`~edge_ee.runner.RunHook`.
+"""systemd readiness, status and watchdog as a :class:`~edge_ee.pipeline.runner.RunHook`.
 
 - ``READY=1`` when the run starts (the bundle is loaded and the source opened by then);
 - ``STATUS=`` every few seconds: frames, rate, exits, latency; "no frame for N s" when stalled; hooks'
@@ -16,7 +16,7 @@ import threading
 import time
 from typing import Any
 
-from ..runner import RunHook, Runner
+from ..pipeline.runner import RunHook, Runner
 from ..sources.base import Frame
 from .sdnotify import Notifier
 

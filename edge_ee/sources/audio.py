@@ -2,7 +2,7 @@
 
 Every source resamples to the model's rate (``input.preprocess.sample_rate``), keeps a ring buffer
 and emits one window of the model's length (``clip_samples``, 1 s) every hop (``--hop``, 250 ms).
-Frames carry float32 PCM; :mod:`edge_ee.preprocess` turns it into MFCC features as the manifest says.
+Frames carry float32 PCM; :mod:`edge_ee.pipeline.preprocess` turns it into MFCC features as the manifest says.
 
 Files and stdin are processed window by window without dropping anything. A microphone is live: a
 reader thread keeps filling the ring, and when inference falls behind, ``read()`` jumps to the newest
@@ -17,14 +17,17 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..audio.pcm import ArecordReader, PcmReader, RawPcmReader, SoundDeviceReader, WavReader, has_sounddevice
 from ..audio.resample import StreamResampler
 from ..audio.ring import RingBuffer
 from ..errors import DeviceNotFoundError, SourceError, UsageError
-from ..manifest import Manifest
 from .base import Frame, Source
+from .registry import AUDIO_TASK, register_source
+
+if TYPE_CHECKING:
+    from ..core.manifest import Manifest
 
 log = logging.getLogger(__name__)
 DEFAULT_HOP_S = 0.25
@@ -172,6 +175,8 @@ def read_truth(path: Path) -> list[dict[str, Any]] | None:
         return None
 
 
+@register_source("wav", "a 16-bit PCM WAV file, wav:FILE (resampled to the model's rate)", syntax="wav:FILE",
+                 task=AUDIO_TASK, order=100)
 def open_wav(arg: str, m: Manifest, opts: dict) -> AudioSource:
     if not arg:
         raise UsageError("wav: needs a file, e.g. wav:speech.wav")
@@ -184,6 +189,8 @@ def open_wav(arg: str, m: Manifest, opts: dict) -> AudioSource:
     return AudioSource(reader, rate, window, _hop(opts), live=False, description=desc, truth=read_truth(Path(arg)))
 
 
+@register_source("-", "raw 16-bit little-endian mono PCM on stdin (rate: --audio-rate)",
+                 syntax="- (raw PCM on stdin)", task=AUDIO_TASK, order=110)
 def open_stdin(arg: str, m: Manifest, opts: dict) -> AudioSource:
     rate, window = model_audio_params(m)
     in_rate = int(opts.get("audio_rate") or rate)
@@ -199,6 +206,8 @@ def open_stdin(arg: str, m: Manifest, opts: dict) -> AudioSource:
     return AudioSource(reader, rate, window, _hop(opts), live=False, description=desc)
 
 
+@register_source("mic", "a microphone, mic or mic:ALSA_DEVICE (e.g. mic:plughw:1,0); arecord or sounddevice",
+                 syntax="mic[:DEVICE]", task=AUDIO_TASK, order=90)
 def open_mic(arg: str, m: Manifest, opts: dict) -> AudioSource:
     rate, window = model_audio_params(m)
     in_rate = int(opts.get("audio_rate") or rate)

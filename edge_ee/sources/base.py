@@ -28,9 +28,19 @@ class Source:
     description: str = "source"
     dropped: int = 0  # frames the source skipped because inference was slower than capture
     live: bool = False  # a live device (camera, microphone): frames arrive at their own pace
+    truth: list[dict[str, Any]] | None = None  # audio: keyword events [{"keyword", "start", "end"}], if known
 
     def read(self) -> Frame | None:  # pragma: no cover - interface
         raise NotImplementedError
+
+    def interrupt(self) -> None:
+        """Called on a stop request (possibly from a signal handler): a blocked ``read()`` returns None.
+        Sources whose ``read()`` never blocks for long need not override it."""
+        return
+
+    def stream_stats(self) -> dict[str, Any]:
+        """Counters of a live stream for the telemetry record and summary (cameras add capture counters)."""
+        return {"dropped_frames": self.dropped}
 
     def close(self) -> None:
         pass

@@ -20,14 +20,18 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..cv import require_cv2
 from ..errors import DeviceNotFoundError, SourceError, UsageError
+from ..pipeline.cv import require_cv2
 from .base import Frame, Source
 from .grabber import Capture, EndOfStream, FrameGrabber
+from .registry import IMAGE_TASK, register_source
+
+if TYPE_CHECKING:
+    from ..core.manifest import Manifest
 
 log = logging.getLogger(__name__)
 DEFAULT_RECONNECT_TIMEOUT_S = 30.0
@@ -284,3 +288,28 @@ def open_stream_url(url: str, opts: dict) -> CameraSource:
     return CameraSource(opener, shown, reconnect_timeout_s=_timeout(opts), not_found=SourceError,
                         hint="check the URL, credentials and that the camera is reachable "
                              "(e.g. `ffprobe URL`); or use --source video:FILE")
+
+
+@register_source("camera", "a camera: camera (= camera:0), camera:N, camera:/dev/videoN; camera:FILE replays a "
+                 "video live", syntax="camera[:N|:/dev/videoN]", task=IMAGE_TASK, order=50)
+def _camera_spec(arg: str, m: Manifest, opts: dict) -> CameraSource:
+    return open_camera(arg, opts)
+
+
+@register_source("csi", "a CSI camera, csi[:N] (picamera2 on a Raspberry Pi, nvarguscamerasrc on a Jetson)",
+                 syntax="csi[:N]", task=IMAGE_TASK, order=60)
+def _csi_spec(arg: str, m: Manifest, opts: dict) -> CameraSource:
+    return open_csi(arg, opts)
+
+
+@register_source("gst", "a GStreamer pipeline ending in appsink, gst:'PIPELINE' (needs cv2 with GStreamer)",
+                 syntax="gst:PIPELINE", task=IMAGE_TASK, order=70)
+def _gst_spec(arg: str, m: Manifest, opts: dict) -> CameraSource:
+    return open_gst(arg, opts)
+
+
+@register_source("rtsp", "a network camera, rtsp://[user:pass@]host/path", syntax="rtsp://URL", task=IMAGE_TASK,
+                 order=80)
+def _rtsp_spec(arg: str, m: Manifest, opts: dict) -> CameraSource:
+    return open_stream_url(arg if "://" in arg else "rtsp:" + arg, opts)
+

@@ -8,11 +8,16 @@ import logging
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..cv import require_cv2
-from ..errors import SourceError
+from ..errors import SourceError, UsageError
+from ..pipeline.cv import require_cv2
 from .base import Frame, Source
 from .imagesize import MAX_IMAGE_PIXELS, image_size, limit_opencv
+from .registry import IMAGE_TASK, register_source
+
+if TYPE_CHECKING:
+    from ..core.manifest import Manifest
 
 log = logging.getLogger("edge_ee.sources")
 _WARN_FIRST = 5  # unreadable images named one by one; the rest only counted
@@ -64,11 +69,19 @@ def _glob(pattern: str) -> list[Path]:
     return [f for f in _walk(base, pattern) if fnmatch.fnmatchcase(f.relative_to(base).as_posix(), rest)]
 
 
+@register_source("images", "still images, images:DIR or images:'GLOB'", syntax="images:DIR_OR_GLOB",
+                 task=IMAGE_TASK, order=20)
 class ImageSource(Source):
     """Reads images in sorted order. When an image's parent folder is named after a class label
     (case and punctuation ignored) the label is attached as ground truth, so ``run`` reports accuracy."""
 
     kind = "image"
+
+    @classmethod
+    def from_spec(cls, arg: str, m: Manifest, opts: dict) -> ImageSource:
+        if not arg:
+            raise UsageError("images: needs a directory or glob, e.g. images:photos/ or images:'shots/*.png'")
+        return cls(arg, labels=m.labels, loop=bool(opts.get("loop")), strict=bool(opts.get("strict")))
 
     def __init__(self, pattern: str, labels: list[str] | None = None, loop: bool = False,
                  strict: bool = False) -> None:

@@ -8,7 +8,7 @@ a name wins over an index when a class is itself called ``"3"``. :func:`read_lab
 line before anything runs, so a typo is a usage error naming the line, not a failed profiling run.
 
 :class:`LabelledSource` wraps any source and sets each frame's ``meta["truth"]`` to the class *name*
-(what :mod:`edge_ee.profile` compares with the bundle's labels); it ends the stream when the file's
+(what :mod:`edge_ee.profiling.profile` compares with the bundle's labels); it ends the stream when the file's
 labels run out. :func:`peek` reads the first frame ahead (to check a source has ground truth) and
 hands it back as the first frame of the returned source.
 """
@@ -19,6 +19,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..errors import UsageError
 from .base import Frame, Source, SourceKind
@@ -119,6 +120,16 @@ class _Wrapper(Source):
     @property
     def description(self) -> str:  # type: ignore[override]
         return self.inner.description
+
+    @property
+    def truth(self) -> list[dict[str, Any]] | None:  # type: ignore[override]
+        return self.inner.truth
+
+    def interrupt(self) -> None:
+        self.inner.interrupt()
+
+    def stream_stats(self) -> dict[str, Any]:
+        return self.inner.stream_stats()
 
     def close(self) -> None:
         self.inner.close()

@@ -2,14 +2,31 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from ..manifest import InputSpec
+from ..errors import UsageError
 from .base import Frame, Source
+from .registry import register_source
+
+if TYPE_CHECKING:
+    from ..core.manifest import InputSpec, Manifest
 
 
+@register_source("synthetic", "random frames of the model's input size (synthetic or synthetic:SEED)", order=10)
 class SyntheticSource(Source):
     description = "synthetic"
+
+    @classmethod
+    def from_spec(cls, arg: str, m: Manifest, opts: dict) -> SyntheticSource:
+        try:
+            seed = int(arg) if arg else 0
+        except ValueError:
+            seed = -1
+        if not 0 <= seed < 2**63:
+            raise UsageError(f"synthetic:{arg}: the argument must be an integer seed from 0 to 2**63-1") from None
+        return cls(m.input, seed=seed)
 
     def __init__(self, spec: InputSpec, seed: int = 0, limit: int | None = None) -> None:
         self.rng = np.random.default_rng(seed)

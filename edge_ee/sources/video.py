@@ -4,16 +4,28 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..cv import require_cv2
-from ..errors import SourceError
+from ..errors import SourceError, UsageError
+from ..pipeline.cv import require_cv2
 from .base import Frame, Source
+from .registry import IMAGE_TASK, register_source
+
+if TYPE_CHECKING:
+    from ..core.manifest import Manifest
 
 log = logging.getLogger("edge_ee.sources")
 
 
+@register_source("video", "a video file, video:FILE", syntax="video:FILE", task=IMAGE_TASK, order=30)
 class VideoSource(Source):
     kind = "image"
+
+    @classmethod
+    def from_spec(cls, arg: str, m: Manifest, opts: dict) -> VideoSource:
+        if not arg:
+            raise UsageError("video: needs a file, e.g. video:clip.mp4")
+        return cls(arg, loop=bool(opts.get("loop")))
 
     def __init__(self, path: str, loop: bool = False) -> None:
         cv2 = require_cv2("the video source")

@@ -48,10 +48,9 @@ def export(ee: EarlyExitModel, cal: dict[str, Any], data: Dataset, out: str | os
     """Write a verified bundle (atomically) and return its path."""
     cal = dict(cal)
     cal["split"] = {**cal.get("split", {}), "sizes": data.sizes()}
-    return export_bundle(ee, cal, out, name=name, task=data.task, labels=data.labels, preprocess=data.preprocess,
-                         layout=data.layout, verify_split=data.calib_thr, description=description,
+    return export_bundle(ee, cal, out, data, name=name, description=description,
                          producer=producer_info(seed, command if command is not None else "python API", **producer),
-                         quantize=quantize, quant_split=data.calib_thr)
+                         quantize=quantize)
 
 
 def dataset_from_tensors(x: torch.Tensor, y: torch.Tensor, labels: list[str], *, preprocess: dict | None = None,

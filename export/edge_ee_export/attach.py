@@ -100,6 +100,87 @@ def _suggest(model: nn.Module, path: str) -> str:
     return s
 
 
+def trace(model: nn.Module, leaves: set[str]) -> fx.Graph:
+    """``model``'s torch.fx graph with the modules in ``leaves`` kept as single calls."""
+    try:
+        return _Tracer(leaves).trace(model)
+    except Exception as e:  # noqa: BLE001 - fx raises many types
+        raise UsageError(
+            f"cannot trace {type(model).__name__} with torch.fx: {str(e).splitlines()[0][:200]}",
+            "the model's forward must be traceable (no data-dependent Python control flow)",
+        ) from e
+
+
+def _io_nodes(nodes: list[fx.Node]) -> tuple[fx.Node, fx.Node]:
+    """The single input and the output node; a model with several inputs or outputs cannot be split."""
+    placeholders = [n for n in nodes if n.op == "placeholder"]
+    if len(placeholders) != 1:
+        raise UsageError(f"the model takes {len(placeholders)} inputs; only single-input models can be split")
+    out_node = next(n for n in nodes if n.op == "output")
+    if not isinstance(out_node.args[0], fx.Node):
+        raise UsageError(
+            "the model's output is not a single logits tensor (it returns a tuple, list or dict)",
+            "wrap the model so that forward returns logits [N, classes]",
+        )
+    return placeholders[0], out_node
+
+
+def _cut_nodes(model: nn.Module, nodes: list[fx.Node], pos: dict[fx.Node, int], cuts: Sequence[str]
+               ) -> list[fx.Node]:
+    """The one call of each cut module, checked to come in execution order."""
+    cut_nodes: list[fx.Node] = []
+    for c in cuts:
+        hits = [n for n in nodes if n.op == "call_module" and n.target == c]
+        if not hits:
+            raise UsageError(f"split point {c!r} is never called in forward()", _suggest(model, c))
+        if len(hits) > 1:
+            raise UsageError(f"split point {c!r} is called {len(hits)} times in forward(); it cannot be a cut")
+        cut_nodes.append(hits[0])
+    order = sorted(range(len(cuts)), key=lambda i: pos[cut_nodes[i]])
+    if order != list(range(len(cuts))):
+        raise UsageError(f"split points must be given in execution order: {[cuts[i] for i in order]}")
+    return cut_nodes
+
+
+def _check_clean(cut: str, cn: fx.Node, nodes: list[fx.Node], pos: dict[fx.Node, int]) -> None:
+    """A cut is clean when no value computed before it (other than the cut itself) is used after it."""
+    p = pos[cn]
+    for n in nodes[p + 1:]:
+        for a in n.all_input_nodes:
+            if pos[a] < p and a.op != "get_attr" or (pos[a] == p and a is not cn):
+                what = "the model input" if a.op == "placeholder" else f"value {a.name!r}"
+                raise UsageError(
+                    f"split point {cut!r} is not a clean cut: {what}, computed before it, is used after it "
+                    f"by {n.name!r} (a skip connection or a second branch crosses the cut)",
+                    "choose a module whose output is the only thing passed on, e.g. a whole residual stage",
+                )
+
+
+def _piece(model: nn.Module, nodes: list[fx.Node], pos: dict[fx.Node, int], start: fx.Node, end: fx.Node | None,
+           out_node: fx.Node, k: int) -> fx.GraphModule:
+    """The graph from ``start``'s output to ``end`` (``None``: to the model's output) as one module."""
+    g = fx.Graph()
+    env: dict[fx.Node, fx.Node] = {start: g.placeholder("x")}
+
+    def arg(a: fx.Node) -> fx.Node:
+        if a not in env:
+            if a.op == "get_attr":
+                env[a] = g.get_attr(a.target)  # type: ignore[arg-type]
+            else:  # pragma: no cover - excluded by the clean-cut check
+                raise UsageError(f"internal: value {a.name} crosses a cut")
+        return env[a]
+
+    stop = pos[end] if end is not None else pos[out_node] - 1
+    for n in nodes[pos[start] + 1: stop + 1]:
+        if n.op == "get_attr":
+            continue
+        env[n] = g.node_copy(n, arg)
+    result = env[end] if end is not None else arg(out_node.args[0])  # type: ignore[arg-type]
+    g.output(result)
+    g.lint()
+    return fx.GraphModule(model, g, class_name=f"Segment{k}")
+
+
 def split_model(model: nn.Module, cuts: Sequence[str]) -> list[fx.GraphModule]:
     """Cut ``model`` after each module path in ``cuts`` (in execution order).
 
@@ -113,75 +194,16 @@ def split_model(model: nn.Module, cuts: Sequence[str]) -> list[fx.GraphModule]:
                              _suggest(model, c))
     if len(set(cuts)) != len(cuts):
         raise UsageError(f"split points repeat: {list(cuts)}")
-    try:
-        graph = _Tracer(set(cuts)).trace(model)
-    except Exception as e:  # noqa: BLE001 - fx raises many types
-        raise UsageError(
-            f"cannot trace {type(model).__name__} with torch.fx: {str(e).splitlines()[0][:200]}",
-            "the model's forward must be traceable (no data-dependent Python control flow)",
-        ) from e
+    graph = trace(model, set(cuts))
     nodes = list(graph.nodes)
     pos = {n: i for i, n in enumerate(nodes)}
-    placeholders = [n for n in nodes if n.op == "placeholder"]
-    if len(placeholders) != 1:
-        raise UsageError(f"the model takes {len(placeholders)} inputs; only single-input models can be split")
-    out_node = next(n for n in nodes if n.op == "output")
-    if not isinstance(out_node.args[0], fx.Node):
-        raise UsageError(
-            "the model's output is not a single logits tensor (it returns a tuple, list or dict)",
-            "wrap the model so that forward returns logits [N, classes]",
-        )
-    cut_nodes: list[fx.Node] = []
-    for c in cuts:
-        hits = [n for n in nodes if n.op == "call_module" and n.target == c]
-        if not hits:
-            raise UsageError(f"split point {c!r} is never called in forward()", _suggest(model, c))
-        if len(hits) > 1:
-            raise UsageError(f"split point {c!r} is called {len(hits)} times in forward(); it cannot be a cut")
-        cut_nodes.append(hits[0])
-    order = sorted(range(len(cuts)), key=lambda i: pos[cut_nodes[i]])
-    if order != list(range(len(cuts))):
-        raise UsageError(f"split points must be given in execution order: {[cuts[i] for i in order]}")
-
-    # a cut is clean when no value computed before it (other than the cut itself) is used after it
+    start, out_node = _io_nodes(nodes)
+    cut_nodes = _cut_nodes(model, nodes, pos, cuts)
     for c, cn in zip(cuts, cut_nodes):
-        p = pos[cn]
-        for n in nodes[p + 1:]:
-            for a in n.all_input_nodes:
-                if pos[a] < p and a.op != "get_attr" or (pos[a] == p and a is not cn):
-                    what = "the model input" if a.op == "placeholder" else f"value {a.name!r}"
-                    raise UsageError(
-                        f"split point {c!r} is not a clean cut: {what}, computed before it, is used after it "
-                        f"by {n.name!r} (a skip connection or a second branch crosses the cut)",
-                        "choose a module whose output is the only thing passed on, e.g. a whole residual stage",
-                    )
-
-    bounds = [placeholders[0]] + cut_nodes
-    pieces: list[fx.GraphModule] = []
-    for k in range(len(bounds)):
-        start = bounds[k]
-        end = bounds[k + 1] if k + 1 < len(bounds) else None
-        g = fx.Graph()
-        env: dict[fx.Node, fx.Node] = {start: g.placeholder("x")}
-
-        def arg(a: fx.Node, env: dict[fx.Node, fx.Node] = env, g: fx.Graph = g) -> fx.Node:
-            if a not in env:
-                if a.op == "get_attr":
-                    env[a] = g.get_attr(a.target)  # type: ignore[arg-type]
-                else:  # pragma: no cover - excluded by the clean-cut check
-                    raise UsageError(f"internal: value {a.name} crosses a cut")
-            return env[a]
-
-        stop = pos[end] if end is not None else pos[out_node] - 1
-        for n in nodes[pos[start] + 1: stop + 1]:
-            if n.op == "get_attr":
-                continue
-            env[n] = g.node_copy(n, arg)
-        result = env[end] if end is not None else arg(out_node.args[0])  # type: ignore[arg-type]
-        g.output(result)
-        g.lint()
-        pieces.append(fx.GraphModule(model, g, class_name=f"Segment{k}"))
-    return pieces
+        _check_clean(c, cn, nodes, pos)
+    bounds: list[fx.Node] = [start, *cut_nodes]
+    return [_piece(model, nodes, pos, bounds[k], bounds[k + 1] if k + 1 < len(bounds) else None, out_node, k)
+            for k in range(len(bounds))]
 
 
 # --------------------------------------------------------------------------- heads

@@ -8,13 +8,13 @@ bundle's full model against the original ONNX model before the bundle is put in 
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -22,9 +22,46 @@ from torch import nn
 from . import __version__
 from .errors import DatasetError, ModelError, UsageError
 
+if TYPE_CHECKING:
+    from .recipe import RecipeArgs
+
 log = logging.getLogger("edge_ee_export")
 
 DEFAULT_EXITS = "25%,50%"
+
+
+@dataclass
+class OnnxArgs:
+    """The options of ``edge-ee-export onnx``."""
+
+    model_file: str
+    data: str
+    out: str
+    mean: str | None = None
+    std: str | None = None
+    color: str | None = None
+    exits: str | None = None
+    final_split: str | None = None
+    head: str = "conv_conf"
+    exit_epochs: int = 10
+    calib: int | None = None
+    target_drop: float = 0.01
+    confidence: float = 0.9
+    train_limit: int | None = None
+    seed: int = 0
+    name: str | None = None
+    threads: int | None = None
+    no_progress: bool = False
+
+
+@dataclass
+class InspectArgs:
+    """The options of ``edge-ee-export inspect``: an ONNX file, or a module factory with its input size."""
+
+    model_file: str | None = None
+    torch_model: str | None = None
+    weights: str | None = None
+    input: str | None = None
 
 
 def floats(option: str, text: str | None) -> list[float] | None:
@@ -39,7 +76,7 @@ def floats(option: str, text: str | None) -> list[float] | None:
     return vals
 
 
-def require_normalisation(a: argparse.Namespace, why: str) -> tuple[list[float], list[float]]:
+def require_normalisation(a: OnnxArgs | RecipeArgs, why: str) -> tuple[list[float], list[float]]:
     mean, std = floats("--mean", a.mean), floats("--std", a.std)
     if mean is None or std is None:
         raise UsageError(f"--mean and --std are required {why}: the per-channel normalisation the model was trained "
@@ -72,7 +109,7 @@ def check_classes(num_outputs: int, labels: list[str], root: Any) -> None:
                            "give an image folder with one sub-folder per class the model predicts")
 
 
-def inspect(a: argparse.Namespace) -> None:
+def inspect(a: InspectArgs) -> None:
     from .cut_points import cut_points, default_final_split, format_table
 
     model, example, src = _user_model(a)
@@ -83,7 +120,7 @@ def inspect(a: argparse.Namespace) -> None:
           "or a MACs fraction such as 30%); --final-split NAME moves the default final split")
 
 
-def _user_model(a: argparse.Namespace) -> tuple[nn.Module, torch.Tensor, str]:
+def _user_model(a: InspectArgs) -> tuple[nn.Module, torch.Tensor, str]:
     from .onnx_import import load_factory, load_onnx
 
     if not a.torch_model:
@@ -98,7 +135,7 @@ def _user_model(a: argparse.Namespace) -> tuple[nn.Module, torch.Tensor, str]:
     return model, torch.zeros(2, *[int(v) for v in shape]), a.torch_model
 
 
-def run_onnx(a: argparse.Namespace, command: str) -> Path:
+def run_onnx(a: OnnxArgs, command: str) -> Path:
     from .attach import attach_exits
     from .calibrate import calibrate
     from .cut_points import cut_points, default_final_split, resolve_exits
@@ -148,8 +185,7 @@ def run_onnx(a: argparse.Namespace, command: str) -> Path:
                                                                          "measured_on": probe.name},
                          training={"exits": {"epochs": a.exit_epochs, "final": hist[-1] if hist else None}},
                          dataset={"name": "image-folder", "sizes": data.sizes(), **data.meta})
-    out = export_bundle(ee, cal, a.out, name=name, task=data.task, labels=data.labels, preprocess=data.preprocess,
-                        layout=data.layout, verify_split=data.calib_thr, producer=prod,
+    out = export_bundle(ee, cal, a.out, data, name=name, producer=prod,
                         description=f"{Path(a.model_file).name} with exits after {', '.join(exits)}; built by "
                                     f"edge-ee-export {__version__}",
                         check=lambda d: {"parity_with_source_onnx": parity(im.onnx_bytes or b"", d, px, py)})
@@ -160,42 +196,7 @@ def run_onnx(a: argparse.Namespace, command: str) -> Path:
     return out
 
 
-def add_parsers(sub: Any, fraction: Any) -> None:
-    """The ``onnx`` and ``inspect`` sub-commands of ``edge-ee-export``."""
-    s = sub.add_parser("onnx", help="early exits on an existing ONNX image classifier",
-                       description=(__doc__ or "").split("\n\n")[1])
-    s.add_argument("model_file", metavar="MODEL.onnx")
-    s.add_argument("--data", required=True, help="image folder, one sub-folder per class (sorted = output order)")
-    s.add_argument("--out", required=True, help="bundle directory to write (replaced atomically)")
-    s.add_argument("--mean", default=None, help="per-channel mean the model was trained with, [0, 1] scale (required)")
-    s.add_argument("--std", default=None, help="per-channel std the model was trained with (required)")
-    s.add_argument("--color", choices=["rgb", "bgr", "gray"], default=None,
-                   help="channel order the model expects (default: gray for 1 channel, rgb for 3)")
-    s.add_argument("--exits", default=None, help=f"comma-separated cut names, module prefixes or MACs fractions "
-                   f"(default {DEFAULT_EXITS.replace('%', '%%')}); list them with `edge-ee-export inspect MODEL.onnx`")
-    s.add_argument("--final-split", default=None, help="cut after which the model's classifier starts (default: the "
-                   "last feature map)")
-    s.add_argument("--head", default="conv_conf", help="exit head family (pool_linear, dws, conv, *_conf)")
-    s.add_argument("--exit-epochs", type=int, default=10)
-    s.add_argument("--calib", type=int, default=None, help="calibration frames in total (default 10%% of the "
-                   "data); more frames let a tighter guarantee be certified")
-    s.add_argument("--target-drop", type=fraction("--target-drop"), default=0.01)
-    s.add_argument("--confidence", type=fraction("--confidence"), default=0.9)
-    s.add_argument("--train-limit", type=int, default=None)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--name", default=None)
-    s.add_argument("--threads", type=int, default=None)
-    s.add_argument("--no-progress", action="store_true")
-    s.add_argument("-v", "--verbose", action="store_true")
-    i = sub.add_parser("inspect", help="list a model's candidate exit points (name, output shape, MACs fraction)")
-    i.add_argument("model_file", nargs="?", default=None, metavar="MODEL.onnx")
-    i.add_argument("--model", dest="torch_model", default=None, help="module.path:factory or file.py:factory")
-    i.add_argument("--weights", default=None, help="state_dict for --model")
-    i.add_argument("--input", default=None, help="with --model: input size C,H,W")
-    i.add_argument("-v", "--verbose", action="store_true")
-
-
-def user_backbone(a: argparse.Namespace, labels: list[str], example: torch.Tensor) -> nn.Module:
+def user_backbone(a: RecipeArgs, labels: list[str], example: torch.Tensor) -> nn.Module:
     """``--model`` (+ ``--weights``) for the recipes: the module, checked to give one logit per class."""
     from .onnx_import import load_factory
 

@@ -23,7 +23,7 @@ import torch
 
 from edge_ee.calibration import ExitTable, select_point_estimate, select_risk_controlled
 from edge_ee.calibration.select import MIN_FRAMES, ORDER_FRACTION, split_indices
-from edge_ee.exit_rules import DEFAULT_RULE, RULES
+from edge_ee.core.exit_rules import DEFAULT_RULE, RULES
 
 from .attach import EarlyExitModel
 from .data import TensorSplit

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import fx, nn
 
-from .attach import _Tracer
+from .attach import trace
 from .errors import UsageError
 
 
@@ -39,66 +39,80 @@ def _scope_names(node: fx.Node) -> list[str]:
     return [n for n in names if n]
 
 
-def cut_points(model: nn.Module, example: torch.Tensor) -> list[CutPoint]:
-    """Every place the model can be cut cleanly (only one value is passed on) leaving a non-empty remainder, in
-    execution order, named by the outermost module that ends there. Of consecutive cuts that cost no MACs in
-    between and keep the shape (conv, BN, ReLU), only the last is listed. One trace, one forward pass."""
+_OPS = ("call_module", "call_function", "call_method")
+
+
+def _macs_and_shapes(model: nn.Module, gm: fx.GraphModule, x: torch.Tensor) -> dict[str, int]:
+    """MACs of every conv and linear layer on one sample (as count_macs); the output shapes of ``gm``'s nodes are
+    recorded in their ``tensor_meta`` by the same forward pass."""
     from torch.fx.passes.shape_prop import ShapeProp
 
-    model.eval()
-    x = example[:1]
-    try:
-        gm = fx.GraphModule(model, _Tracer(set()).trace(model))
-    except Exception as e:  # noqa: BLE001 - fx raises many types
-        raise UsageError(f"cannot trace {type(model).__name__} with torch.fx: {str(e).splitlines()[0][:200]}",
-                         "the model's forward must be traceable (no data-dependent Python control flow)") from e
     macs_of: dict[str, int] = {}
-    hooks = []
 
     def hook(name: str) -> Any:
-        def record(m: nn.Module, inp: Any, out: torch.Tensor) -> None:  # as count_macs: conv and linear layers
+        def record(m: nn.Module, inp: Any, out: torch.Tensor) -> None:
             k = math.prod(m.kernel_size) * (m.in_channels // m.groups) if isinstance(m, nn.Conv1d | nn.Conv2d) \
                 else m.in_features
             macs_of[name] = macs_of.get(name, 0) + int(out[0].numel()) * int(k)
         return record
 
-    for name, mod in model.named_modules():
-        if isinstance(mod, (nn.Conv1d, nn.Conv2d, nn.Linear)):
-            hooks.append(mod.register_forward_hook(hook(name)))
+    hooks = [mod.register_forward_hook(hook(name)) for name, mod in model.named_modules()
+             if isinstance(mod, (nn.Conv1d, nn.Conv2d, nn.Linear))]
     try:
         with torch.no_grad():
             ShapeProp(gm).propagate(x)
     finally:
         for h in hooks:
             h.remove()
-    nodes = [n for n in gm.graph.nodes]
-    pos = {n: i for i, n in enumerate(nodes)}
-    last_use = {n: max((pos[u] for u in n.users), default=pos[n]) for n in nodes}
+    return macs_of
+
+
+class _Graph:
+    """Positions and last uses of a traced graph's nodes."""
+
+    def __init__(self, gm: fx.GraphModule) -> None:
+        self.nodes = list(gm.graph.nodes)
+        self.pos = {n: i for i, n in enumerate(self.nodes)}
+        self.last_use = {n: max((self.pos[u] for u in n.users), default=self.pos[n]) for n in self.nodes}
+        self.ops = [n for n in self.nodes if n.op in _OPS]
+        self.final_pos = self.pos[self.ops[-1]] if self.ops else 0
+
+    def cut_name(self, n: fx.Node) -> str | None:
+        """The outermost module that ends at ``n`` (no later operation inside it) and is called once, if any."""
+        later = [m for m in self.nodes[self.pos[n] + 1:] if m.op in _OPS]
+        name = next((s for s in _scope_names(n) if not any(s in _scope_names(m) for m in later[:50])), None)
+        if name is None or sum(1 for m in self.ops if m.op == "call_module" and m.target == name) > 1:
+            return None
+        return name
+
+
+def cut_points(model: nn.Module, example: torch.Tensor) -> list[CutPoint]:
+    """Every place the model can be cut cleanly (only one value is passed on) leaving a non-empty remainder, in
+    execution order, named by the outermost module that ends there. Of consecutive cuts that cost no MACs in
+    between and keep the shape (conv, BN, ReLU), only the last is listed. One trace, one forward pass."""
+    model.eval()
+    gm = fx.GraphModule(model, trace(model, set()))
+    macs_of = _macs_and_shapes(model, gm, example[:1])
+    g = _Graph(gm)
     total = max(sum(macs_of.values()), 1)
-    ops = [n for n in nodes if n.op in ("call_module", "call_function", "call_method")]
-    final_pos = pos[ops[-1]] if ops else 0
     found: list[CutPoint] = []
     reach = -1  # the furthest use of any value computed before the current node
     cum = 0
-    for n in nodes:
+    for n in g.nodes:
         if n.op == "call_module":
             sub = str(n.target)
             cum += sum(v for k, v in macs_of.items() if k == sub or k.startswith(sub + "."))
         tm = n.meta.get("tensor_meta")
-        clean = reach <= pos[n] and n.op in ("call_module", "call_function", "call_method") and pos[n] < final_pos
-        if clean and tm is not None and hasattr(tm, "shape"):
-            names = _scope_names(n)
-            later = [m for m in nodes[pos[n] + 1:] if m.op in ("call_module", "call_function", "call_method")]
-            # the outermost enclosing module that ends here (no later operation inside it)
-            name = next((s for s in names if not any(s in _scope_names(m) for m in later[:50])), None)
-            if name is not None and sum(1 for m in ops if m.op == "call_module" and m.target == name) <= 1:
-                cp = CutPoint(name, tuple(tm.shape), cum, cum / total)
-                if found and found[-1].macs == cp.macs and found[-1].shape == cp.shape:
-                    found[-1] = cp
-                else:
-                    found.append(cp)
+        clean = reach <= g.pos[n] and n.op in _OPS and g.pos[n] < g.final_pos
+        name = g.cut_name(n) if clean and tm is not None and hasattr(tm, "shape") else None
+        if name is not None:
+            cp = CutPoint(name, tuple(tm.shape), cum, cum / total)
+            if found and found[-1].macs == cp.macs and found[-1].shape == cp.shape:
+                found[-1] = cp
+            else:
+                found.append(cp)
         if n.op != "get_attr":
-            reach = max(reach, last_use[n])
+            reach = max(reach, g.last_use[n])
     return found
 
 

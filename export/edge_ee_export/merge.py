@@ -14,16 +14,17 @@ collide; the graph inputs and outputs keep the names the manifest uses.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import onnx
+import typer
 from onnx import compose
 
-from edge_ee.bundle import load_bundle
-from edge_ee.manifest import GraphRef, Manifest, read_manifest, write_manifest
+from edge_ee.core.bundle import load_bundle
+from edge_ee.core.manifest import GraphRef, Manifest, read_manifest, write_manifest
 
 
 def _load(path: Path, prefix: str) -> onnx.ModelProto:
@@ -89,8 +90,8 @@ def verify_merged(bundle_dir: str | Path, x: np.ndarray, atol: float = 1e-4, rto
     """The runtime must give the same answers through the merged graphs as through the separate files on the
     samples ``x`` (a batch): every exit's logits within ``atol + rtol * |ref|`` and the same labels. Returns the
     largest absolute difference; raises :class:`~edge_ee_export.errors.VerificationError` otherwise."""
-    from edge_ee.engine import Engine
-    from edge_ee.exit_rules import get_rule
+    from edge_ee.core.engine import Engine
+    from edge_ee.core.exit_rules import get_rule
 
     from .errors import VerificationError
 
@@ -110,19 +111,32 @@ def verify_merged(bundle_dir: str | Path, x: np.ndarray, atol: float = 1e-4, rto
     return worst
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m edge_ee_export.merge", description=__doc__.split("\n\n")[0])
-    p.add_argument("bundles", nargs="+", help="bundle directories to upgrade in place")
-    p.add_argument("--no-stages", action="store_true", help="do not write the merged stage graphs")
-    p.add_argument("--no-full", action="store_true", help="do not write the one-graph full model")
-    a = p.parse_args(argv)
-    for b in a.bundles:
-        m = add_merged_graphs(b, stages=not a.no_stages, full=not a.no_full)
+app = typer.Typer(add_completion=False)
+
+
+@app.command(help=(__doc__ or "").split("\n\n")[0])
+def upgrade(
+    bundles: Annotated[list[str], typer.Argument(metavar="BUNDLE...", help="bundle directories to upgrade in place")],
+    no_stages: Annotated[bool, typer.Option("--no-stages", help="do not write the merged stage graphs")] = False,
+    no_full: Annotated[bool, typer.Option("--no-full", help="do not write the one-graph full model")] = False,
+) -> None:
+    for b in bundles:
+        m = add_merged_graphs(b, stages=not no_stages, full=not no_full)
         x = np.random.default_rng(0).standard_normal((8, *m.input.sample_shape[1:])).astype(m.input.dtype)
         worst = verify_merged(b, x)
         print(f"{b}: schema v{m.schema_version}, files {', '.join(f for f, _ in m.files())}; merged graphs agree "
               f"with the separate files (max |diff| of the probabilities {worst:.2g} on 8 random inputs)")
-    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m edge_ee_export.merge BUNDLE...``: the exit code (bad options: typer's ``SystemExit``)."""
+    try:
+        app(args=argv, prog_name="python -m edge_ee_export.merge")
+    except SystemExit as e:
+        if e.code in (0, None):
+            return 0
+        raise
+    return 0  # pragma: no cover - typer always ends with SystemExit
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 * opset 17, batch dimension dynamic (``N``), one file per segment and per head;
 * verification: the chained ONNX graphs (onnxruntime) must reproduce the PyTorch exits on real
   samples within ``atol + rtol * |ref|`` (defaults 1e-4 / 1e-3) or the export fails; then the
-  runtime's own :class:`edge_ee.engine.Engine` must load the bundle and agree too;
+  runtime's own :class:`edge_ee.core.engine.Engine` must load the bundle and agree too;
 * optional int8 static quantisation (onnxruntime, QDQ, per-channel weights) calibrated on real
   samples; the accuracy change is measured and recorded in ``calibration.quantization``;
 * merged graphs (manifest schema v2, ``edge_ee_export.merge``): every segment with its head as one graph
@@ -24,6 +24,7 @@ import sys
 import tempfile
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,17 +34,18 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from edge_ee.bundle import load_bundle
 from edge_ee.calibration import ExitTable
 from edge_ee.calibration.record import Calibration
-from edge_ee.exit_rules import DEFAULT_RULE
-from edge_ee.manifest import FileRef, Head, InputSpec, Manifest, Stage, write_manifest
+from edge_ee.core.bundle import load_bundle
+from edge_ee.core.exit_rules import DEFAULT_RULE
+from edge_ee.core.manifest import FileRef, Head, InputSpec, Manifest, Stage, write_manifest
+from edge_ee.errors import OutputError
 
 from . import __version__
 from .attach import EarlyExitModel
 from .calibrate import ExitOutputs, select_thresholds, softmax
-from .data import TensorSplit
-from .errors import ExportError, VerificationError
+from .data import Dataset, TensorSplit
+from .errors import VerificationError
 from .merge import add_merged_graphs, verify_merged
 
 log = logging.getLogger("edge_ee_export")
@@ -130,7 +132,7 @@ def verify(ee: EarlyExitModel, bundle_dir: Path, m: Manifest, x: torch.Tensor, a
 
 def verify_engine(bundle_dir: Path, ee: EarlyExitModel, x: torch.Tensor, temps: list[float]) -> None:
     """The runtime engine must load the bundle and give the same probabilities as PyTorch."""
-    from edge_ee.engine import Engine
+    from edge_ee.core.engine import Engine
 
     eng = Engine(str(bundle_dir))
     ref = _torch_outputs(ee, x)
@@ -295,72 +297,93 @@ def producer_info(seed: int, command: str | None, **extra: Any) -> dict[str, Any
     }
 
 
-def export_bundle(ee: EarlyExitModel, cal: dict[str, Any], out: str | os.PathLike[str], *, name: str, task: str,
-                  labels: list[str], preprocess: dict[str, Any], layout: str, verify_split: TensorSplit,
+@dataclass(frozen=True)
+class WriteOptions:
+    """How :func:`export_bundle` verifies and writes: samples and tolerances of the ONNX-vs-PyTorch check,
+    whether an existing ``out`` may be replaced, whether the merged graphs are added."""
+
+    verify_samples: int = 64
+    atol: float = 1e-4
+    rtol: float = 1e-3
+    overwrite: bool = True
+    merged: bool = True
+
+
+def _quantize(ee: EarlyExitModel, cal: dict[str, Any], tmp: Path, m: Manifest, qs: TensorSplit) -> None:
+    """int8 static quantisation of the bundle in ``tmp``, thresholds re-selected on the int8 outputs, the
+    accuracy change recorded in the manifest."""
+    fp32 = chain_accuracy(tmp, m, qs)
+    qdir = Path(tempfile.mkdtemp(prefix=".q-", dir=tmp))
+    quantize_bundle(tmp, qdir, m, qs.x[:256].numpy())
+    for f, _ in m.files():
+        os.replace(qdir / f, tmp / f)
+    shutil.rmtree(qdir)
+    write_manifest(m, tmp)
+    # thresholds from the int8 model's own outputs: quantisation moves the scores
+    ct = ee.cost_table()
+    cal8 = {**cal, **select_thresholds(chain_outputs(tmp, m, qs), cal["temperatures"], ct["segment_macs"],
+                                       ct["head_macs"], cal["target_drop"], cal.get("confidence", 0.9),
+                                       rules=[cal["rule"]])}
+    cal8["method"] = str(cal.get("method", "")) + "; thresholds re-selected on the int8 bundle's outputs"
+    apply_thresholds(m, cal8)
+    int8 = chain_accuracy(tmp, m, qs)
+    m.calibration.extra["quantization"] = {
+        "kind": "onnxruntime static QDQ int8 (per-channel weights, uint8 activations)",
+        "calibration_samples": int(min(256, len(qs))), "measured_on": qs.name,
+        "fp32": fp32, "int8": int8,
+        "adaptive_accuracy_change": int8["adaptive_accuracy"] - fp32["adaptive_accuracy"],
+        "thresholds": "re-selected on the int8 outputs (fp32 adaptive accuracy at the fp32 thresholds)",
+    }
+    m.producer["quantized"] = True
+
+
+def _put_in_place(tmp: Path, out: Path) -> None:
+    """Replace ``out`` by ``tmp`` (two renames; an existing bundle is removed only once the new one is there)."""
+    if out.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+        os.replace(out, old / out.name)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out)
+
+
+def export_bundle(ee: EarlyExitModel, cal: dict[str, Any], out: str | os.PathLike[str], data: Dataset, *, name: str,
                   description: str = "", producer: dict[str, Any] | None = None, quantize: bool = False,
-                  quant_split: TensorSplit | None = None, verify_samples: int = 64, atol: float = 1e-4,
-                  rtol: float = 1e-3, overwrite: bool = True, merged: bool = True,
-                  check: Callable[[Path], dict[str, Any]] | None = None) -> Path:
-    """Write a verified bundle to ``out`` (atomically: temp dir, then rename); with ``merged`` (default) add
-    the merged stage graphs and the one-graph full model. ``check(bundle_dir)`` runs last on the finished bundle
-    (e.g. parity with an original ONNX model); it raises to reject the bundle, its result is recorded as
-    ``producer.check``."""
+                  check: Callable[[Path], dict[str, Any]] | None = None, options: WriteOptions = WriteOptions(),
+                  ) -> Path:
+    """Write a verified bundle for ``data``'s task, labels, preprocessing and layout to ``out`` (atomically:
+    temp dir, then rename), verified (and, with ``quantize``, quantised) on ``data.calib_thr``; with
+    ``options.merged`` (default) add the merged stage graphs and the one-graph full model. ``check(bundle_dir)``
+    runs last on the finished bundle (e.g. parity with an original ONNX model); it raises to reject the bundle,
+    its result is recorded as ``producer.check``."""
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise ExportError(f"{out} already exists", "pass --force to replace it")
+    if out.exists() and not options.overwrite:
+        raise OutputError(f"{out} already exists", "pass overwrite=True to replace it")
     out.parent.mkdir(parents=True, exist_ok=True)
     ee.eval()
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
         tmp.chmod(0o755)  # mkdtemp makes 0700; a bundle is shipped and read by service users
-        m = build_manifest(ee, cal, name=name, task=task, labels=labels, preprocess=preprocess, layout=layout,
-                           description=description, producer=producer or producer_info(0, None))
-        xs = verify_split.x[:verify_samples]
+        m = build_manifest(ee, cal, name=name, task=data.task, labels=data.labels, preprocess=data.preprocess,
+                           layout=data.layout, description=description, producer=producer or producer_info(0, None))
+        xs = data.calib_thr.x[:options.verify_samples]
         _write_files(ee, m, tmp, xs)
         write_manifest(m, tmp)
-        ver = verify(ee, tmp, m, xs, atol, rtol)
+        ver = verify(ee, tmp, m, xs, options.atol, options.rtol)
         verify_engine(tmp, ee, xs[:4], cal["temperatures"])
         m.producer["verification"] = ver
         if quantize:
-            qs = quant_split or verify_split
-            fp32 = chain_accuracy(tmp, m, qs)
-            qdir = Path(tempfile.mkdtemp(prefix=".q-", dir=tmp))
-            quantize_bundle(tmp, qdir, m, qs.x[:256].numpy())
-            for f, _ in m.files():
-                os.replace(qdir / f, tmp / f)
-            shutil.rmtree(qdir)
-            write_manifest(m, tmp)
-            # thresholds from the int8 model's own outputs: quantisation moves the scores
-            ct = ee.cost_table()
-            cal8 = {**cal, **select_thresholds(chain_outputs(tmp, m, qs), cal["temperatures"], ct["segment_macs"],
-                                               ct["head_macs"], cal["target_drop"], cal.get("confidence", 0.9),
-                                               rules=[cal["rule"]])}
-            cal8["method"] = str(cal.get("method", "")) + "; thresholds re-selected on the int8 bundle's outputs"
-            apply_thresholds(m, cal8)
-            int8 = chain_accuracy(tmp, m, qs)
-            m.calibration.extra["quantization"] = {
-                "kind": "onnxruntime static QDQ int8 (per-channel weights, uint8 activations)",
-                "calibration_samples": int(min(256, len(qs))), "measured_on": qs.name,
-                "fp32": fp32, "int8": int8,
-                "adaptive_accuracy_change": int8["adaptive_accuracy"] - fp32["adaptive_accuracy"],
-                "thresholds": "re-selected on the int8 outputs (fp32 adaptive accuracy at the fp32 thresholds)",
-            }
-            m.producer["quantized"] = True
+            _quantize(ee, cal, tmp, m, data.calib_thr)
         write_manifest(m, tmp)
-        if merged:
+        if options.merged:
             m = add_merged_graphs(tmp)
             verify_merged(tmp, xs[:8].numpy())
         if check is not None:
             m.producer["check"] = check(tmp)
             write_manifest(m, tmp)
         load_bundle(tmp)  # the runtime must accept it
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.replace(out, old / out.name)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
+        _put_in_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

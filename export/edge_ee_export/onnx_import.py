@@ -144,15 +144,17 @@ def ort_logits(sess: ort.InferenceSession, x: np.ndarray, batch: int = 256) -> n
                            for i in range(0, len(x), batch)])
 
 
-def load_onnx(path: str | Path) -> ImportedModel:
-    """Check that ``path`` is a usable ONNX classifier and convert it; every problem is a :class:`ModelError`."""
-    p = Path(path)
+def _read_onnx(p: Path) -> onnx.ModelProto:
     if not p.is_file():
         raise ModelError(f"{p}: no such file", "give the path of an .onnx model file")
     try:
-        model = onnx.load(str(p))
+        return onnx.load(str(p))
     except Exception as e:  # noqa: BLE001 - protobuf decode errors have many types
         raise ModelError(f"{p} is not an ONNX model: {str(e).splitlines()[0][:200]}") from e
+
+
+def _image_input(p: Path, model: onnx.ModelProto) -> tuple[onnx.ValueInfoProto, tuple[int, int, int]]:
+    """The one float32 [N, C, H, W] input with fixed C, H, W, and the one output, checked."""
     g = model.graph
     inits = {i.name for i in g.initializer}
     inputs = [i for i in g.input if i.name not in inits]
@@ -173,15 +175,11 @@ def load_onnx(path: str | Path) -> ImportedModel:
         raise ModelError(f"{p}: input {inp.name!r} has shape {dims}: channels, height and width must be fixed "
                          "numbers (a dynamic spatial size cannot be split into fixed segments)",
                          "re-export the model with a fixed input size; only the batch axis may be dynamic")
-    chw = (int(dims[1]), int(dims[2]), int(dims[3]))
-    # a dynamic batch axis: the exporter trains and verifies in batches
-    for vi in (inp, g.output[0]):
-        d0 = vi.type.tensor_type.shape.dim
-        if len(d0):
-            d0[0].ClearField("dim_value")
-            d0[0].dim_param = "N"
-    onnx_bytes = model.SerializeToString()
-    x = np.random.default_rng(0).standard_normal((2, *chw)).astype(np.float32)
+    return inp, (int(dims[1]), int(dims[2]), int(dims[3]))
+
+
+def _reference_logits(p: Path, model: onnx.ModelProto, onnx_bytes: bytes, x: np.ndarray) -> np.ndarray:
+    """The original model's logits on ``x`` in onnxruntime, checked to be logits [N, classes]."""
     try:
         ref = ort_logits(ort_session(onnx_bytes), x)
     except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
@@ -190,10 +188,16 @@ def load_onnx(path: str | Path) -> ImportedModel:
     if ref.ndim != 2 or ref.shape[1] < 2:
         raise ModelError(f"{p} is not a classifier: its output has shape {list(ref.shape)} for a batch of 2 "
                          "(expected [N, classes] with at least 2 classes)")
+    g = model.graph
     last = next((n for n in g.node if g.output[0].name in n.output), None)
     if last is not None and last.op_type in ("Softmax", "LogSoftmax", "Sigmoid"):
         raise ModelError(f"{p} ends in {last.op_type}: exits are calibrated on logits",
                          "export the model without its final softmax (its argmax is unchanged)")
+    return ref
+
+
+def _convert(p: Path, model: onnx.ModelProto, x: np.ndarray, ref: np.ndarray) -> tuple[nn.Module, float]:
+    """The onnx2torch module (frozen), checked to reproduce ``ref``; and the largest difference."""
     o2t = _import_onnx2torch()
     bad = unsupported_ops(model)
     if bad:
@@ -217,6 +221,25 @@ def load_onnx(path: str | Path) -> ImportedModel:
                          "the converter mishandles one of its operators; pass the PyTorch module with --model")
     for prm in module.parameters():
         prm.requires_grad_(False)
+    return module, err
+
+
+def load_onnx(path: str | Path) -> ImportedModel:
+    """Check that ``path`` is a usable ONNX classifier and convert it; every problem is a :class:`ModelError`."""
+    p = Path(path)
+    model = _read_onnx(p)
+    inp, chw = _image_input(p, model)
+    g = model.graph
+    # a dynamic batch axis: the exporter trains and verifies in batches
+    for vi in (inp, g.output[0]):
+        d0 = vi.type.tensor_type.shape.dim
+        if len(d0):
+            d0[0].ClearField("dim_value")
+            d0[0].dim_param = "N"
+    onnx_bytes = model.SerializeToString()
+    x = np.random.default_rng(0).standard_normal((2, *chw)).astype(np.float32)
+    ref = _reference_logits(p, model, onnx_bytes, x)
+    module, err = _convert(p, model, x, ref)
     src = {"kind": "onnx", "path": str(p), "sha256": _sha256(p), "input": inp.name, "output": g.output[0].name,
            "opset": {o.domain or "ai.onnx": o.version for o in model.opset_import},
            "converter": f"onnx2torch {_version('onnx2torch')}", "conversion_max_abs_diff": err}
@@ -302,7 +325,7 @@ def parity(onnx_bytes: bytes, bundle_dir: Path, x: np.ndarray, y: np.ndarray, at
            rtol: float = 1e-3) -> dict[str, Any]:
     """The bundle's full model (every segment + the final head, in onnxruntime) against the original ONNX model on
     ``x``: logits within ``atol + rtol * |ref|``, same predictions; raises :class:`VerificationError` otherwise."""
-    from edge_ee.bundle import load_bundle
+    from edge_ee.core.bundle import load_bundle
 
     from .errors import VerificationError
     from .onnx_export import run_chain

@@ -13,9 +13,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from edge_ee.bundle import load_bundle
-from edge_ee.exit_rules import DEFAULT_RULE
-from edge_ee.manifest import write_manifest
+from edge_ee.core.bundle import load_bundle
+from edge_ee.core.exit_rules import DEFAULT_RULE
+from edge_ee.core.manifest import write_manifest
 
 from .calibrate import select_thresholds
 from .data import TensorSplit

@@ -26,6 +26,7 @@ import os
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -135,11 +136,22 @@ def _load_ckpt(path: Path | None, fp: str) -> dict[str, Any] | None:
     return state
 
 
-def _run_epochs(name: str, params_model: nn.Module, opt: torch.optim.Optimizer,
-                sched: torch.optim.lr_scheduler.LRScheduler, epochs: int, data: Dataset,
-                step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], batch: int, seed: int,
-                ckpt: Path | None, fp: str, progress: bool, on_epoch: Callable[[int], dict[str, float]],
+@dataclass
+class _Loop:
+    """One training loop: what is optimised and how, and where it is checkpointed (under which fingerprint)."""
+
+    name: str
+    model: nn.Module
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler
+    ckpt: Path | None
+    fp: str
+
+
+def _run_epochs(loop: _Loop, epochs: int, data: Dataset, step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                batch: int, seed: int, progress: bool, on_epoch: Callable[[int], dict[str, float]],
                 train_mode: Callable[[], None]) -> list[dict[str, float]]:
+    name, params_model, opt, sched, ckpt, fp = loop.name, loop.model, loop.opt, loop.sched, loop.ckpt, loop.fp
     start, history = 0, []
     state = _load_ckpt(ckpt, fp)
     if state is not None:
@@ -195,7 +207,7 @@ def train_backbone(model: nn.Module, data: Dataset, epochs: int = 20, lr: float 
     def step(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(model(x), y, label_smoothing=0.05)
 
-    return _run_epochs("backbone", model, opt, sched, epochs, data, step, batch, seed, ckpt, fp, progress,
+    return _run_epochs(_Loop("backbone", model, opt, sched, ckpt, fp), epochs, data, step, batch, seed, progress,
                        lambda ep: {"val_acc": evaluate(model, data.calib_temp)}, lambda: model.train())
 
 
@@ -215,13 +227,32 @@ def eenet_loss(outs: list[tuple[torch.Tensor, torch.Tensor | None]], y: torch.Te
     return F.nll_loss(torch.log(mix.clamp_min(1e-8)), y) + lam * cost.mean()
 
 
-def train_exits(ee: EarlyExitModel, data: Dataset, method: str = "pteenet", epochs: int = 10,
-                lr: float | None = None, batch: int = 128, seed: int = 0, ckpt: Path | None = None,
-                progress: bool = True, lam: float = 0.05, early_weight: float = 0.4,
-                early_view: bool | None = None, head_lr: float | None = None) -> list[dict[str, float]]:
-    """Train the exit heads (frozen backbone) or the whole model (joint methods); see module doc."""
+@dataclass(frozen=True)
+class ExitTraining:
+    """The knobs of :func:`train_exits`: ``lr`` of a jointly fine-tuned backbone (default 0.01; frozen: the
+    heads' rate), ``head_lr`` of the heads (default 0.05), batch size, EENets cost weight ``lam``, T-RecX weight of
+    the early exits' loss, T-RecX early view (default on for trecx)."""
+
+    lr: float | None = None
+    batch: int = 128
+    lam: float = 0.05
+    early_weight: float = 0.4
+    early_view: bool | None = None
+    head_lr: float | None = None
+
+
+def train_exits(ee: EarlyExitModel, data: Dataset, method: str = "pteenet", epochs: int = 10, seed: int = 0,
+                ckpt: Path | None = None, progress: bool = True, **options: Any) -> list[dict[str, float]]:
+    """Train the exit heads (frozen backbone) or the whole model (joint methods); see module doc. ``options``:
+    the fields of :class:`ExitTraining` (``lr``, ``batch``, ``lam``, ``early_weight``, ``early_view``,
+    ``head_lr``)."""
     if method not in METHODS:
         raise UsageError(f"unknown training method {method!r}; choose one of {', '.join(METHODS)}")
+    try:
+        o = ExitTraining(**options)
+    except TypeError as e:
+        raise UsageError(f"train_exits: {e}") from None
+    lr, batch, lam, early_weight, early_view, head_lr = o.lr, o.batch, o.lam, o.early_weight, o.early_view, o.head_lr
     set_seed(seed)
     joint = method in JOINT
     if method == "trecx" and (early_view is None or early_view):
@@ -285,8 +316,8 @@ def train_exits(ee: EarlyExitModel, data: Dataset, method: str = "pteenet", epoc
         accs = evaluate_exits(ee, data.calib_temp)
         return {f"val_exit{k}": a for k, a in enumerate(accs)}
 
-    hist = _run_epochs(f"exits[{method}]", ee, opt, sched, epochs, data, step, batch, seed, ckpt, fp, progress,
-                       on_epoch, train_mode)
+    hist = _run_epochs(_Loop(f"exits[{method}]", ee, opt, sched, ckpt, fp), epochs, data, step, batch, seed,
+                       progress, on_epoch, train_mode)
     for p in bb:
         p.requires_grad_(True)
     return hist

@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from edge_ee.budget import parse_budget
-from edge_ee.bundle import load_bundle
 from edge_ee.control.hook import ControllerHook
 from edge_ee.control.operating_points import Frontier, OperatingPoint
-from edge_ee.engine import Engine
-from edge_ee.runner import RunConfig, Runner
+from edge_ee.core.budget import parse_budget
+from edge_ee.core.bundle import load_bundle
+from edge_ee.core.engine import Engine
+from edge_ee.pipeline.runner import RunConfig, Runner
 from edge_ee.sources import open_source
 
 

@@ -12,15 +12,15 @@ from pathlib import Path
 import pytest
 from test_hooks import FakePower
 
-from edge_ee.bundle import load_bundle
 from edge_ee.control.energy_hook import EnergyHook, profile_baseline
 from edge_ee.control.setup import format_extras
-from edge_ee.engine import Engine
+from edge_ee.core.bundle import load_bundle
+from edge_ee.core.engine import Engine
+from edge_ee.pipeline.runner import RunConfig, Runner
+from edge_ee.pipeline.telemetry import TelemetryWriter
 from edge_ee.power import PowerSampler
 from edge_ee.power.sampler import clamp_above_idle
-from edge_ee.runner import RunConfig, Runner
 from edge_ee.sources import open_source
-from edge_ee.telemetry import TelemetryWriter
 
 
 def test_clamp_above_idle() -> None:
@@ -135,7 +135,7 @@ def test_short_estimated_runs_report_no_negative_energy(tmp_path: Path) -> None:
 def test_process_scoped_estimate_uses_its_idle_model_as_the_baseline(bundle: Path, tmp_path: Path) -> None:
     """The estimate's power with this process idle is exactly its idle model: no measured baseline (which could sit
     above a quiet run and clamp every figure), no second spent measuring it."""
-    from edge_ee.power.estimate import EstimatedSource
+    from edge_ee.power import EstimatedSource
 
     src = EstimatedSource()
     sampler = PowerSampler(src, fallback=None)

@@ -7,15 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from edge_ee.budget import parse_budget
-from edge_ee.bundle import load_bundle
 from edge_ee.control.energy_hook import EnergyHook
 from edge_ee.control.hook import ControllerHook
+from edge_ee.control.settings import RunSettings
 from edge_ee.control.setup import format_extras, make_run_hooks
-from edge_ee.engine import Engine
+from edge_ee.core.budget import parse_budget
+from edge_ee.core.bundle import load_bundle
+from edge_ee.core.deadline import StrictGuard
+from edge_ee.core.engine import Engine
 from edge_ee.errors import UsageError
+from edge_ee.pipeline.runner import RunConfig, Runner
 from edge_ee.power import PowerSampler, PowerSource
-from edge_ee.runner import RunConfig, Runner
 from edge_ee.sources import open_source
 
 
@@ -50,7 +52,7 @@ def _run(bundle: Path, hooks: list, budget: str | None = None, frames: int = 300
 def test_energy_hook_records(bundle: Path, tmp_path: Path) -> None:
     import json
 
-    from edge_ee.telemetry import TelemetryWriter
+    from edge_ee.pipeline.telemetry import TelemetryWriter
 
     sampler = PowerSampler(FakePower(3.0), fallback=None)
     sampler.set_baseline(1.0)
@@ -126,7 +128,7 @@ def test_energy_budget_controller_with_fake_power(bundle: Path) -> None:
 def test_latency_budget_records_controller_state(bundle: Path, tmp_path: Path) -> None:
     import json
 
-    from edge_ee.telemetry import TelemetryWriter
+    from edge_ee.pipeline.telemetry import TelemetryWriter
 
     b = load_bundle(bundle)
     e = Engine(b)
@@ -150,7 +152,7 @@ def test_latency_budget_records_controller_state(bundle: Path, tmp_path: Path) -
     # the guard's risk price rides on every record while the controller runs, and is switched off after
     assert all(x["risk_price"] > 0 for x in rec)
     assert s["controller"]["risk_price"] == pytest.approx(rec[-1]["risk_price"], rel=1e-3)
-    assert e.latency.risk_price is None
+    assert isinstance(e.guard, StrictGuard)
 
 
 def test_infeasible_latency_budget_warns_once(bundle: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -168,16 +170,16 @@ def test_make_run_hooks_rules(bundle: Path) -> None:
     b = load_bundle(bundle)
     e = Engine(b)
     with pytest.raises(UsageError, match="power source"):
-        make_run_hooks(b, e, parse_budget("5mJ"), power_source="none")
+        make_run_hooks(b, e, RunSettings(budget=parse_budget("5mJ"), power_source="none"))
     with pytest.raises(UsageError, match="controller"):
-        make_run_hooks(b, e, parse_budget("2W"), controller=False)
+        make_run_hooks(b, e, RunSettings(budget=parse_budget("2W"), controller=False))
     with pytest.raises(UsageError, match="adaptive"):
-        make_run_hooks(b, e, parse_budget("2W"), mode="full")
-    hooks, _ = make_run_hooks(b, e, parse_budget("20ms"))
+        make_run_hooks(b, e, RunSettings(budget=parse_budget("2W"), mode="full"))
+    hooks, _ = make_run_hooks(b, e, RunSettings(budget=parse_budget("20ms")))
     assert [type(h).__name__ for h in hooks] == ["ControllerHook"]
-    hooks, _ = make_run_hooks(b, e, parse_budget("20ms"), controller=False)
+    hooks, _ = make_run_hooks(b, e, RunSettings(budget=parse_budget("20ms"), controller=False))
     assert hooks == []
-    hooks, _ = make_run_hooks(b, e, None, power_source="estimate")
+    hooks, _ = make_run_hooks(b, e, RunSettings(power_source="estimate"))
     assert [type(h).__name__ for h in hooks] == ["EnergyHook"]
 
 
@@ -197,7 +199,7 @@ def test_controller_follows_reloaded_budget(bundle: Path) -> None:
 
 
 def test_idle_device_telemetry_has_no_negative_zero(bundle: Path, tmp_path: Path) -> None:
-    from edge_ee.telemetry import TelemetryWriter
+    from edge_ee.pipeline.telemetry import TelemetryWriter
 
     sampler = PowerSampler(FakePower(1.25), fallback=None)
     sampler.set_baseline(1.25)  # the device draws exactly its idle power: every energy above idle is ~0
@@ -211,3 +213,23 @@ def test_idle_device_telemetry_has_no_negative_zero(bundle: Path, tmp_path: Path
     sampler.stop()
     text = log.read_text()
     assert '"stage_energy_mj":[0.0,' in text.replace(" ", "") and "-0.0" not in text
+
+
+def test_hooks_run_in_their_declared_phases(bundle: Path) -> None:
+    """settings -> measure -> control -> report, whatever order the hooks were added in (stable within a phase)."""
+    from edge_ee.pipeline.runner import RunHook
+
+    seen: list[str] = []
+
+    def hook(name: str, phase: str) -> RunHook:
+        cls = type(name, (RunHook,), {"phase": phase,
+                                      "before_infer": lambda self, runner, frame: seen.append(name)})
+        return cls()
+
+    b = load_bundle(bundle)
+    hooks = [hook("report1", "report"), hook("control", "control"), hook("measure", "measure"),
+             hook("report2", "report"), hook("settings", "settings")]
+    r = Runner(Engine(b), open_source("synthetic", b.manifest), RunConfig(max_frames=1, status=False), hooks=hooks)
+    r.hooks.append(hook("late_measure", "measure"))  # added after the runner was made
+    r.run()
+    assert seen == ["settings", "measure", "late_measure", "control", "report1", "report2"]

@@ -34,7 +34,7 @@ def profiled(bundle: Path, tmp_path: Path) -> tuple[Path, Path, dict]:
 def test_profile_schema(profiled: tuple[Path, Path, dict]) -> None:
     bundle, _, p = profiled
     assert p["schema"] == "edge-ee-profile/2"
-    from edge_ee.bundle import load_bundle
+    from edge_ee.core.bundle import load_bundle
 
     assert p["bundle"]["hash"] == load_bundle(bundle).content_hash()
     for k in ("board", "cpu", "cores", "machine", "power_mode", "onnxruntime", "providers"):
@@ -162,3 +162,24 @@ def test_doctor_json(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)
     assert "power" in d and "onnxruntime" in d
+
+
+def test_profile_and_run_take_the_same_power_sources(bundle: Path, tmp_path: Path) -> None:
+    """`--power-source none` profiles latency only (no energies); an unknown source is refused by both
+    commands with the same message, before the bundle loads."""
+    state = tmp_path / "state"
+    out = tmp_path / "p.json"
+    r = ee("profile", "--model", bundle, "--source", "synthetic", "--frames", "60", "--warmup", "5",
+           "--power-source", "none", "--confidence", "none", "--no-plot", "--out", out, state=state)
+    assert r.returncode == 0, r.stderr
+    p = json.loads(out.read_text())
+    assert p["power"]["source"] is None and p["full_model"]["energy_mj"] is None
+    assert all(s["energy_mj"] is None for s in p["stages"]) and p["full_model"]["latency_ms"] > 0
+    assert "power: not measured" in r.stdout
+    errs = []
+    for cmd in ("profile", "run"):
+        r = ee(cmd, "--model", tmp_path / "no-such-bundle", "--source", "synthetic", "--power-source", "bogus",
+               state=state)
+        assert r.returncode == ExitCode.USAGE, r.stderr
+        errs.append(r.stderr.splitlines()[0])
+    assert errs[0] == errs[1] and "unknown power source 'bogus'" in errs[0]

@@ -12,10 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_ee.bundle import load_bundle
-from edge_ee.engine import AllExits, Engine
+from edge_ee.core.bundle import load_bundle
+from edge_ee.core.engine import AllExits, Engine
 from edge_ee.power import PowerSampler, PowerSource
-from edge_ee.profile import format_profile, run_profile
+from edge_ee.profiling.measure import run_profile
+from edge_ee.profiling.profile import format_profile
 from edge_ee.sources import open_source
 
 T0 = 100.0

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from edge_ee.bundle import load_bundle
 from edge_ee.control.energy_hook import describe_power
 from edge_ee.control.setup import ProfileSummaryHook, format_extras
-from edge_ee.engine import Engine
-from edge_ee.runner import RunConfig, Runner
+from edge_ee.core.bundle import load_bundle
+from edge_ee.core.engine import Engine
+from edge_ee.pipeline.runner import RunConfig, Runner
+from edge_ee.pipeline.stats import RunStats, format_summary
 from edge_ee.sources import open_source
-from edge_ee.stats import RunStats, format_summary
 
 ESTIMATE = {"kind": "estimate", "name": "estimate from CPU utilisation (model generic-x86)",
             "rail": "whole board (estimated, model generic-x86)", "estimated": True, "baseline_w": 3.1,

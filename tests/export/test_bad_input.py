@@ -12,6 +12,8 @@ torch = pytest.importorskip("torch")
 from edge_ee_export.cli import main  # noqa: E402
 from edge_ee_export.errors import UsageError, VerificationError  # noqa: E402
 
+from edge_ee.errors import ExitCode  # noqa: E402
+
 
 def _cli(args: list[str], tmp: Path) -> int:
     return main([*args, "--cache", str(tmp / "cache"), "--no-progress", "--threads", "1"])
@@ -41,7 +43,7 @@ def test_unclean_split_point(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 
 def test_missing_dataset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rc = _cli(["fashion-mnist", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")], tmp_path)
-    assert rc == 3
+    assert rc == ExitCode.DATASET
     assert "sudo apt-get install dataset-fashion-mnist" in capsys.readouterr().err
     _no_leftovers(tmp_path)
 
@@ -49,7 +51,7 @@ def test_missing_dataset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
 def test_espeak_missing(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
     rc = _cli(["kws", "--epochs", "1", "--train-limit", "20", "--out", str(tmp_path / "out")], tmp_path)
-    assert rc == 3
+    assert rc == ExitCode.DATASET
     err = capsys.readouterr().err
     assert "espeak-ng is not installed" in err and "apt-get install espeak-ng" in err
     _no_leftovers(tmp_path)
@@ -127,6 +129,6 @@ def test_mismatch_exit_code(fm_export, fm_data, tmp_path: Path, monkeypatch: pyt
 
     monkeypatch.setattr(onnx_export, "_torch_outputs", skewed)
     rc = _cli(["fashion-mnist", "--epochs", "1", "--train-limit", "100", "--out", str(tmp_path / "out")], tmp_path)
-    assert rc == 4
+    assert rc == ExitCode.VERIFICATION
     assert "ONNX/PyTorch mismatch" in capsys.readouterr().err
     _no_leftovers(tmp_path)

@@ -9,8 +9,8 @@ torch = pytest.importorskip("torch")
 
 from edge_ee_export.calibrate import ExitOutputs, exit_table, fit_temperature  # noqa: E402
 
-from edge_ee.bundle import load_bundle  # noqa: E402
-from edge_ee.engine import Engine  # noqa: E402
+from edge_ee.core.bundle import load_bundle  # noqa: E402
+from edge_ee.core.engine import Engine  # noqa: E402
 
 
 def test_temperature_recovers_overconfidence() -> None:

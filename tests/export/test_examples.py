@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
 from export_torchvision import build_model, export_model  # noqa: E402
 
-from edge_ee.bundle import load_bundle  # noqa: E402
+from edge_ee.core.bundle import load_bundle  # noqa: E402
 
 
 def test_export_torchvision_style(tmp_path: Path) -> None:

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_ee.bundle import load_bundle
+from edge_ee.core.bundle import load_bundle
 
 ENGINE_SCRIPT = r"""
 import json, sys
 import numpy as np
-from edge_ee.engine import Engine
+from edge_ee.core.engine import Engine
 eng = Engine(sys.argv[1])
 x = np.load(sys.argv[2])
 res = []
@@ -93,7 +93,7 @@ def test_engine_probabilities_match_pytorch(fm_export, fm_data) -> None:
     import torch
     from edge_ee_export.calibrate import softmax
 
-    from edge_ee.engine import Engine
+    from edge_ee.core.engine import Engine
 
     ee, path = fm_export
     eng = Engine(str(path))

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from edge_ee.features import DEFAULT_SPEC, feature_shape, mfcc_features
+from edge_ee.pipeline.features import DEFAULT_SPEC, feature_shape, mfcc_features
 
 
 def reference_mfcc(pcm: np.ndarray) -> np.ndarray:

@@ -14,8 +14,8 @@ if shutil.which("espeak-ng") is None:
 
 from edge_ee_export.data import kws  # noqa: E402
 
-from edge_ee.bundle import load_bundle  # noqa: E402
-from edge_ee.features import mfcc_features  # noqa: E402
+from edge_ee.core.bundle import load_bundle  # noqa: E402
+from edge_ee.pipeline.features import mfcc_features  # noqa: E402
 
 
 def test_synthesis_gives_16k_speech() -> None:

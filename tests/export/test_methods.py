@@ -12,8 +12,8 @@ from edge_ee_export import api  # noqa: E402
 from edge_ee_export.train import set_seed  # noqa: E402
 from edge_ee_export.zoo import resnet8  # noqa: E402
 
-from edge_ee.bundle import load_bundle  # noqa: E402
-from edge_ee.engine import Engine  # noqa: E402
+from edge_ee.core.bundle import load_bundle  # noqa: E402
+from edge_ee.core.engine import Engine  # noqa: E402
 
 
 @pytest.mark.parametrize("method,head", [("pteenet", "conv_conf"), ("sdn", "pool_linear"), ("eenet", "conv_conf"),

@@ -75,7 +75,7 @@ def test_no_warning_when_the_first_sensor_works(fake, deny_read, caplog):
 
 
 def test_a_failing_probe_is_listed_not_raised(fake, caplog, monkeypatch):
-    from edge_ee.power import hwmon
+    from edge_ee.power.backends import hwmon
 
     def boom(name=None):
         raise RuntimeError("hwmon tree is garbage")

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from edge_ee import device
+from edge_ee.device import facts
 
 PI5_CPUINFO = """processor\t: 0
 BogoMIPS\t: 108.00
@@ -74,7 +75,7 @@ def test_doctor_report_is_robust_and_json(fake, monkeypatch):
     def boom() -> str:
         raise RuntimeError("cpuinfo exploded")
 
-    monkeypatch.setattr(device, "cpu_model", boom)
+    monkeypatch.setattr(facts, "cpu_model", boom)  # the doctor reads the facts module
     r = device.doctor_report()
     json.dumps(r)
     assert r["board"] == {"available": True, "model": "NVIDIA Jetson Orin Nano Developer Kit"}

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from edge_ee.power import discover, hwmon, list_sensors
+from edge_ee.power import discover, list_sensors
+from edge_ee.power.backends import hwmon
 
 
 def test_ina219_power_in_microwatts_matched_by_name(fake):

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from edge_ee.power import discover, jetson, sysfs
+from edge_ee.power import discover, sysfs
+from edge_ee.power.backends import jetson
 
 JP4 = "/sys/bus/i2c/drivers/ina3221x/6-0040/iio:device0"
 JP5 = "/sys/bus/i2c/drivers/ina3221/1-0040/hwmon/hwmon3"

@@ -4,7 +4,8 @@ import os
 
 import pytest
 
-from edge_ee.power import discover, list_sensors, rapl, sysfs
+from edge_ee.power import discover, list_sensors, sysfs
+from edge_ee.power.backends import rapl
 
 PKG = "/sys/class/powercap/intel-rapl:0"
 RANGE_UJ = 262_143_328_850

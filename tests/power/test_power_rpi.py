@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from edge_ee.power import discover, list_sensors, rpi, sysfs
+from edge_ee.power import discover, list_sensors, sysfs
+from edge_ee.power.backends import rpi
 
 PMIC = """\
  3V7_WL_SW_A current(0)=0.00000000A

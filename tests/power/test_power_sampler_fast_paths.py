@@ -70,44 +70,45 @@ def _same(a: float, b: float) -> bool:
 def test_energy_at_fast_paths_return_what_the_search_returns(clock, quantity, capacity):
     rng = random.Random(capacity)
     s = _sampler(clock, quantity, capacity)
-    assert s._n > capacity or capacity == 65536  # the small rings have wrapped around
+    c = s.curve
+    assert c.count > capacity or capacity == 65536  # the small rings have wrapped around
     times, powers = s.samples()
     # the cached newest / previous / oldest samples are the buffer's
-    assert (s._tn, s._pn) == (times[-1], powers[-1]) and (s._tq, s._pq) == (times[-2], powers[-2])
-    assert (s._to, s._po) == (times[0], powers[0]) and s.newest_time() == times[-1]
+    assert (c._tn, c._pn) == (times[-1], powers[-1]) and (c._tq, c._pq) == (times[-2], powers[-2])
+    assert (c._to, c._po) == (times[0], powers[0]) and s.newest_time() == times[-1]
     for x in _queries(s, rng):
-        assert _same(s._energy_at(x), s._energy_at_searched(x)), x
+        assert _same(c._energy_at(x), c._energy_at_searched(x)), x
     # keep sampling one sample at a time: the caches follow the ring as it wraps
     for _ in range(2 * min(capacity, 40)):
         s.sample_once()
         clock.advance(0.1)
         tn = s.newest_time()
-        for x in (tn - 0.2, tn - 0.05, tn - 1e-9, tn, tn + 0.01, s._to, s._to + 1e-6, s._tq):
-            assert _same(s._energy_at(x), s._energy_at_searched(x)), x
+        for x in (tn - 0.2, tn - 0.05, tn - 1e-9, tn, tn + 0.01, c._to, c._to + 1e-6, c._tq):
+            assert _same(c._energy_at(x), c._energy_at_searched(x)), x
 
 
 def test_energy_at_without_samples_or_with_one(clock):
     s = PowerSampler(FnSource(lambda t: 2.0, clock), clock=clock)
-    assert math.isnan(s._energy_at(100.0)) and s.newest_time() == -math.inf and not s._covered(0, 1)
+    assert math.isnan(s.curve.energy_at(100.0)) and s.newest_time() == -math.inf and not s.curve.covered(0, 1)
     s.set_baseline(1.0)
     w, pieces = s.split_window([100.0, 100.001])
     assert math.isnan(w.energy_j) and math.isnan(w.marginal_j) and w.extrapolated and math.isnan(pieces[0])
     assert w.to_telemetry()["energy_mj"] is None and w.to_telemetry()["energy_total_mj"] is None
     s.sample_once()
     for x in (99.0, 100.0, 101.0):
-        assert _same(s._energy_at(x), s._energy_at_searched(x))
+        assert _same(s.curve._energy_at(x), s.curve._energy_at_searched(x))
 
 
 def _split_reference(s: PowerSampler, bounds: list[float]) -> tuple[tuple, list]:
     """split_window boundary by boundary through the general paths."""
-    with s._lock:
-        es = [s._energy_at_searched(b) for b in bounds]
+    with s.curve.lock:
+        es = [s.curve._energy_at_searched(b) for b in bounds]
     t0, t1 = bounds[0], bounds[-1]
     base = s.baseline_at(t1)
     if base is None:
         marginal, pieces = None, [None] * (len(bounds) - 1)
     else:
-        pieces = [(es[i + 1] - es[i]) - s._baseline_energy(bounds[i], bounds[i + 1]) for i in range(len(bounds) - 1)]
+        pieces = [(es[i + 1] - es[i]) - s.idle.energy(bounds[i], bounds[i + 1]) for i in range(len(bounds) - 1)]
         marginal = math.fsum(pieces)
     times, _ = s.samples()
     covered = times[0] <= t0 and t1 <= times[-1]
@@ -123,9 +124,10 @@ def test_split_window_and_window_return_what_the_general_paths_return(clock, qua
     if baselines:
         s.set_baseline(1.25)
     if baselines == 2:  # a fallback brings its own idle power from the switch on
-        s._baselines.append((s.newest_time() - 0.5, 2.0))
+        s.idle.change_at(s.newest_time() - 0.5, 2.0)
     tn = s.newest_time()
-    starts = [tn + 1e-4, tn, tn - 0.02, tn - 0.3, s._to - 0.1, rng.uniform(s._to, tn)]
+    to = s.curve._to
+    starts = [tn + 1e-4, tn, tn - 0.02, tn - 0.3, to - 0.1, rng.uniform(to, tn)]
     for t0 in starts:
         for n in (1, 2, 3):
             bounds = [t0] + sorted(t0 + rng.uniform(0, 0.003) for _ in range(n - 1)) + [t0 + 0.003]
@@ -135,7 +137,7 @@ def test_split_window_and_window_return_what_the_general_paths_return(clock, qua
             one = s.window(bounds[0], bounds[-1])
             assert dataclasses.astuple(one)[:3] == ref[:3] and one.extrapolated == ref[-1]
             if ref[4] is not None:
-                assert one.marginal_j == ref[2] - s._baseline_energy(bounds[0], bounds[-1])
+                assert one.marginal_j == ref[2] - s.idle.energy(bounds[0], bounds[-1])
 
 
 @pytest.mark.parametrize("baseline", [None, 0.75])

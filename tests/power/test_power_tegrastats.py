@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from edge_ee.power import sysfs, tegrastats
+from edge_ee.power import sysfs
+from edge_ee.power.backends import tegrastats
 
 JP4_LINE = ("RAM 2127/3964MB (lfb 97x4MB) SWAP 0/1982MB (cached 0MB) IRAM 0/252kB(lfb 252kB) "
             "CPU [12%@1479,3%@1479,off,off] EMC_FREQ 0% GR3D_FREQ 0% PLL@26C CPU@29.5C "

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from helpers import NotifySocket
 
-from edge_ee.bundle import load_bundle
 from edge_ee.calibration.audit import AuditHook, AuditSettings
-from edge_ee.engine import Engine
-from edge_ee.runner import RunConfig, Runner
+from edge_ee.core.bundle import load_bundle
+from edge_ee.core.engine import Engine
+from edge_ee.pipeline.runner import RunConfig, Runner
 from edge_ee.service.sdnotify import Notifier
 from edge_ee.service.watchdog import SystemdHook
 from edge_ee.sources import open_source

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from helpers import ee, records
 
+from edge_ee.commands import run_command
 from edge_ee.errors import ConfigError, ExitCode
 from edge_ee.service import _click as click
 from edge_ee.service.config import (
@@ -18,7 +19,6 @@ from edge_ee.service.config import (
     default_config_text,
     load_run_config,
     parse_toml,
-    run_command,
     run_params,
     validate,
 )

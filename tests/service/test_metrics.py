@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from helpers import popen, wait_for
 
-from edge_ee.bundle import load_bundle
-from edge_ee.engine import Engine
+from edge_ee.core.bundle import load_bundle
+from edge_ee.core.engine import Engine
 from edge_ee.errors import UsageError
-from edge_ee.runner import RunConfig, Runner
+from edge_ee.pipeline.runner import RunConfig, Runner
+from edge_ee.pipeline.telemetry import TelemetryWriter
 from edge_ee.sources import open_source
-from edge_ee.telemetry import TelemetryWriter
 
 pytest.importorskip("prometheus_client")
 from edge_ee.service.metrics import MetricsHook  # noqa: E402
@@ -75,7 +75,7 @@ def test_energy_power_operating_point_and_deadline_from_records(bundle: Path) ->
             record.update(energy_mj=12.5, power_w=3.25, operating_point=4, deadline_met=False,
                           energy_estimated=False, risk_price=7.5)
 
-    from edge_ee.runner import RunHook
+    from edge_ee.pipeline.runner import RunHook
 
     fake = type("FakeHook", (Fake, RunHook), {})()
     runner = Runner(Engine(b), open_source("synthetic", b.manifest), RunConfig(status=False, max_frames=5),
@@ -94,7 +94,7 @@ def test_energy_power_operating_point_and_deadline_from_records(bundle: Path) ->
 
 
 def test_power_derived_from_energy_when_absent(bundle: Path) -> None:
-    from edge_ee.runner import RunHook
+    from edge_ee.pipeline.runner import RunHook
 
     class Energy(RunHook):  # what the energy hook writes: energies (above idle, total), no power field
         def on_result(self, runner, frame, result, record) -> None:

@@ -12,9 +12,9 @@ from pathlib import Path
 
 from helpers import NotifySocket, popen, records, wait_for
 
-from edge_ee.bundle import load_bundle
-from edge_ee.engine import Engine
-from edge_ee.runner import RunConfig, Runner
+from edge_ee.core.bundle import load_bundle
+from edge_ee.core.engine import Engine
+from edge_ee.pipeline.runner import RunConfig, Runner
 from edge_ee.service.sdnotify import Notifier, watchdog_usec
 from edge_ee.service.watchdog import SystemdHook
 from edge_ee.sources import open_source

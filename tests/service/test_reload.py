@@ -10,10 +10,11 @@ from pathlib import Path
 
 from helpers import NotifySocket, popen, records, wait_for
 
-from edge_ee.bundle import load_bundle
-from edge_ee.engine import Engine
-from edge_ee.runner import RunConfig, Runner
-from edge_ee.service.config import run_command, run_params
+from edge_ee.commands import run_command
+from edge_ee.core.bundle import load_bundle
+from edge_ee.core.engine import Engine
+from edge_ee.pipeline.runner import RunConfig, Runner
+from edge_ee.service.config import run_params
 from edge_ee.service.reload import ReloadHook
 from edge_ee.sources import open_source
 

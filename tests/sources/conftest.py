@@ -14,7 +14,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from factory import build_bundle  # noqa: E402
 
-from edge_ee.features import DEFAULT_SPEC  # noqa: E402
+from edge_ee.pipeline.features import DEFAULT_SPEC  # noqa: E402
 
 KWS_LABELS = ["silence", "unknown", "yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
 

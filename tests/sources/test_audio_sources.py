@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from edge_ee.audio import RingBuffer, StreamResampler, resample
-from edge_ee.bundle import load_bundle
+from edge_ee.core.bundle import load_bundle
 from edge_ee.errors import DeviceNotFoundError, ExitCode, SourceError, UsageError
-from edge_ee.features import mfcc_features
+from edge_ee.pipeline.features import mfcc_features
 from edge_ee.sources import open_source, source_task
 
 from .conftest import tone, write_wav
@@ -137,7 +137,7 @@ def test_source_task_picks_the_default_bundle() -> None:
 
 
 def test_embedded_kws_bundle_is_the_default_for_audio(tmp_path: Path, kws_bundle: Path, monkeypatch) -> None:
-    import edge_ee.bundle as bmod
+    import edge_ee.core.bundle as bmod
     from edge_ee.errors import BundleError
 
     monkeypatch.setattr(bmod, "BUNDLES_DIR", tmp_path / "none")
@@ -310,7 +310,7 @@ def test_no_arecord_and_no_sounddevice(kws_bundle: Path, monkeypatch, tmp_path: 
 
 def test_front_end_parity_with_the_exporter(need_espeak: None) -> None:
     """The model was trained on espeak audio resampled by the exporter (FFT) and featurised by
-    edge_ee.features; a WAV at espeak's rate goes through the runtime's streaming resampler instead.
+    edge_ee.pipeline.features; a WAV at espeak's rate goes through the runtime's streaming resampler instead.
     Both paths must give the same features."""
     kws = pytest.importorskip("edge_ee_export.data.kws", reason="the exporter package (torch) is not installed")
     from make_kws_sample import espeak_raw

@@ -13,15 +13,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_ee.bundle import load_bundle
-from edge_ee.engine import Engine
+from edge_ee.core.bundle import load_bundle
+from edge_ee.core.engine import Engine
 from edge_ee.errors import DeviceNotFoundError, ExitCode, SourceError
-from edge_ee.runner import RunConfig, RunHook, Runner
+from edge_ee.pipeline.runner import RunConfig, RunHook, Runner
+from edge_ee.pipeline.streams import stream_hooks
+from edge_ee.pipeline.telemetry import TelemetryWriter
 from edge_ee.sources import open_source
 from edge_ee.sources.camera import CameraSource, gstreamer_support
 from edge_ee.sources.grabber import FrameGrabber
-from edge_ee.streams import stream_hooks
-from edge_ee.telemetry import TelemetryWriter
 
 cv2 = pytest.importorskip("cv2")
 FAST = {"backoff_s": (0.005, 0.02)}

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_ee.kws import KeywordDetector, KwsHook, is_keyword, score_detections
+from edge_ee.pipeline.kws import KeywordDetector, KwsHook, is_keyword, score_detections
 
 from .conftest import KWS_LABELS, tone, write_wav
 
@@ -152,7 +152,7 @@ def test_cli_bad_wav_exit_code(kws_bundle: Path, tmp_path: Path) -> None:
 
 
 def test_shipped_kws_bundle_on_the_shipped_sample() -> None:
-    from edge_ee.bundle import BUNDLES_DIR
+    from edge_ee.core.bundle import BUNDLES_DIR
 
     if not (BUNDLES_DIR / "kws" / "manifest.json").is_file():
         pytest.skip("the keyword-spotting bundle is not built in this checkout (export/make_bundles.sh)")

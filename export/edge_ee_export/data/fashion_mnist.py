@@ -7,7 +7,7 @@ import os
 import numpy as np
 import torch
 
-from edge_ee import datasets
+from edge_ee.pipeline import datasets
 
 from ..errors import DatasetError
 from . import Dataset, TensorSplit

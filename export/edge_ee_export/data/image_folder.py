@@ -1,8 +1,8 @@
 """Any image folder with one sub-folder per class (``root/<class>/<image>``).
 
 Images are read and preprocessed by the runtime's own code (:class:`edge_ee.sources.images.ImageSource` and
-:func:`edge_ee.preprocess.make_preprocessor`), so the colour conversion, centre crop and resize seen in training
-are exactly the ones ``edge-ee run --source images:DIR`` applies at deploy time.
+:func:`edge_ee.pipeline.preprocess.make_preprocessor`), so the colour conversion, centre crop and resize seen in
+training are exactly the ones ``edge-ee run --source images:DIR`` applies at deploy time.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from edge_ee.core.manifest import InputSpec
 from edge_ee.errors import EdgeEEError
-from edge_ee.manifest import InputSpec
-from edge_ee.preprocess import make_preprocessor
+from edge_ee.pipeline.preprocess import make_preprocessor
 from edge_ee.sources.images import IMAGE_EXTS
 
 from ..errors import DatasetError

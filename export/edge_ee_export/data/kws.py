@@ -5,7 +5,7 @@ yes/no/up/down/left/right/on/off/stop/go. Each utterance is synthesised by espea
 (English accent), a voice variant (``+f3``, ``+klatt2``...), a speed and a pitch, resampled to
 16 kHz, placed at a random time in a 1 s clip, scaled to a random level and mixed with background
 noise (white/pink/brown/hum at a random SNR); ``silence`` clips are noise only. Features are the
-MLPerf Tiny MFCCs from :func:`edge_ee.features.mfcc_features` (the runtime's own front end).
+MLPerf Tiny MFCCs from :func:`edge_ee.pipeline.features.mfcc_features` (the runtime's own front end).
 
 Speakers never used in training make the honest test: ``test_heldout`` uses held-out voices
 (accents) and held-out variants only. ``test`` uses the training voices and variants with speeds
@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from edge_ee.features import DEFAULT_SPEC, feature_shape, mfcc_features
+from edge_ee.pipeline.features import DEFAULT_SPEC, feature_shape, mfcc_features
 
 from ..errors import DatasetError
 from . import Dataset, TensorSplit
