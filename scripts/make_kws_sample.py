@@ -8,7 +8,12 @@ Voices are the exporter's *held-out* ones (``edge_ee_export.data.kws.HELDOUT_VOI
 benchmark never use a speaker the model was trained on.
 
     python scripts/make_kws_sample.py                      # the shipped sample (~20 s)
+    python scripts/make_kws_sample.py --babble-db 20 --seed 1 \
+        --out edge_ee/samples/keyword_spotting/keywords_babble.wav   # the shipped sample in background speech
     python scripts/make_kws_sample.py --words 200 --out /tmp/long.wav --seed 7
+
+``--babble-db`` replaces the stationary noise by background speech at that SNR: 5 held-out talkers saying
+sentences that never contain a keyword (``edge_ee_export.data.audio_aug``; needs the exporter).
 """
 
 from __future__ import annotations
@@ -118,6 +123,22 @@ def make_stream(n_words: int, seed: int = 0, keyword_fraction: float = 0.75, snr
     return np.clip(out, -1, 1).astype(np.float32), truth
 
 
+def add_babble(pcm: np.ndarray, snr_db: float, seed: int, talkers: int = 5) -> np.ndarray:
+    """``pcm`` (no noise) plus babble of held-out talkers at ``snr_db`` to the speech's RMS."""
+    try:
+        from edge_ee_export.data import audio_aug  # noqa: PLC0415 - optional, pulls torch
+    except Exception as e:  # noqa: BLE001
+        raise SystemExit(f"--babble-db needs the exporter (pip install -e export): {e}") from e
+    rng = np.random.default_rng(seed + 5)
+    voices, variants, _ = heldout_speakers()
+    talk = [espeak(t, str(rng.choice(voices)), str(rng.choice(variants)), int(rng.choice(EVAL_SPEEDS)),
+                   int(rng.choice(EVAL_PITCHES))) for t in audio_aug.sentences(3 * talkers, rng)]
+    speech = pcm[np.abs(pcm) > 1e-6]
+    rms = float(np.sqrt(np.mean(speech.astype(np.float64) ** 2))) if speech.size else 0.05
+    bab = audio_aug.BabblePool([trim(t) for t in talk]).babble(pcm.size, rng, talkers=talkers)
+    return np.clip(pcm + audio_aug.at_snr(bab, rms, snr_db), -1, 1).astype(np.float32)
+
+
 def write_wav(path: Path, pcm: np.ndarray, sr: int = SR) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with wave.open(str(path), "wb") as w:
@@ -138,9 +159,13 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "edge_ee/samples/keyword_spotting/keywords.wav")
     ap.add_argument("--words", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--babble-db", type=float, default=None, help="background speech at this SNR instead of noise")
     a = ap.parse_args()
     voices, variants, src = heldout_speakers()
-    pcm, truth = make_stream(a.words, a.seed, voices=voices, variants=variants)
+    quiet = (300.0, 300.0) if a.babble_db is not None else (10.0, 25.0)
+    pcm, truth = make_stream(a.words, a.seed, voices=voices, variants=variants, snr_db=quiet)
+    if a.babble_db is not None:
+        pcm = add_babble(pcm, a.babble_db, a.seed)
     write_wav(a.out, pcm)
     side = write_truth(a.out, truth, src)
     print(f"{a.out}: {pcm.size / SR:.1f} s, {len(truth)} keywords (voices from {src}); truth in {side}")

@@ -3,7 +3,7 @@
 Recipes (built-in models, see README in export/)::
 
     edge-ee-export fashion-mnist --arch resnet8 --method pteenet --epochs 24 --exit-epochs 8 --out DIR
-    edge-ee-export kws --arch dscnn --method pteenet --epochs 40 --exit-epochs 15 --out DIR
+    edge-ee-export kws --arch dscnn --method pteenet --epochs 24 --exit-epochs 10 --out DIR
     edge-ee-export image-folder --data DIR --arch mobilenet_v1 --size 96 96 --epochs 30 --out DIR
 
 Your own model (export/README.md, "Three ways in")::
@@ -179,6 +179,11 @@ def kws(
     confidence: Confidence = 0.9, quantize: Quantize = False, cache: Cache = None, no_resume: NoResume = False,
     name: Name = None, threads: Threads = None, no_progress: NoProgress = False, verbose: Verbose = False,
     words: Annotated[str | None, typer.Option(help="comma-separated subset of keywords (quick runs)")] = None,
+    voices: Annotated[str | None, typer.Option(help="comma-separated espeak-ng training voices (default: 6 English "
+                                                    "accents + de, fr, es, nl)")] = None,
+    noise: Annotated[list[str] | None, typer.Option(metavar="WAV", help="a background recording (16 kHz 16-bit "
+                                                    "WAV) mixed into training; repeatable")] = None,
+    no_babble: Annotated[bool, typer.Option("--no-babble", help="no background speech in training")] = False,
 ) -> None:
     _recipe("kws", dict(locals()))
 

@@ -24,8 +24,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("edge_ee_export")
 
 DATASETS = ("fashion-mnist", "kws", "image-folder")
-DEFAULT_EPOCHS = {"fashion-mnist": 24, "kws": 40, "image-folder": 30}
-DEFAULT_EXIT_EPOCHS = {"fashion-mnist": 8, "kws": 15, "image-folder": 10}
+DEFAULT_EPOCHS = {"fashion-mnist": 24, "kws": 24, "image-folder": 30}
+DEFAULT_EXIT_EPOCHS = {"fashion-mnist": 8, "kws": 10, "image-folder": 10}
 DEFAULT_ARCH = {"fashion-mnist": "resnet8", "kws": "dscnn", "image-folder": "mobilenet_v1"}
 METHOD_HEAD = {"pteenet": "conv_conf", "eenet": "conv_conf", "sdn": "pool_linear", "trecx": "dws"}
 
@@ -65,6 +65,9 @@ class RecipeArgs:
     mean: str | None = None
     std: str | None = None
     words: str | None = None
+    voices: str | None = None
+    noise: list[str] | None = None
+    no_babble: bool = False
 
 
 @dataclass(frozen=True)
@@ -117,8 +120,9 @@ def _kws(a: RecipeArgs, arch: str, recipe: Recipe) -> tuple[Any, nn.Module]:
     from .data import kws
 
     words = a.words.split(",") if a.words else None
+    voices = a.voices.split(",") if a.voices is not None else None
     data = kws.load(Path(a.cache) / "kws", seed=a.seed, train_limit=a.train_limit, words=words,
-                    progress=not a.no_progress)
+                    progress=not a.no_progress, voices=voices, noise_files=a.noise or (), babble=not a.no_babble)
     if a.model:
         return data, user_backbone(a, data.labels, data.train.x[:2])
     if arch != "dscnn":

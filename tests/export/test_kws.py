@@ -13,6 +13,7 @@ if shutil.which("espeak-ng") is None:
     pytest.skip("espeak-ng is not installed (sudo apt-get install espeak-ng)", allow_module_level=True)
 
 from edge_ee_export.data import kws  # noqa: E402
+from edge_ee_export.errors import DatasetError, UsageError  # noqa: E402
 
 from edge_ee.core.bundle import load_bundle  # noqa: E402
 from edge_ee.pipeline.features import mfcc_features  # noqa: E402
@@ -65,3 +66,110 @@ def test_kws_cli_export(tmp_path: Path) -> None:
     pre = m.input.preprocess
     assert pre["kind"] == "audio_mfcc" and pre["n_mfcc"] == 10 and pre["n_mels"] == 40 and pre["stride_ms"] == 20
     assert m.producer["dataset"]["heldout_voices"] == kws.HELDOUT_VOICES
+
+
+# ---------------------------------------------------------------- augmentation (audio_aug)
+def test_babble_reverb_and_snr() -> None:
+    from edge_ee_export.data import audio_aug as aug
+
+    rng = np.random.default_rng(0)
+    talk = [kws.synthesize(kws.Job(s, "en-us", "m3", 160, 50)) for s in aug.sentences(3, rng)]
+    assert not set(" ".join(aug.sentences(200, rng)).split()) & set(kws.KEYWORDS)  # never the keyword itself
+    b = aug.BabblePool(talk).babble(16000, rng, talkers=4)
+    assert b.shape == (16000,) and abs(float(np.sqrt(np.mean(b**2))) - 1.0) < 1e-3
+    ir = aug.room_ir(rng, 0.5)
+    assert abs(float(np.sum(ir**2)) - 1.0) < 1e-4 and ir[0] == np.abs(ir).max()
+    tail = ir[len(ir) // 2:]
+    assert float(np.sum(tail**2)) < float(np.sum(ir[: len(ir) // 2] ** 2))  # energy decays
+    x = talk[0]
+    y = aug.reverberate(x, ir)
+    assert y.size == x.size + ir.size - 1
+    assert abs(np.sqrt(np.mean(y**2)) - np.sqrt(np.mean(x**2))) < 1e-3
+    n = aug.at_snr(aug.noise("pink", 16000, rng), 0.1, 10.0)
+    assert abs(20 * np.log10(0.1 / np.sqrt(np.mean(n**2))) - 10.0) < 0.01
+
+
+def test_training_clips_carry_babble_and_reverb() -> None:
+    from edge_ee_export.data import audio_aug as aug
+
+    rng = np.random.default_rng(1)
+    pool = aug.BabblePool([kws.synthesize(kws.Job(s, "en-gb", "", 150, 50)) for s in aug.sentences(2, rng)])
+    utt = kws.synthesize(kws.Job("stop", "en-us", "", 160, 50))
+    clips = np.stack([kws.make_clip(utt, rng, pool) for _ in range(40)] +
+                     [kws.make_clip(None, rng, pool) for _ in range(10)])
+    assert clips.shape == (50, 16000) and np.isfinite(clips).all() and np.abs(clips).max() <= 1.0
+    assert len({round(float(np.abs(c).max()), 4) for c in clips}) > 30  # fresh level/offset/background per clip
+
+
+# ---------------------------------------------------------------- bad input: clear errors, nothing written
+USAGE, DATASET = int(UsageError.exit_code), int(DatasetError.exit_code)
+
+
+def _export(tmp_path: Path, *extra: str) -> int:
+    from edge_ee_export.cli import main
+
+    return main(["kws", "--epochs", "1", "--train-limit", "20", "--out", str(tmp_path / "out"), "--cache",
+                 str(tmp_path / "cache"), "--no-progress", "--threads", "1", *extra])
+
+
+def _nothing_written(tmp_path: Path) -> None:
+    assert not (tmp_path / "out").exists()
+    assert not list((tmp_path / "cache").rglob("*.npz")) if (tmp_path / "cache").exists() else True
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.")]
+
+
+@pytest.mark.parametrize("word", ["---", "yes!", "  "])
+def test_a_keyword_espeak_cannot_say(tmp_path: Path, capsys: pytest.CaptureFixture[str], word: str) -> None:
+    assert _export(tmp_path, "--words", f"yes,{word}") in (USAGE, DATASET)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "hint:" in err
+    assert "cannot say" in err or "--words is empty" in err or "is not one of" in err
+    _nothing_written(tmp_path)
+
+
+def test_a_word_outside_the_labels(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _export(tmp_path, "--words", "yes,banana") == USAGE
+    err = capsys.readouterr().err
+    assert "'banana' is not one of the recipe's keywords" in err and "stop" in err
+    _nothing_written(tmp_path)
+
+
+def test_a_noise_file_at_the_wrong_rate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import wave
+
+    p = tmp_path / "fan.wav"
+    with wave.open(str(p), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(44100)
+        w.writeframes((np.random.default_rng(0).standard_normal(44100) * 3000).astype("<i2").tobytes())
+    assert _export(tmp_path, "--words", "yes,no", "--noise", str(p)) == DATASET
+    err = capsys.readouterr().err
+    assert "fan.wav is sampled at 44100 Hz" in err and "16000" in err and "hint: resample it" in err
+    _nothing_written(tmp_path)
+    assert _export(tmp_path, "--words", "yes,no", "--noise", str(tmp_path / "none.wav")) == DATASET
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_an_empty_or_unknown_voice_list(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _export(tmp_path, "--words", "yes,no", "--voices", " , ") == USAGE
+    err = capsys.readouterr().err
+    assert "the voice list is empty" in err and "espeak-ng --voices" in err
+    assert _export(tmp_path, "--words", "yes,no", "--voices", "en-us,xx-nowhere") == DATASET
+    assert "espeak-ng has no voice 'xx-nowhere'" in capsys.readouterr().err
+    assert _export(tmp_path, "--words", "yes,no", "--voices", "en-us,en-029") == USAGE
+    assert "held out for the test" in capsys.readouterr().err
+    _nothing_written(tmp_path)
+
+
+def test_noise_files_are_read_at_16k(tmp_path: Path) -> None:
+    import wave
+
+    p = tmp_path / "hum.wav"
+    with wave.open(str(p), "wb") as w:
+        w.setnchannels(2)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes((np.random.default_rng(0).standard_normal(16000) * 3000).astype("<i2").tobytes())
+    x = kws.read_noise(p)
+    assert x.shape == (8000,) and x.dtype == np.float32

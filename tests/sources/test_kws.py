@@ -160,3 +160,13 @@ def test_shipped_kws_bundle_on_the_shipped_sample() -> None:
                        text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert "keywords detected" in r.stdout and "keyword detection vs ground truth" in r.stdout
+
+
+def test_shipped_babble_sample_runs_with_its_ground_truth() -> None:
+    """``sample:kws-babble``: the shipped keywords in background speech, scored against its keywords.json."""
+    r = subprocess.run([sys.executable, "-m", "edge_ee", "run", "--source", "sample:kws-babble", "--json",
+                        "--power-source", "none"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    s = json.loads(r.stdout)
+    assert s["frames"] > 50 and s["kws_score"]["words"] > 0 and 0.0 <= s["kws_score"]["f1"] <= 1.0
+    assert "keywords_babble.wav" in r.stderr and "Traceback" not in r.stderr

@@ -2,15 +2,20 @@
 
 Twelve classes as in MLPerf Tiny / Speech Commands: ``silence``, ``unknown`` and the ten keywords
 yes/no/up/down/left/right/on/off/stop/go. Each utterance is synthesised by espeak-ng with a voice
-(English accent), a voice variant (``+f3``, ``+klatt2``...), a speed and a pitch, resampled to
-16 kHz, placed at a random time in a 1 s clip, scaled to a random level and mixed with background
-noise (white/pink/brown/hum at a random SNR); ``silence`` clips are noise only. Features are the
-MLPerf Tiny MFCCs from :func:`edge_ee.pipeline.features.mfcc_features` (the runtime's own front end).
+(accent), a voice variant (``+f3``, ``+klatt2``...), a speed and a pitch, resampled to 16 kHz,
+placed at a random time in a 1 s clip, scaled to a random level, sometimes reverberated (synthetic
+room impulse response) and mixed with a background at 0-20 dB SNR: babble (3-7 training talkers
+saying sentences that never contain a keyword), stationary noise (white/pink/brown/hum) or the
+user's noise recordings (``--noise``); ``silence`` clips are background only. Every epoch draws a
+fresh mix (:mod:`.audio_aug`). Features are the MLPerf Tiny MFCCs from
+:func:`edge_ee.pipeline.features.mfcc_features` (the runtime's own front end).
 
-Speakers never used in training make the honest test: ``test_heldout`` uses held-out voices
-(accents) and held-out variants only. ``test`` uses the training voices and variants with speeds
-and pitches never used in training (synthetic speech is deterministic, so a split of identical
-settings would be memorised). Calibration splits come from the same unseen-prosody pool.
+Speakers never used in training make the honest test: ``test_heldout_voices`` is held out on all
+three axes at once (a held-out accent, a held-out variant, and a speed and pitch beyond the training
+range), so a clip shares none of them with training. ``test`` uses the training voices and variants
+with speeds and pitches between the training ones (synthetic speech is deterministic, so a split of
+identical settings would be memorised). Calibration splits come from the same in-between pool.
+``benchmarks/kws_heldout.py`` reports each axis on its own.
 
 Synthesised audio is cached (int16) under the cache directory, keyed by the job list.
 """
@@ -19,9 +24,11 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import subprocess
-from collections.abc import Callable
+import wave
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,8 +39,9 @@ from tqdm import tqdm
 
 from edge_ee.pipeline.features import DEFAULT_SPEC, feature_shape, mfcc_features
 
-from ..errors import DatasetError
+from ..errors import DatasetError, UsageError
 from . import Dataset, TensorSplit
+from .audio_aug import NOISES, BabblePool, at_snr, noise, reverberate, room_ir, sentences
 
 log = logging.getLogger("edge_ee_export")
 
@@ -42,7 +50,10 @@ LABELS = ["silence", "unknown", *KEYWORDS]
 UNKNOWN_WORDS = ["bed", "bird", "cat", "dog", "happy", "house", "marvin", "sheila", "tree", "wow", "zero", "one",
                  "two", "three", "four", "five", "six", "seven", "eight", "nine", "learn", "follow", "forward",
                  "backward", "visual", "yet", "nose", "cup", "town", "lift", "bright", "own"]
-TRAIN_VOICES = ["en-gb", "en-us", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd"]
+ENGLISH_TRAIN_VOICES = ["en-gb", "en-us", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd"]
+# espeak-ng's German, French, Spanish and Dutch voices reading the English words: more accents to learn from
+FOREIGN_TRAIN_VOICES = ["de", "fr", "es", "nl"]
+TRAIN_VOICES = ENGLISH_TRAIN_VOICES + FOREIGN_TRAIN_VOICES
 HELDOUT_VOICES = ["en-029", "en-us-nyc"]
 TRAIN_VARIANTS = ["", "adam", "Alex", "Andrea", "Andy", "Annie", "antonio", "aunty", "belinda", "boris", "caleb",
                   "david", "Denis", "Diogo", "ed", "edward", "edward2", "Gene2", "gustave", "Henrique", "Hugo",
@@ -58,6 +69,12 @@ TRAIN_SPEEDS = [115, 135, 155, 175, 195]
 TRAIN_PITCHES = [20, 35, 50, 65, 80]
 EVAL_SPEEDS = [125, 145, 165, 185]
 EVAL_PITCHES = [28, 43, 58, 72]
+# beyond the training range on both sides (training: speeds 115-195 wpm, pitches 20-80)
+HELDOUT_SPEEDS = [95, 215]
+HELDOUT_PITCHES = [8, 92]
+BABBLE_SENTENCES = 160
+SNR_DB = (0.0, 20.0)
+REVERB_P = 0.3
 SR = 16000
 CLIP = 16000
 INSTALL_HINT = "install it with `sudo apt-get install espeak-ng`"
@@ -141,11 +158,11 @@ def _read_store(path: Path) -> dict[str, np.ndarray]:
 
 
 def synthesize_all(jobs: list[Job], cache_dir: Path | None, workers: int = 2,
-                   progress: bool = True) -> dict[str, np.ndarray]:
-    """Synthesise every job (once per distinct setting); cache int16 audio in ``cache_dir/kws-audio.npz``."""
+                   progress: bool = True, store_name: str = "kws-audio.npz") -> dict[str, np.ndarray]:
+    """Synthesise every job (once per distinct setting); cache int16 audio in ``cache_dir/store_name``."""
     exe = espeak_path()
     uniq = sorted({j.key: j for j in jobs}.values(), key=lambda j: j.key)
-    path = cache_dir / "kws-audio.npz" if cache_dir is not None else None
+    path = cache_dir / store_name if cache_dir is not None else None
     store: dict[str, np.ndarray] = {}
     if path is not None and path.is_file():
         try:
@@ -171,32 +188,30 @@ def synthesize_all(jobs: list[Job], cache_dir: Path | None, workers: int = 2,
 # --------------------------------------------------------------------------- mixing
 
 
-def noise(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
-    w = rng.standard_normal(n)
-    if kind == "white":
-        y = w
-    elif kind in ("pink", "brown"):
-        f = np.fft.rfftfreq(n, 1 / SR)
-        f[0] = f[1]
-        s = np.fft.rfft(w) / (np.sqrt(f) if kind == "pink" else f)
-        y = np.fft.irfft(s, n)
-    elif kind == "hum":
-        t = np.arange(n) / SR
-        base = rng.choice([50.0, 60.0])
-        y = sum(np.sin(2 * np.pi * base * h * t + rng.uniform(0, 6.3)) / h for h in (1, 2, 3, 5)) + 0.1 * w
-    else:
-        raise ValueError(kind)
-    return (y / (np.sqrt(np.mean(y**2)) + 1e-12)).astype(np.float32)
-
-
-NOISES = ("white", "pink", "brown", "hum")
-
-
-def make_clip(utt: np.ndarray | None, rng: np.random.Generator) -> np.ndarray:
-    """A 1 s clip: the utterance at a random offset and level plus background noise; ``None``: silence."""
+def make_clip(utt: np.ndarray | None, rng: np.random.Generator, babble: BabblePool | None = None,
+              noises: Sequence[np.ndarray] = ()) -> np.ndarray:
+    """A 1 s training clip: the utterance at a random offset and level, reverberated with probability
+    ``REVERB_P``, over a background at ``SNR_DB`` (babble from ``babble``, stationary noise, or a
+    stretch of one of ``noises``) in 85% of the clips; ``utt=None``: background only (``silence``)."""
     clip = np.zeros(CLIP, np.float32)
+
+    def background() -> np.ndarray:
+        r = rng.random()
+        if noises and r < 0.25:
+            x = noises[int(rng.integers(len(noises)))]
+            reps = CLIP // max(x.size, 1) + 2
+            s = int(rng.integers(x.size))
+            y = np.tile(x, reps)[s: s + CLIP].astype(np.float64)
+            return (y / (np.sqrt(np.mean(y**2)) + 1e-12)).astype(np.float32)
+        if babble is not None and len(babble) and r < 0.625:
+            return babble.babble(CLIP, rng)
+        return noise(str(rng.choice(NOISES)), CLIP, rng)
+
     if utt is not None and utt.size:
         u = utt
+        if rng.random() < REVERB_P:
+            y = reverberate(u, room_ir(rng))
+            u = y[: max(u.size, min(y.size, CLIP))]
         if len(u) > CLIP:
             s = rng.integers(0, len(u) - CLIP + 1)
             u = u[s: s + CLIP]
@@ -206,28 +221,29 @@ def make_clip(utt: np.ndarray | None, rng: np.random.Generator) -> np.ndarray:
         clip[off: off + len(u)] = u * (level / peak)
         sig_rms = float(np.sqrt(np.mean((u * (level / peak)) ** 2)))
         if rng.random() < 0.85:
-            snr = rng.uniform(5.0, 35.0)
-            clip += noise(str(rng.choice(NOISES)), CLIP, rng) * sig_rms / (10 ** (snr / 20))
+            clip += at_snr(background(), sig_rms, float(rng.uniform(*SNR_DB)))
         clip += rng.standard_normal(CLIP).astype(np.float32) * 1e-4
     else:
         lvl = float(np.exp(rng.uniform(np.log(1e-4), np.log(0.08))))
-        clip += noise(str(rng.choice(NOISES)), CLIP, rng) * lvl if rng.random() < 0.9 else 0.0
+        clip += background() * lvl if rng.random() < 0.9 else 0.0
         clip += rng.standard_normal(CLIP).astype(np.float32) * 1e-5
     return np.clip(clip, -1.0, 1.0)
 
 
 @dataclass
 class Items:
-    """Utterances (``None`` = silence) and their labels."""
+    """Utterances (``None`` = silence) and their labels; ``babble``/``noises``: background material."""
 
     audio: list[np.ndarray | None]
     labels: np.ndarray
+    babble: BabblePool | None = None
+    noises: Sequence[np.ndarray] = ()
 
     def features(self, seed: int, name: str) -> TensorSplit:
         rng = np.random.default_rng(seed)
         parts = [np.zeros((0, *feature_shape(PREPROCESS)), np.float32)]
         for i in range(0, len(self.audio), 256):  # chunks keep the STFT buffers small
-            clips = np.stack([make_clip(a, rng) for a in self.audio[i: i + 256]])
+            clips = np.stack([make_clip(a, rng, self.babble, self.noises) for a in self.audio[i: i + 256]])
             parts.append(mfcc_features(clips, PREPROCESS))
         f = np.concatenate(parts)
         return TensorSplit(torch.from_numpy(f).float().unsqueeze(1), torch.from_numpy(self.labels.astype(np.int64)),
@@ -247,25 +263,110 @@ def _jobs(words: list[str], combos: list[tuple[str, str]], per_word: int, speeds
     return out
 
 
+_WORD = re.compile(r"[A-Za-z][A-Za-z'-]*")
+
+
+def check_words(words: Sequence[str], exe: str) -> None:
+    """Every keyword is one of :data:`KEYWORDS`, a plain word, and something espeak-ng actually says
+    (a probe synthesis gives audio); otherwise an error naming the word, before anything is synthesised."""
+    if not words:
+        raise UsageError("--words is empty", f"give some of: {', '.join(KEYWORDS)} (comma-separated)")
+    for w in words:
+        if not _WORD.fullmatch(w):
+            raise DatasetError(f"espeak-ng cannot say the keyword {w!r}: a keyword is one word of letters",
+                               f"use words such as {', '.join(KEYWORDS[:4])}")
+        try:
+            said = synthesize(Job(w, TRAIN_VOICES[0], "", 160, 50), exe)
+        except DatasetError as e:
+            raise DatasetError(f"espeak-ng cannot say the keyword {w!r} ({e.message})",
+                               "check the spelling; espeak-ng must pronounce it") from e
+        if said.size < SR // 20:
+            raise DatasetError(f"espeak-ng cannot say the keyword {w!r}: it produced no speech",
+                               "check the spelling; espeak-ng must pronounce it")
+        if w not in KEYWORDS:
+            raise UsageError(f"{w!r} is not one of the recipe's keywords",
+                             f"the kws labels are fixed: choose from {', '.join(KEYWORDS)}")
+
+
+def check_voices(voices: Sequence[str], exe: str) -> list[str]:
+    """Training voices: non-empty, none of the held-out ones (the held-out test stays honest), each one
+    espeak-ng has."""
+    vs = [v.strip() for v in voices if v.strip()]
+    if not vs:
+        raise UsageError("the voice list is empty", f"give espeak-ng voices, e.g. --voices {','.join(TRAIN_VOICES[:3])}"
+                         " (list them with `espeak-ng --voices`)")
+    clash = sorted(set(vs) & set(HELDOUT_VOICES))
+    if clash:
+        raise UsageError(f"voice(s) {', '.join(clash)} are held out for the test",
+                         f"train on others; held out: {', '.join(HELDOUT_VOICES)}")
+    for v in vs:
+        r = subprocess.run([exe, "-v", v, "-q", "x"], capture_output=True, timeout=30)
+        if r.returncode != 0 or b"does not exist" in r.stderr:
+            raise DatasetError(f"espeak-ng has no voice {v!r}", "list the installed voices with `espeak-ng --voices`")
+    return vs
+
+
+def read_noise(path: str | os.PathLike[str]) -> np.ndarray:
+    """A background-noise recording: 16-bit PCM WAV at 16 kHz (mono, or stereo averaged), at least 0.1 s."""
+    p = Path(path)
+    if not p.is_file():
+        raise DatasetError(f"noise file {p} does not exist", "give 16 kHz 16-bit PCM WAV files with --noise")
+    try:
+        with wave.open(str(p), "rb") as w:
+            rate, ch, width, n = w.getframerate(), w.getnchannels(), w.getsampwidth(), w.getnframes()
+            data = w.readframes(n)
+    except (wave.Error, EOFError) as e:
+        raise DatasetError(f"noise file {p} is not a PCM WAV file ({e})",
+                           "convert it: sox IN -r 16000 -c 1 -b 16 OUT.wav") from e
+    if rate != SR:
+        raise DatasetError(f"noise file {p} is sampled at {rate} Hz; the keyword model works at {SR} Hz",
+                           f"resample it: sox {p.name} -r {SR} OUT.wav (or ffmpeg -i {p.name} -ar {SR} OUT.wav)")
+    if width != 2:
+        raise DatasetError(f"noise file {p} has {8 * width}-bit samples; 16-bit PCM is needed",
+                           "convert it: sox IN -b 16 OUT.wav")
+    x = np.frombuffer(data[: len(data) // (2 * ch) * 2 * ch], "<i2").astype(np.float32) / 32768.0
+    x = x.reshape(-1, ch).mean(axis=1)
+    if x.size < SR // 10 or not np.any(x):
+        raise DatasetError(f"noise file {p} is shorter than 0.1 s or silent", "give a recording of the background")
+    return x
+
+
+def babble_pool(cache: Path | None, seed: int, voices: Sequence[str], variants: Sequence[str],
+                speeds: Sequence[int], pitches: Sequence[int], n: int = BABBLE_SENTENCES,
+                progress: bool = True, store_name: str = "kws-babble.npz") -> BabblePool:
+    """``n`` sentences of babble words, each by a random one of these talkers (cached like the keywords)."""
+    rng = np.random.default_rng(seed)
+    jobs = [Job(t, str(rng.choice(voices)), str(rng.choice(variants)), int(rng.choice(speeds)),
+                int(rng.choice(pitches))) for t in sentences(n, rng)]
+    audio = synthesize_all(jobs, cache, progress=progress, store_name=store_name)
+    return BabblePool([audio[j.key] for j in jobs])
+
+
 def load(cache_dir: str | os.PathLike[str] | None = None, seed: int = 0, per_keyword: int = 400,
          per_unknown: int = 60, eval_per_keyword: int = 300, eval_per_unknown: int = 24,
          heldout_per_keyword: int = 120, heldout_per_unknown: int = 12, train_limit: int | None = None,
-         words: list[str] | None = None, progress: bool = True) -> Dataset:
+         words: list[str] | None = None, progress: bool = True, voices: Sequence[str] | None = None,
+         noise_files: Sequence[str | os.PathLike[str]] = (), babble: bool = True) -> Dataset:
     """Build the data set (see module doc). ``train_limit`` caps the training clips (quick runs);
-    ``words`` restricts the keyword list (tests)."""
-    espeak_path()
+    ``words`` restricts the keyword list (tests); ``voices`` replaces the training voices; ``noise_files``
+    adds recorded backgrounds (16 kHz WAV); ``babble=False`` leaves background speech out.
+    Bad input is refused before anything is synthesised or written."""
+    exe = espeak_path()
+    if words is not None:
+        check_words(words, exe)
+    train_voices = check_voices(voices, exe) if voices is not None else list(TRAIN_VOICES)
+    noises = [read_noise(f) for f in noise_files]
     rng = np.random.default_rng(seed)
     kws = words or KEYWORDS
-    train_c = [(v, var) for v in TRAIN_VOICES for var in TRAIN_VARIANTS]
-    held_c = [(v, var) for v in HELDOUT_VOICES for var in TRAIN_VARIANTS + HELDOUT_VARIANTS] + \
-             [(v, var) for v in TRAIN_VOICES for var in HELDOUT_VARIANTS]
+    train_c = [(v, var) for v in train_voices for var in TRAIN_VARIANTS]
+    held_c = [(v, var) for v in HELDOUT_VOICES for var in HELDOUT_VARIANTS]
     unk = UNKNOWN_WORDS if words is None else UNKNOWN_WORDS[:4]
     tr = _jobs(kws, train_c, per_keyword, TRAIN_SPEEDS, TRAIN_PITCHES, rng) + \
         _jobs(unk, train_c, per_unknown, TRAIN_SPEEDS, TRAIN_PITCHES, rng)
     ev = _jobs(kws, train_c, eval_per_keyword, EVAL_SPEEDS, EVAL_PITCHES, rng) + \
         _jobs(unk, train_c, eval_per_unknown, EVAL_SPEEDS, EVAL_PITCHES, rng)
-    ho = _jobs(kws, held_c, heldout_per_keyword, TRAIN_SPEEDS + EVAL_SPEEDS, TRAIN_PITCHES + EVAL_PITCHES, rng) + \
-        _jobs(unk, held_c, heldout_per_unknown, TRAIN_SPEEDS + EVAL_SPEEDS, TRAIN_PITCHES + EVAL_PITCHES, rng)
+    ho = _jobs(kws, held_c, heldout_per_keyword, HELDOUT_SPEEDS, HELDOUT_PITCHES, rng) + \
+        _jobs(unk, held_c, heldout_per_unknown, HELDOUT_SPEEDS, HELDOUT_PITCHES, rng)
     if train_limit is not None:
         sel = rng.permutation(len(tr))[:train_limit]
         tr = [tr[i] for i in sorted(sel)]
@@ -273,11 +374,14 @@ def load(cache_dir: str | os.PathLike[str] | None = None, seed: int = 0, per_key
         ho = [ho[i] for i in sorted(rng.permutation(len(ho))[: max(train_limit // 4, 12)])]
     cache = Path(cache_dir) if cache_dir is not None else None
     audio = synthesize_all([j for j, _ in tr + ev + ho], cache, progress=progress)
+    # babble talkers are training speakers; the sentences never contain a keyword
+    pool = babble_pool(cache, seed, train_voices, TRAIN_VARIANTS, TRAIN_SPEEDS, TRAIN_PITCHES,
+                       n=BABBLE_SENTENCES if train_limit is None else 8, progress=progress) if babble else None
 
     def items(jobs: list[tuple[Job, int]], n_silence: int) -> Items:
         a: list[np.ndarray | None] = [audio[j.key] for j, _ in jobs] + [None] * n_silence
         lab = np.array([lbl for _, lbl in jobs] + [0] * n_silence, dtype=np.int64)
-        return Items(a, lab)
+        return Items(a, lab, pool, noises)
 
     n_kw_train = max(len(tr) // (len(kws) + 3), 4)
     train_items = items(tr, n_kw_train)
@@ -301,9 +405,12 @@ def load(cache_dir: str | os.PathLike[str] | None = None, seed: int = 0, per_key
     fresh: Callable[[int], TensorSplit] = lambda s: train_items.features(s, "train")  # noqa: E731
     ds.train_fn = fresh
     ds.meta = {
-        "synthesiser": "espeak-ng", "train_voices": TRAIN_VOICES, "heldout_voices": HELDOUT_VOICES,
+        "synthesiser": "espeak-ng", "train_voices": train_voices, "heldout_voices": HELDOUT_VOICES,
         "train_variants": TRAIN_VARIANTS, "heldout_variants": HELDOUT_VARIANTS,
         "train_speeds": TRAIN_SPEEDS, "train_pitches": TRAIN_PITCHES, "eval_speeds": EVAL_SPEEDS,
-        "eval_pitches": EVAL_PITCHES, "unknown_words": unk, "noises": list(NOISES),
+        "eval_pitches": EVAL_PITCHES, "heldout_speeds": HELDOUT_SPEEDS, "heldout_pitches": HELDOUT_PITCHES,
+        "unknown_words": unk, "noises": list(NOISES), "babble": bool(babble),
+        "babble_sentences": len(pool) if pool is not None else 0, "snr_db": list(SNR_DB), "reverb_p": REVERB_P,
+        "noise_files": [Path(f).name for f in noise_files],
     }
     return ds
