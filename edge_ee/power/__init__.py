@@ -13,8 +13,9 @@ Typical use::
 
 from typing import TYPE_CHECKING, Any
 
-from .backends.estimate import PRESETS, DevicePowerModel, EstimatedSource, parse_power_model, preset_for_board
+from .backends.estimate import PRESETS, EstimatedSource, parse_power_model, preset_for_board
 from .base import Candidate, PowerSource, SensorInfo
+from .board import DevicePowerModel
 from .discovery import (
     ORDER,
     PREFER_HELP,

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
-    from .backends.estimate import DevicePowerModel
+    from .board import DevicePowerModel
 
 Quantity = Literal["power", "energy"]
 

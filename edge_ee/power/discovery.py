@@ -7,8 +7,9 @@ from typing import NamedTuple
 
 from ..errors import UsageError
 from . import registry, sysfs
-from .backends.estimate import DevicePowerModel, EstimatedSource
+from .backends.estimate import EstimatedSource
 from .base import Candidate, PowerSource, SensorInfo
+from .board import DevicePowerModel
 
 log = logging.getLogger("edge_ee.power")
 

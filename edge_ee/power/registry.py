@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
-    from .backends.estimate import DevicePowerModel
     from .base import Candidate, PowerSource
+    from .board import DevicePowerModel
 
 S = TypeVar("S", bound="type[PowerSource]")
 

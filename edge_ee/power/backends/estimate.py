@@ -15,24 +15,11 @@ import os
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from ..base import Candidate, PowerSource
-from ..board import board_model
+from ..board import DevicePowerModel, board_model
 from ..registry import register_backend
-
-
-@dataclass(frozen=True)
-class DevicePowerModel:
-    name: str
-    idle_w: float  # whole board at idle
-    core_active_w: float  # extra per fully busy core
-    scope: str = "process"  # whose CPU time counts: "process" (this one) or "system" (all)
-
-    def power(self, busy_cores: float) -> float:
-        return self.idle_w + self.core_active_w * max(0.0, busy_cores)
-
 
 PRESETS: dict[str, DevicePowerModel] = {
     "pi4": DevicePowerModel("pi4", idle_w=2.7, core_active_w=0.9),

@@ -16,7 +16,7 @@ from ..base import Candidate, PowerSource
 from ..registry import register_backend
 
 if TYPE_CHECKING:
-    from .estimate import DevicePowerModel
+    from ..board import DevicePowerModel
 
 INA2XX = {"ina209", "ina219", "ina220", "ina226", "ina230", "ina231", "ina233", "ina238", "ina260"}
 EXCLUDED = {"ina3221"}  # handled by the Jetson module

@@ -21,7 +21,7 @@ from ..base import Candidate, PowerSource
 from ..registry import register_backend
 
 if TYPE_CHECKING:
-    from .estimate import DevicePowerModel
+    from ..board import DevicePowerModel
 
 TOTAL_RAILS = ("VDD_IN", "POM_5V_IN")
 SKIP_LABELS = ("sum of shunt voltages", "nc")

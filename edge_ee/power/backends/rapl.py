@@ -18,7 +18,7 @@ from ..base import Candidate, CounterUnwrapper, PowerSource
 from ..registry import register_backend
 
 if TYPE_CHECKING:
-    from .estimate import DevicePowerModel
+    from ..board import DevicePowerModel
 
 CVE_HINT = ("RAPL energy_uj is root-only since CVE-2020-8694: run as root, or grant read access "
             "(e.g. a udev rule or `sudo chmod o+r /sys/class/powercap/intel-rapl:*/energy_uj`)")

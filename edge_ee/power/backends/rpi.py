@@ -21,7 +21,7 @@ from ..base import Candidate, PowerSource
 from ..registry import register_backend
 
 if TYPE_CHECKING:
-    from .estimate import DevicePowerModel
+    from ..board import DevicePowerModel
 
 _LINE_RE = re.compile(r"^\s*(\S+)_([AV])\s+(?:current|volt)\(\d+\)=\s*([-+0-9.eE]+)\s*[AV]\s*$")
 MIN_INTERVAL_S = 0.1  # <= 10 Hz

@@ -22,7 +22,7 @@ from ..registry import register_backend
 from .jetson import TOTAL_RAILS
 
 if TYPE_CHECKING:
-    from .estimate import DevicePowerModel
+    from ..board import DevicePowerModel
 
 _RAIL_RE = re.compile(r"(?:(?<=\s)|^)([A-Z][A-Z0-9_]*)\s+(\d+)(?:mW)?/(\d+)(?:mW)?(?=\s|$)")
 _NOT_RAILS = {"RAM", "SWAP", "IRAM", "LFB"}
