@@ -46,6 +46,10 @@ def test_roundtrip(bundle: Path) -> None:
         (lambda d: d["stages"][0]["head"].update(temperature=0), "temperature must be a positive"),
         (lambda d: d.update(stages=[]), "stages is empty"),
         (lambda d: d["stages"][0]["segment"].update(macs="12"), "segment.macs has type str"),
+        (lambda d: d["stages"][1]["head"].update(kind="final"), "has kind 'final' but is not the last stage"),
+        # an image always becomes a [C, H, W] tensor: a non-image input shape is refused even with a size
+        (lambda d: d["input"].update(shape=[1, 784], preprocess={"kind": "image", "size": [28, 28]}),
+         "is not an image shape"),
     ],
 )
 def test_manifest_rejections(bundle: Path, mutate, needle: str) -> None:

@@ -34,3 +34,16 @@ def test_threshold_range() -> None:
     assert "outside" in (get_rule("entropy").check_threshold(-5) or "")
     assert get_rule("entropy").check_threshold(float("nan")) is not None
     assert set(RULES) >= {"max_softmax", "entropy", "confidence"}
+
+
+def test_every_rule_module_registers_itself() -> None:
+    """Adding a rule is adding a module to edge_ee/core/exit_rules/: the package imports every module in it and
+    each registers its rule; the rules keep their order (rank, then name)."""
+    import pkgutil
+
+    import edge_ee.core.exit_rules as pkg
+
+    modules = {m.name for m in pkgutil.iter_modules(pkg.__path__)}
+    defined = {type(r).__module__.rsplit(".", 1)[1] for r in RULES.values()}
+    assert modules and modules <= defined
+    assert pkg.rule_names()[:3] == ("max_softmax", "entropy", "confidence")

@@ -18,6 +18,20 @@ import numpy as np
 from ..core.exit_rules import DEFAULT_RULE, get_rule
 from .points import OperatingPoint, pareto
 
+_Raw = tuple[float, float, tuple[float, ...]]  # (cost, quality, threshold keys)
+
+
+def _upper_envelope(raw: list[_Raw]) -> list[tuple[float, tuple[float, ...]]]:
+    """Cheapest first, each point strictly better in quality than every cheaper one."""
+    raw.sort(key=lambda r: (r[0], -r[1]))
+    front: list[tuple[float, tuple[float, ...]]] = []
+    best = -1.0
+    for c, q, t in raw:
+        if q > best + 1e-12:
+            front.append((c, t))
+            best = q
+    return front
+
 
 @dataclass
 class ExitTable:
@@ -129,6 +143,39 @@ class ExitTable:
         return [np.unique(np.concatenate([np.quantile(self.keys[k], np.linspace(0.0, 1.0, levels)), [nk]]))
                 for k, nk in enumerate(self.never_keys())]
 
+    def _grid(self, cands: list[np.ndarray], qual: np.ndarray, cost_of: np.ndarray) -> list[_Raw]:
+        """(cost, quality, thresholds) of every vector of the key-quantile grid, vectorised over the last exit."""
+        k, idx = self.num_early, np.arange(self.n)
+        raw: list[_Raw] = []
+        last = self.keys[k - 1][None, :] >= cands[-1][:, None]  # [G, N]
+        fire = [self.keys[i][None, :] >= c[:, None] for i, c in enumerate(cands[:-1])]
+        for combo in itertools.product(*[range(len(c)) for c in cands[:-1]]):
+            ex = np.full(self.n, k)
+            undecided = np.ones(self.n, bool)
+            for i, g in enumerate(combo):
+                f = undecided & fire[i][g]
+                ex[f] = i
+                undecided &= ~f
+            e2 = np.where(undecided[None, :] & last, k - 1, ex[None, :])  # [G, N]
+            q = qual[e2, idx[None, :]].mean(1)
+            c = cost_of[e2].mean(1)
+            head = tuple(float(cands[i][g]) for i, g in enumerate(combo))
+            raw.extend((float(c[g]), float(q[g]), head + (float(cands[-1][g]),)) for g in range(len(cands[-1])))
+        return raw
+
+    def _sampled(self, cands: list[np.ndarray], qual: np.ndarray, cost_of: np.ndarray, samples: int,
+                 seed: int) -> list[_Raw]:
+        """(cost, quality, thresholds) of ``samples`` random grid vectors and of the never-exit vector."""
+        rng = np.random.default_rng(seed)
+        idx = np.arange(self.n)
+        raw: list[_Raw] = []
+        for _ in range(samples):
+            t = tuple(float(c[rng.integers(len(c))]) for c in cands)
+            ex = self.exits(t)
+            raw.append((float(cost_of[ex].mean()), float(qual[ex, idx].mean()), t))
+        raw.append((float(cost_of[-1]), float(qual[-1].mean()), tuple(self.never_keys())))
+        return raw
+
     def frontier(self, levels: int = 40, max_points: int | None = 30, cost: str = "mean_macs",
                  samples: int = 20000, seed: int = 0) -> list[OperatingPoint]:
         """Pareto frontier of quality (accuracy with labels, else agreement with the final exit) against ``cost``
@@ -143,37 +190,8 @@ class ExitTable:
             raise ValueError(f"no {cost} per exit in this table")
         qual = self.correct if self.correct is not None else self.agree
         cands = self.candidates(levels)
-        idx = np.arange(self.n)
-        raw: list[tuple[float, float, tuple[float, ...]]] = []
-        if k <= 3:
-            last = self.keys[k - 1][None, :] >= cands[-1][:, None]  # [G, N]
-            fire = [self.keys[i][None, :] >= c[:, None] for i, c in enumerate(cands[:-1])]
-            for combo in itertools.product(*[range(len(c)) for c in cands[:-1]]):
-                ex = np.full(self.n, k)
-                undecided = np.ones(self.n, bool)
-                for i, g in enumerate(combo):
-                    f = undecided & fire[i][g]
-                    ex[f] = i
-                    undecided &= ~f
-                e2 = np.where(undecided[None, :] & last, k - 1, ex[None, :])  # [G, N]
-                q = qual[e2, idx[None, :]].mean(1)
-                c = cost_of[e2].mean(1)
-                head = tuple(float(cands[i][g]) for i, g in enumerate(combo))
-                raw.extend((float(c[g]), float(q[g]), head + (float(cands[-1][g]),)) for g in range(len(cands[-1])))
-        else:
-            rng = np.random.default_rng(seed)
-            for _ in range(samples):
-                t = tuple(float(c[rng.integers(len(c))]) for c in cands)
-                ex = self.exits(t)
-                raw.append((float(cost_of[ex].mean()), float(qual[ex, idx].mean()), t))
-            raw.append((float(cost_of[-1]), float(qual[-1].mean()), tuple(self.never_keys())))
-        raw.sort(key=lambda r: (r[0], -r[1]))
-        front: list[tuple[float, tuple[float, ...]]] = []
-        best = -1.0
-        for c, q, t in raw:
-            if q > best + 1e-12:
-                front.append((c, t))
-                best = q
+        raw = self._grid(cands, qual, cost_of) if k <= 3 else self._sampled(cands, qual, cost_of, samples, seed)
+        front = _upper_envelope(raw)
         if max_points is not None and len(front) > max_points:  # thin evenly in cost, ends kept
             cs = np.array([c for c, _ in front])
             keep = sorted({int(np.argmin(np.abs(cs - x))) for x in np.linspace(cs[0], cs[-1], max_points)}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -58,35 +58,17 @@ def profile(
     from ..profiling.measure import run_profile
     from ..profiling.profile import default_out, format_profile, plot_profile, write_profile
     from ..sources import open_source
-    from ..sources.labelled import LabelFile, LabelledSource, peek, read_label_file
+    from ..sources.labelled import LabelledSource, peek
 
     if not source:
         raise UsageError("no --source given", "e.g. --source sample (labelled), --source images:DIR")
     parse_power_source(power_source)  # read as run reads it, before the bundle loads
     drop = parse_fraction("--target-drop", target_drop)
     conf = None if confidence.strip().lower() == "none" else parse_fraction("--confidence", confidence)
-    if plot is not None and no_plot:
-        raise UsageError("--plot and --no-plot contradict each other", "give one of them")
-    want_plot = not no_plot
-    if want_plot and not _have_matplotlib():
-        if plot is not None:
-            raise UsageError("--plot needs matplotlib", "pip install matplotlib (or 'edge-ee[plot]'), or leave out "
-                                                        "--plot")
-        typer.echo("edge-ee: plot skipped: matplotlib not installed (pip install matplotlib)", err=True)
-        want_plot = False
+    want_plot = _want_plot(plot, no_plot)
     bundle = load_bundle(model)
-    label_file: LabelFile | None = None
-    label_mode = labels
-    if labels not in ("auto", "source", "none"):
-        label_file = read_label_file(Path(labels), bundle.manifest.labels)  # every line checked up front
-        label_mode = "source"
-        if len(label_file) <= warmup:
-            raise UsageError(f"--labels {labels}: {len(label_file)} labels, but the first {warmup} inputs are "
-                             "warm-up (discarded)", "label more frames, or lower --warmup")
-        if len(label_file) < warmup + frames:
-            typer.echo(f"edge-ee: note: {labels} has {len(label_file)} labels: profiling stops there "
-                       f"({warmup} warm-up + {len(label_file) - warmup} measured inputs instead of "
-                       f"{warmup} + {frames})", err=True)
+    label_file = _label_file(labels, bundle.manifest.labels, frames, warmup)
+    label_mode = labels if label_file is None else "source"
     engine = Engine(bundle, session=_session_config(providers, threads), rule=rule)
     src = open_source(source, bundle.manifest, {"strict": True})  # a skipped input would shift --labels FILE
     try:
@@ -111,14 +93,44 @@ def profile(
     if label_file is not None:
         prof["labels_file"] = str(label_file.path)
     path = write_profile(prof, out or default_out(bundle))
-    png: Path | None = None
-    if want_plot:
-        png = plot_profile(prof, plot if plot is not None else path.with_suffix(".png"))
+    png = plot_profile(prof, plot if plot is not None else path.with_suffix(".png")) if want_plot else None
     if as_json:
         typer.echo(json.dumps(prof, indent=2))
     else:
         typer.echo(format_profile(prof))
         typer.echo(f"profile: {path}" + (f"\nplot: {png}" if png else ""))
+
+
+def _want_plot(plot: Path | None, no_plot: bool) -> bool:
+    """Whether to save the PNG: asked for, or by default when matplotlib is there."""
+    if plot is not None and no_plot:
+        raise UsageError("--plot and --no-plot contradict each other", "give one of them")
+    if no_plot:
+        return False
+    if not _have_matplotlib():
+        if plot is not None:
+            raise UsageError("--plot needs matplotlib", "pip install matplotlib (or 'edge-ee[plot]'), or leave out "
+                                                        "--plot")
+        typer.echo("edge-ee: plot skipped: matplotlib not installed (pip install matplotlib)", err=True)
+        return False
+    return True
+
+
+def _label_file(labels: str, classes: list[str], frames: int, warmup: int) -> Any:
+    """``--labels FILE``: the file, every line checked up front (None for auto, source and none)."""
+    from ..sources.labelled import read_label_file
+
+    if labels in ("auto", "source", "none"):
+        return None
+    label_file = read_label_file(Path(labels), classes)
+    if len(label_file) <= warmup:
+        raise UsageError(f"--labels {labels}: {len(label_file)} labels, but the first {warmup} inputs are "
+                         "warm-up (discarded)", "label more frames, or lower --warmup")
+    if len(label_file) < warmup + frames:
+        typer.echo(f"edge-ee: note: {labels} has {len(label_file)} labels: profiling stops there "
+                   f"({warmup} warm-up + {len(label_file) - warmup} measured inputs instead of "
+                   f"{warmup} + {frames})", err=True)
+    return label_file
 
 
 def _have_matplotlib() -> bool:

@@ -357,58 +357,78 @@ def _number(pre: dict[str, Any], key: str, default: Any, *, integer: bool = Fals
 def check_preprocess(spec: InputSpec) -> None:
     """Every value the preprocessors read: type and range, so a bundle that loads also runs (a zero std
     or a 100000x100000 resize is refused here, not found frame by frame)."""
-    pre = spec.preprocess
-    kind = pre.get("kind", "none")
-    w = "manifest: input.preprocess"
+    kind = spec.preprocess.get("kind", "none")
     if kind == "image":
-        if pre.get("color", "rgb") not in IMAGE_COLORS:
-            raise BundleError(f"{w}.color = {pre.get('color')!r}; expected one of {', '.join(IMAGE_COLORS)}")
-        if pre.get("crop", "center") not in IMAGE_CROPS:
-            raise BundleError(f"{w}.crop = {pre.get('crop')!r}; expected one of {', '.join(IMAGE_CROPS)}")
-        if not isinstance(pre.get("invert", False), bool):
-            raise BundleError(f"{w}.invert = {pre.get('invert')!r}; expected true or false")
-        channels = 1 if pre.get("color", "rgb") == "gray" else 3
-        if "size" in pre:
-            size = pre["size"]
-            if not (isinstance(size, list) and len(size) == 2 and all(
-                    isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_IMAGE_SIDE for v in size)):
-                raise BundleError(f"{w}.size = {size!r}; expected [H, W], integers 1..{MAX_IMAGE_SIDE}")
-        else:
-            dims = spec.sample_shape
-            if len(dims) != 4 or not all(1 <= v <= MAX_IMAGE_SIDE for v in dims[1:]):
-                raise BundleError(f"{w} has no size and input.shape {spec.shape} is not a 4-d image shape "
-                                  f"with sides 1..{MAX_IMAGE_SIDE}")
-        _number(pre, "scale", 1 / 255.0, lo=-math.inf)
-        if pre.get("scale", 1.0) == 0:
-            raise BundleError(f"{w}.scale is 0: every input would be the same")
-        for key, default in (("mean", [0.0]), ("std", [1.0])):
-            v = pre.get(key, default)
-            if not (isinstance(v, list) and len(v) in (1, channels) and all(
-                    isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v)):
-                raise BundleError(f"{w}.{key} = {v!r}; expected a list of 1 or {channels} finite numbers "
-                                  f"(one per channel)")
-            if key == "std" and not all(x > 0 for x in v):
-                raise BundleError(f"{w}.std = {v!r}; every value must be > 0 (a zero std divides by zero)")
+        _check_image(spec)
     elif kind == "audio_mfcc":
-        from ..pipeline.features import DEFAULT_SPEC
+        _check_audio_mfcc(spec.preprocess)
 
-        full = {**DEFAULT_SPEC, **pre}
-        sr = _number(full, "sample_rate", None, integer=True, lo=1000, lo_open=False, hi=384000)
-        clip = _number(full, "clip_samples", None, integer=True, hi=60 * sr)
-        win_ms = _number(full, "window_ms", None, hi=10_000)
-        hop_ms = _number(full, "stride_ms", None, hi=10_000)
-        n_fft = _number(full, "n_fft", None, integer=True, hi=1 << 16)
-        n_mels = _number(full, "n_mels", None, integer=True, hi=1024)
-        fmin = _number(full, "fmin", None, lo=0, lo_open=False)
-        _number(full, "fmax", None, lo=fmin, hi=sr / 2)
-        _number(full, "n_mfcc", None, integer=True, hi=n_mels)
-        _number(full, "log_offset", None)
-        if not isinstance(full.get("peak_normalize", False), bool):
-            raise BundleError(f"{w}.peak_normalize = {pre.get('peak_normalize')!r}; expected true or false")
-        win, hop = round(sr * win_ms / 1000), round(sr * hop_ms / 1000)
-        if not 1 <= win <= min(n_fft, clip) or hop < 1:
-            raise BundleError(f"{w}: window of {win} samples and hop of {hop} must be >= 1 and the window "
-                              f"no longer than n_fft ({n_fft}) or the clip ({clip})")
+
+_PRE = "manifest: input.preprocess"
+
+
+def _check_image(spec: InputSpec) -> None:
+    pre, w = spec.preprocess, _PRE
+    if pre.get("color", "rgb") not in IMAGE_COLORS:
+        raise BundleError(f"{w}.color = {pre.get('color')!r}; expected one of {', '.join(IMAGE_COLORS)}")
+    if pre.get("crop", "center") not in IMAGE_CROPS:
+        raise BundleError(f"{w}.crop = {pre.get('crop')!r}; expected one of {', '.join(IMAGE_CROPS)}")
+    if not isinstance(pre.get("invert", False), bool):
+        raise BundleError(f"{w}.invert = {pre.get('invert')!r}; expected true or false")
+    channels = 1 if pre.get("color", "rgb") == "gray" else 3
+    _check_image_size(spec)
+    _number(pre, "scale", 1 / 255.0, lo=-math.inf)
+    if pre.get("scale", 1.0) == 0:
+        raise BundleError(f"{w}.scale is 0: every input would be the same")
+    for key, default in (("mean", [0.0]), ("std", [1.0])):
+        v = pre.get(key, default)
+        if not (isinstance(v, list) and len(v) in (1, channels) and all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v)):
+            raise BundleError(f"{w}.{key} = {v!r}; expected a list of 1 or {channels} finite numbers "
+                              f"(one per channel)")
+        if key == "std" and not all(x > 0 for x in v):
+            raise BundleError(f"{w}.std = {v!r}; every value must be > 0 (a zero std divides by zero)")
+
+
+def _check_image_size(spec: InputSpec) -> None:
+    """``size`` [H, W] within limits, else an input shape that is an image ([N, C, H, W]) to take it from; an
+    image always becomes a [C, H, W] tensor, so the input shape is an image shape either way."""
+    pre, w = spec.preprocess, _PRE
+    if "size" in pre:
+        size = pre["size"]
+        if not (isinstance(size, list) and len(size) == 2 and all(
+                isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_IMAGE_SIDE for v in size)):
+            raise BundleError(f"{w}.size = {size!r}; expected [H, W], integers 1..{MAX_IMAGE_SIDE}")
+        if len(spec.sample_shape) != 4:
+            raise BundleError(f"{w} is an image but input.shape {spec.shape} is not an image shape [N, C, H, W]")
+        return
+    dims = spec.sample_shape
+    if len(dims) != 4 or not all(1 <= v <= MAX_IMAGE_SIDE for v in dims[1:]):
+        raise BundleError(f"{w} has no size and input.shape {spec.shape} is not a 4-d image shape "
+                          f"with sides 1..{MAX_IMAGE_SIDE}")
+
+
+def _check_audio_mfcc(pre: dict[str, Any]) -> None:
+    from ..pipeline.features import DEFAULT_SPEC
+
+    w = _PRE
+    full = {**DEFAULT_SPEC, **pre}
+    sr = _number(full, "sample_rate", None, integer=True, lo=1000, lo_open=False, hi=384000)
+    clip = _number(full, "clip_samples", None, integer=True, hi=60 * sr)
+    win_ms = _number(full, "window_ms", None, hi=10_000)
+    hop_ms = _number(full, "stride_ms", None, hi=10_000)
+    n_fft = _number(full, "n_fft", None, integer=True, hi=1 << 16)
+    n_mels = _number(full, "n_mels", None, integer=True, hi=1024)
+    fmin = _number(full, "fmin", None, lo=0, lo_open=False)
+    _number(full, "fmax", None, lo=fmin, hi=sr / 2)
+    _number(full, "n_mfcc", None, integer=True, hi=n_mels)
+    _number(full, "log_offset", None)
+    if not isinstance(full.get("peak_normalize", False), bool):
+        raise BundleError(f"{w}.peak_normalize = {pre.get('peak_normalize')!r}; expected true or false")
+    win, hop = round(sr * win_ms / 1000), round(sr * hop_ms / 1000)
+    if not 1 <= win <= min(n_fft, clip) or hop < 1:
+        raise BundleError(f"{w}: window of {win} samples and hop of {hop} must be >= 1 and the window "
+                          f"no longer than n_fft ({n_fft}) or the clip ({clip})")
 
 
 @dataclass
@@ -509,6 +529,48 @@ class Manifest:
         return d
 
 
+def _parse_stages(raw_stages: list[Any], version: int) -> list[Stage]:
+    if not raw_stages:
+        raise BundleError("manifest: stages is empty; a bundle needs at least one stage")
+    if len(raw_stages) > MAX_STAGES:
+        raise BundleError(f"manifest: {len(raw_stages)} stages; the limit is {MAX_STAGES}")
+    stages: list[Stage] = []
+    for i, rs in enumerate(raw_stages):
+        stages.append(_parse_stage(rs, i, i == len(raw_stages) - 1, stages[-1] if stages else None, version))
+    return stages
+
+
+def _parse_stage(rs: Any, i: int, last: bool, before: Stage | None, version: int) -> Stage:
+    """Stage ``i``: its segment chains to the one ``before``; only the last stage may lack an exit head, and its
+    head (if any) is the final classifier."""
+    where = f"stages[{i}]"
+    if not isinstance(rs, dict):
+        raise BundleError(f"manifest: {where} must be an object")
+    seg = FileRef.from_dict(_req(rs, "segment", where, dict), f"{where}.segment")
+    raw_head = _opt(rs, "head", where, dict, None)
+    head = Head.from_dict(raw_head, f"{where}.head") if raw_head is not None else None
+    if not last and head is None:
+        raise BundleError(f"manifest: {where} has no exit head; only the last stage may omit it")
+    if head is not None and head.is_final != last:
+        raise BundleError(f"manifest: {where}.head has kind 'final' but is not the last stage" if not last else
+                          f"manifest: {where}.head is the model's last classifier and must have kind 'final'")
+    if head is not None and head.input != seg.output:
+        raise BundleError(
+            f"manifest: {where}.head.input = {head.input!r} does not match the segment output {seg.output!r}"
+        )
+    if before is not None and seg.input != before.segment.output:
+        raise BundleError(
+            f"manifest: {where}.segment.input = {seg.input!r} does not chain to "
+            f"stages[{i - 1}].segment.output = {before.segment.output!r}"
+        )
+    merged = None
+    if rs.get("merged") is not None:
+        if version < 2:
+            raise BundleError(f"manifest: {where}.merged needs schema_version 2")
+        merged = GraphRef.from_dict(rs["merged"], f"{where}.merged")
+    return Stage(seg, head, merged)
+
+
 def parse_manifest(data: Any) -> Manifest:
     """Validate a decoded ``manifest.json`` and build a :class:`Manifest` (no file access)."""
     if not isinstance(data, dict):
@@ -526,41 +588,7 @@ def parse_manifest(data: Any) -> Manifest:
     labels = _req(data, "labels", "manifest", list)
     if not labels or not all(isinstance(x, str) for x in labels):
         raise BundleError("manifest: labels must be a non-empty list of strings")
-    raw_stages = _req(data, "stages", "manifest", list)
-    if not raw_stages:
-        raise BundleError("manifest: stages is empty; a bundle needs at least one stage")
-    if len(raw_stages) > MAX_STAGES:
-        raise BundleError(f"manifest: {len(raw_stages)} stages; the limit is {MAX_STAGES}")
-    stages: list[Stage] = []
-    for i, rs in enumerate(raw_stages):
-        where = f"stages[{i}]"
-        if not isinstance(rs, dict):
-            raise BundleError(f"manifest: {where} must be an object")
-        seg = FileRef.from_dict(_req(rs, "segment", where, dict), f"{where}.segment")
-        raw_head = _opt(rs, "head", where, dict, None)
-        head = Head.from_dict(raw_head, f"{where}.head") if raw_head is not None else None
-        last = i == len(raw_stages) - 1
-        if not last and head is None:
-            raise BundleError(f"manifest: {where} has no exit head; only the last stage may omit it")
-        if not last and head is not None and head.is_final:
-            raise BundleError(f"manifest: {where}.head has kind 'final' but is not the last stage")
-        if last and head is not None and not head.is_final:
-            raise BundleError(f"manifest: {where}.head is the model's last classifier and must have kind 'final'")
-        if head is not None and head.input != seg.output:
-            raise BundleError(
-                f"manifest: {where}.head.input = {head.input!r} does not match the segment output {seg.output!r}"
-            )
-        if i > 0 and seg.input != stages[-1].segment.output:
-            raise BundleError(
-                f"manifest: {where}.segment.input = {seg.input!r} does not chain to "
-                f"stages[{i - 1}].segment.output = {stages[-1].segment.output!r}"
-            )
-        merged = None
-        if rs.get("merged") is not None:
-            if version < 2:
-                raise BundleError(f"manifest: {where}.merged needs schema_version 2")
-            merged = GraphRef.from_dict(rs["merged"], f"{where}.merged")
-        stages.append(Stage(seg, head, merged))
+    stages = _parse_stages(_req(data, "stages", "manifest", list), version)
     full = None
     if data.get("full") is not None:
         if version < 2:

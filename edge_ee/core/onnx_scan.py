@@ -141,26 +141,11 @@ def scan_model(data: bytes | memoryview, what: str = "model") -> ModelInfo:
             if seen > MAX_MESSAGES:
                 raise _Bad(f"more than {MAX_MESSAGES} messages")
             if kind == _TENSOR:
-                name, location, external = "", None, False
-                for num, wt, v in _fields(buf, start, end):
-                    if num == _TENSOR_LOCATION and wt == 0:
-                        external = v == _EXTERNAL
-                    elif num == _TENSOR_NAME and wt == 2:
-                        name = bytes(buf[v[0]:v[1]]).decode("utf-8", "replace")
-                    elif num == 13 and wt == 2:
-                        k, val = _entry(buf, *v)
-                        if k == "location":
-                            location = val
-                if external or location is not None:
-                    out.append(ExternalRef(name, location))
-                continue
-            for num, wt, v in _fields(buf, start, end):
-                child = _CHILDREN.get((kind, num))
-                if child is not None and wt == 2:
-                    todo.append((child, v[0], v[1]))
-                elif kind == _TOP and num in (11, 12) and wt == 2:  # GraphProto.input / .output
-                    name, elem = _value_info(buf, *v)
-                    io[num - 11][name] = elem
+                ref = _tensor(buf, start, end)
+                if ref is not None:
+                    out.append(ref)
+            else:
+                _message(buf, kind, start, end, todo, io)
     except _Bad as e:
         err = str(e)
     else:
@@ -169,6 +154,33 @@ def scan_model(data: bytes | memoryview, what: str = "model") -> ModelInfo:
     if err is not None:
         raise BundleError(f"{what} is not a valid ONNX file ({err})", "re-export the bundle")
     return ModelInfo(out, *io)
+
+
+def _tensor(buf: memoryview, start: int, end: int) -> ExternalRef | None:
+    """TensorProto: its external-data reference, None when its data is inside the model."""
+    name, location, external = "", None, False
+    for num, wt, v in _fields(buf, start, end):
+        if num == _TENSOR_LOCATION and wt == 0:
+            external = v == _EXTERNAL
+        elif num == _TENSOR_NAME and wt == 2:
+            name = bytes(buf[v[0]:v[1]]).decode("utf-8", "replace")
+        elif num == 13 and wt == 2:
+            k, val = _entry(buf, *v)
+            if k == "location":
+                location = val
+    return ExternalRef(name, location) if external or location is not None else None
+
+
+def _message(buf: memoryview, kind: int, start: int, end: int, todo: list[tuple[int, int, int]],
+             io: tuple[dict[str, int], dict[str, int]]) -> None:
+    """Any other message: queue the children that can hold tensors; record the main graph's I/O types."""
+    for num, wt, v in _fields(buf, start, end):
+        child = _CHILDREN.get((kind, num))
+        if child is not None and wt == 2:
+            todo.append((child, v[0], v[1]))
+        elif kind == _TOP and num in (11, 12) and wt == 2:  # GraphProto.input / .output
+            name, elem = _value_info(buf, *v)
+            io[num - 11][name] = elem
 
 
 def _value_info(buf: memoryview, start: int, end: int) -> tuple[str, int]:

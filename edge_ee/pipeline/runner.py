@@ -109,6 +109,8 @@ class Runner:
         self.check_budget(self.config.budget)
         self.extra: list[ExtraWork] = []  # the current frame's extra work (hooks read it in on_result)
         self._workers: list[RunHook] | None = None  # hooks that override extra_work, found at the first frame
+        self._before: list[RunHook] = []  # ... before_infer
+        self._after: list[RunHook] = []  # ... on_result
         self._warned_budget: str | None = None  # the latency budget already warned about as infeasible
         self._tty = hasattr(self.status_stream, "isatty") and self.status_stream.isatty()
 
@@ -184,31 +186,66 @@ class Runner:
         return summary
 
     def process(self, frame: Frame) -> Result:
+        if self._workers is None:
+            self._find_steps()
         cfg = self.config
-        for h in self.hooks:
+        for h in self._before:
             h.before_infer(self, frame)
         # hooks may change the budget between frames (SIGHUP reload): the config's budget is the one in force
         budget_s = cfg.budget.seconds if cfg.budget is not None else None
         t0 = time.perf_counter()
         x = self.preprocess(frame.data)
         t1 = time.perf_counter()
-        deadline = None if budget_s is None else budget_s - (t1 - t0)
-        r = self.engine.infer(x, mode=cfg.mode, exit_at=cfg.exit_at, deadline_s=deadline)
-        if self._workers is None:
-            self._workers = [h for h in self.hooks if type(h).extra_work is not RunHook.extra_work]
-        macs, infer_ms = r.macs, r.total_ms
+        r = self.engine.infer(x, mode=cfg.mode, exit_at=cfg.exit_at,
+                              deadline_s=None if budget_s is None else budget_s - (t1 - t0))
         if self._workers:
-            self.extra = [w for h in self._workers if (w := h.extra_work(self, x, r)) is not None]
+            macs, infer_ms = self._extra_work(x, r)
+        else:
+            macs, infer_ms = r.macs, r.total_ms
             if self.extra:
-                macs += sum(w.macs for w in self.extra)
-                infer_ms = (max(w.t_end for w in self.extra) - r.t_start) * 1e3
-        elif self.extra:
-            self.extra = []
+                self.extra = []
         t2 = time.perf_counter()
         total_ms = (t2 - t0) * 1e3
         e2e_ms = (t2 - frame.t_capture) * 1e3
         met = None if budget_s is None else total_ms <= budget_s * 1e3
-        truth = frame.meta.get("truth")
+        record = self._record(frame, r, (t1 - t0) * 1e3, infer_ms, total_ms, e2e_ms, macs, met)
+        for h in self._after:
+            h.on_result(self, frame, r, record)
+        e = record.get("energy_mj")
+        et = record.get("energy_total_mj")
+        self.stats.add(r.exit_index, total_ms, macs, e2e_ms=e2e_ms, deadline_met=met,
+                       deadline_stop=r.deadline_stop, correct=record.get("correct"),
+                       energy_j=None if e is None else e / 1e3, energy_total_j=None if et is None else et / 1e3,
+                       infer_ms=infer_ms)
+        if budget_s is not None and cfg.budget is not None and self._warned_budget != cfg.budget.text:
+            self._check_feasible(budget_s)
+        if record.get("energy_estimated") is not None:
+            self.stats.energy_estimated = bool(record["energy_estimated"])
+        if self.telemetry is not None:
+            self.telemetry.write(record)
+        return r
+
+    def _find_steps(self) -> None:
+        """The hooks that do something at each per-frame step (a hook that keeps RunHook's no-op is not called
+        per frame); found at the first frame of a run, after every hook was added and ordered."""
+        def overriding(step: str) -> list[RunHook]:
+            return [h for h in self.hooks if getattr(type(h), step) is not getattr(RunHook, step)]
+
+        self._before, self._after = overriding("before_infer"), overriding("on_result")
+        self._workers = overriding("extra_work")
+
+    def _extra_work(self, x: np.ndarray, r: Result) -> tuple[int, float]:
+        """Run the hooks' extra work on this input: (the frame's MACs, its engine time in ms), both with it."""
+        self.extra = [w for h in self._workers or () if (w := h.extra_work(self, x, r)) is not None]
+        if not self.extra:
+            return r.macs, r.total_ms
+        return (r.macs + sum(w.macs for w in self.extra),
+                (max(w.t_end for w in self.extra) - r.t_start) * 1e3)
+
+    def _record(self, frame: Frame, r: Result, preprocess_ms: float, infer_ms: float, total_ms: float,
+                e2e_ms: float, macs: int, met: bool | None) -> dict[str, Any]:
+        """The frame's telemetry record, before the hooks add to it."""
+        cfg = self.config
         record: dict[str, Any] = {
             "ts": frame.wall_time,
             "frame": frame.index,
@@ -216,7 +253,7 @@ class Runner:
             "label": r.label,
             "confidence": round(r.confidence, 6),
             "score": r.score,
-            "preprocess_ms": round((t1 - t0) * 1e3, 4),
+            "preprocess_ms": round(preprocess_ms, 4),
             "segment_ms": [round(v, 4) for v in r.segment_ms],
             "head_ms": [None if v is None else round(v, 4) for v in r.head_ms],
             "infer_ms": round(infer_ms, 4),  # engine time, extra work (audit) included
@@ -234,26 +271,13 @@ class Runner:
             "power_source": None,
             "energy_estimated": None,
         }
+        truth = frame.meta.get("truth")
         if truth is not None:
             record["truth"] = truth
             record["correct"] = truth == r.label
         if "path" in frame.meta:
             record["input"] = frame.meta["path"]
-        for h in self.hooks:
-            h.on_result(self, frame, r, record)
-        e = record.get("energy_mj")
-        et = record.get("energy_total_mj")
-        self.stats.add(r.exit_index, total_ms, macs, e2e_ms=e2e_ms, deadline_met=met,
-                       deadline_stop=r.deadline_stop, correct=record.get("correct"),
-                       energy_j=None if e is None else e / 1e3, energy_total_j=None if et is None else et / 1e3,
-                       infer_ms=infer_ms)
-        if budget_s is not None and cfg.budget is not None and self._warned_budget != cfg.budget.text:
-            self._check_feasible(budget_s)
-        if record.get("energy_estimated") is not None:
-            self.stats.energy_estimated = bool(record["energy_estimated"])
-        if self.telemetry is not None:
-            self.telemetry.write(record)
-        return r
+        return record
 
     def _check_feasible(self, budget_s: float) -> None:
         """Warn once per budget when the guard predicts that stage 0 alone (segment + head) exceeds a

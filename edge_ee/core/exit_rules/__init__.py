@@ -14,7 +14,9 @@ searches thresholds in key space (larger key = more confident for every rule) an
 ``threshold_of_key``. Rules are per head (``Head.rule``); the engine, manifest parsing, operating points, profile and
 the exporter call these classes and nothing else.
 
-A new rule registers itself next to its class with :func:`register_rule` (as timm's ``register_model``). Rules are
+A rule is one module of this package (``max_softmax.py``, ``entropy.py``, ``confidence.py``): the package imports
+every module in it, and each rule registers itself next to its class with :func:`register_rule` (as timm's
+``register_model``), so adding a rule is adding a module (docs/architecture.md has a worked example). Rules are
 stateless (one score per head output); a stateful rule such as patience (PABEE) would keep its state per inference
 and is not implemented.
 
@@ -23,12 +25,14 @@ The reported confidence is always the max softmax probability of the answering e
 
 from __future__ import annotations
 
+import importlib
 import math
+import pkgutil
 from typing import ClassVar
 
 import numpy as np
 
-from ..errors import UsageError
+from ...errors import UsageError
 
 _SMALL = 64  # up to this many classes plain Python beats numpy's per-call overhead
 
@@ -88,6 +92,7 @@ class ExitRule:
     """Base class: a rule whose exit fires when the score is >= the threshold (``higher_fires``) or <= it."""
 
     name: ClassVar[str]
+    rank: ClassVar[int] = 100  # place in the rule list (help, errors, the exporter's tie-break), then by name
     higher_fires: ClassVar[bool] = True
     needs_confidence: ClassVar[bool] = False  # the head must output a learned confidence
     always: ClassVar[float]  # a threshold at which the exit fires for every input
@@ -148,69 +153,13 @@ def rule_names() -> tuple[str, ...]:
     return tuple(RULES)
 
 
-@register_rule
-class MaxSoftmax(ExitRule):
-    name = "max_softmax"
-    always = 0.0
-    never = 1.01  # max softmax is <= 1 (and can round to exactly 1.0)
-
-    def score(self, logits: np.ndarray, temperature: float = 1.0, confidence: float | None = None) -> float:
-        flat = logits if logits.ndim == 1 else logits.reshape(-1)
-        if flat.size > _SMALL:
-            return float(softmax(flat, temperature).max())
-        z = flat.tolist()
-        m = max(z)
-        inv = 1.0 / temperature
-        return 1.0 / sum(math.exp((v - m) * inv) for v in z)
-
-    def scores(self, logits: np.ndarray, temperature: float = 1.0,
-               confidence: np.ndarray | None = None) -> np.ndarray:
-        return softmax_rows(logits, temperature).max(1)
+def _load_rules() -> None:
+    """Import every module of this package (each registers its rules), then order the rules by ``rank``, name."""
+    for info in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{info.name}")
+    ordered = sorted(RULES.items(), key=lambda kv: (type(kv[1]).rank, kv[0]))
+    RULES.clear()
+    RULES.update(ordered)
 
 
-@register_rule
-class Entropy(ExitRule):
-    name = "entropy"
-    higher_fires = False
-    always = 1.0  # normalised entropy is <= 1
-    never = -0.01
-
-    def score(self, logits: np.ndarray, temperature: float = 1.0, confidence: float | None = None) -> float:
-        flat = logits if logits.ndim == 1 else logits.reshape(-1)
-        if flat.size > _SMALL:
-            return normalized_entropy(softmax(flat, temperature))
-        z = flat.tolist()
-        if len(z) < 2:
-            return 0.0
-        m = max(z)
-        inv = 1.0 / temperature
-        e = [math.exp((v - m) * inv) for v in z]
-        total = sum(e)
-        h = -sum((v / total) * math.log(v / total) for v in e if v > 0.0)
-        return h / math.log(len(z))
-
-    def scores(self, logits: np.ndarray, temperature: float = 1.0,
-               confidence: np.ndarray | None = None) -> np.ndarray:
-        p = softmax_rows(logits, temperature)
-        if p.shape[1] < 2:
-            return np.zeros(len(p))
-        return -(p * np.log(np.clip(p, 1e-300, None))).sum(1) / math.log(p.shape[1])
-
-
-@register_rule
-class LearnedConfidence(ExitRule):
-    name = "confidence"
-    needs_confidence = True
-    always = 0.0
-    never = 1.01  # a sigmoid confidence is <= 1
-
-    def score(self, logits: np.ndarray, temperature: float = 1.0, confidence: float | None = None) -> float:
-        if confidence is None:
-            raise UsageError("exit rule 'confidence' needs a head with a learned confidence output")
-        return float(confidence)
-
-    def scores(self, logits: np.ndarray, temperature: float = 1.0,
-               confidence: np.ndarray | None = None) -> np.ndarray:
-        if confidence is None:
-            raise UsageError("exit rule 'confidence' needs a head with a learned confidence output")
-        return np.asarray(confidence, np.float64).reshape(-1)
+_load_rules()
