@@ -2,7 +2,7 @@
 # Build the two default bundles shipped with edge-ee, reproducibly (fixed seeds and recipes):
 #   edge_ee/bundles/fashion_mnist  ResNet-8, Fashion-MNIST, exits after stem and stack1 (PTEENet heads)
 #   edge_ee/bundles/kws            DS-CNN, espeak-ng keyword spotting (training clips mixed afresh every epoch
-#                                  with babble, reverberation and noise at 0-20 dB), exits after block1 and block2
+#                                  with babble, reverberation and noise at 5-25 dB), exits after block1 and block2
 # Needs torch (install it pinned, e.g. pip install torch==2.13.0 from the CPU index), the Debian
 # packages dataset-fashion-mnist and espeak-ng. Checkpoints and synthesised audio are cached in
 # $EDGE_EE_EXPORT_CACHE (default .cache/edge_ee_export), so an interrupted run resumes.
