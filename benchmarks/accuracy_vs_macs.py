@@ -2,6 +2,7 @@
 
     python benchmarks/accuracy_vs_macs.py                 # default bundles (+ benchmark bundle), full test sets
     python benchmarks/accuracy_vs_macs.py --limit 500     # quick look
+    python benchmarks/accuracy_vs_macs.py --kws-bundle none --kws-extra    # Fashion-MNIST bundles only
 
 Fashion-MNIST: the 10k t10k images (never used for training or calibration). Keyword spotting:
 the synthetic test splits of the bundle's own seed, rebuilt by the exporter in a subprocess (it
@@ -368,6 +369,9 @@ def main() -> int:
             if i == 0:
                 results.append((f"KWS {sname.split(' (')[0]}", r))
                 out += table(f"KWS, {sname}", kb, r)
+    if not per_seed:
+        out += ["Keyword spotting is not in this run (`--kws-bundle none`): `benchmarks/kws_heldout.py` measures the "
+                "shipped keyword bundle on fully held-out speakers, per condition (section *kws-heldout*).", ""]
     if any(len(v) > 1 for v in per_seed.values()):
         out += ["**KWS across training seeds** (each bundle on the test splits of its own seed)", "",
                 "| split | seed | full acc | calibrated acc | drop | MACs vs full | oracle MACs |",
