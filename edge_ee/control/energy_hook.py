@@ -216,10 +216,13 @@ class EnergyHook(RunHook):
 
     @staticmethod
     def _summarise(summary: dict[str, Any], sums: dict[Any, Any], num_exits: int) -> None:
-        """Energy per inference and per exit from the windows integrated once samples covered them."""
+        """Energy per inference and per exit from the windows integrated once samples covered them; this hook
+        is the only writer of these summary keys (None when no inference ran)."""
         exits = {k: v for k, v in sums.items() if isinstance(k, int)}
         n = sum(v.n for v in exits.values())
         if not n:
+            summary.update(energy_mj_per_inference=None, energy_total_mj_per_inference=None, exit_energy_mj=None,
+                           energy_clamped=False, energy_extrapolated_inferences=0, energy_estimated=None)
             return
         marg = math.fsum(v.marginal_j for v in exits.values())
         per_inf = 1e3 * marg / n if math.isfinite(marg) else None

@@ -211,16 +211,10 @@ class Runner:
         record = self._record(frame, r, (t1 - t0) * 1e3, infer_ms, total_ms, e2e_ms, macs, met)
         for h in self._after:
             h.on_result(self, frame, r, record)
-        e = record.get("energy_mj")
-        et = record.get("energy_total_mj")
         self.stats.add(r.exit_index, total_ms, macs, e2e_ms=e2e_ms, deadline_met=met,
-                       deadline_stop=r.deadline_stop, correct=record.get("correct"),
-                       energy_j=None if e is None else e / 1e3, energy_total_j=None if et is None else et / 1e3,
-                       infer_ms=infer_ms)
+                       deadline_stop=r.deadline_stop, correct=record.get("correct"), infer_ms=infer_ms)
         if budget_s is not None and cfg.budget is not None and self._warned_budget != cfg.budget.text:
             self._check_feasible(budget_s)
-        if record.get("energy_estimated") is not None:
-            self.stats.energy_estimated = bool(record["energy_estimated"])
         if self.telemetry is not None:
             self.telemetry.write(record)
         return r

@@ -1,8 +1,7 @@
 """Run statistics in constant memory: exit histogram, latency percentiles, deadline hits, MACs saved.
 
-Energies are above the idle baseline (``energy_mj`` of the telemetry records); the total with idle
-power included is kept as ``energy_total``. With a power sampler, the energy hook replaces the energy
-figures of the summary by the same quantities integrated once the power samples covered each window.
+The summary's energy figures have one writer, the energy hook (``control/energy_hook.py``, which measures them);
+``format_summary`` prints them when they are there.
 """
 
 from __future__ import annotations
@@ -73,12 +72,6 @@ class RunStats:
     deadline_stops: int = 0
     labelled: int = 0
     correct: int = 0
-    energy_j: float = 0.0  # above the idle baseline
-    energy_frames: int = 0
-    exit_energy_j: list[float] = field(default_factory=list)
-    energy_total_j: float = 0.0  # idle power included
-    energy_total_frames: int = 0
-    energy_estimated: bool | None = None
     dropped: int = 0
     telemetry_dropped: int = 0
     wall_s: float = 0.0
@@ -87,14 +80,11 @@ class RunStats:
         if not self.exits:
             self.exits = [0] * self.num_exits
             self.exit_latency_sum = [0.0] * self.num_exits
-            self.exit_energy_j = [0.0] * self.num_exits
 
     def add(self, exit_index: int, total_ms: float, macs: int, e2e_ms: float | None = None,
             deadline_met: bool | None = None, deadline_stop: bool = False, correct: bool | None = None,
-            energy_j: float | None = None, energy_total_j: float | None = None,
             infer_ms: float | None = None) -> None:
-        """One inference. ``energy_j``: above the idle baseline; ``energy_total_j``: idle power included;
-        ``infer_ms``: engine time (``total_ms`` minus preprocessing; defaults to ``total_ms``)."""
+        """One inference. ``infer_ms``: engine time (``total_ms`` minus preprocessing; defaults to ``total_ms``)."""
         self.frames += 1
         self.exits[exit_index] += 1
         self.exit_latency_sum[exit_index] += total_ms
@@ -110,13 +100,6 @@ class RunStats:
         if correct is not None:
             self.labelled += 1
             self.correct += int(correct)
-        if energy_j is not None:
-            self.energy_j += energy_j
-            self.energy_frames += 1
-            self.exit_energy_j[exit_index] += energy_j
-        if energy_total_j is not None:
-            self.energy_total_j += energy_total_j
-            self.energy_total_frames += 1
 
     def summary(self) -> dict[str, Any]:
         n = self.frames
@@ -141,12 +124,6 @@ class RunStats:
             "macs_saved": 1.0 - mean_macs / self.full_macs if n and self.full_macs else None,
             "accuracy": self.correct / self.labelled if self.labelled else None,
             "labelled": self.labelled,
-            "energy_mj_per_inference": 1e3 * self.energy_j / self.energy_frames if self.energy_frames else None,
-            "energy_total_mj_per_inference": 1e3 * self.energy_total_j / self.energy_total_frames
-            if self.energy_total_frames else None,
-            "exit_energy_mj": [1e3 * e / c if c else None for e, c in zip(self.exit_energy_j, self.exits)]
-            if self.energy_frames else None,
-            "energy_estimated": self.energy_estimated,
             "dropped_frames": self.dropped,
             "telemetry_dropped": self.telemetry_dropped,
         }

@@ -44,14 +44,13 @@ def test_power_budget_summary_has_average_power_and_says_estimated() -> None:
 
 def test_summary_energy_line_is_above_idle_with_the_total_beside_it() -> None:
     st = RunStats(num_exits=2, full_macs=100)
-    st.add(0, 1.0, 50, energy_j=0.002, energy_total_j=0.005, infer_ms=0.8)
-    st.add(1, 2.0, 100, energy_j=0.004, energy_total_j=0.009, infer_ms=1.8)
+    st.add(0, 1.0, 50, infer_ms=0.8)
+    st.add(1, 2.0, 100, infer_ms=1.8)
     s = st.summary()
-    assert s["energy_mj_per_inference"] == pytest.approx(3.0)
-    assert s["energy_total_mj_per_inference"] == pytest.approx(7.0)
-    assert s["exit_energy_mj"] == pytest.approx([2.0, 4.0])
     assert s["infer_ms_mean"] == pytest.approx(1.3)
-    s["energy_estimated"] = True
+    # the energy figures have one writer, the energy hook (tests/control/test_hooks.py measures them)
+    assert not any(k.startswith(("energy", "exit_energy")) for k in s)
+    s.update(energy_mj_per_inference=3.0, energy_total_mj_per_inference=7.0, energy_estimated=True)
     assert "energy (estimated): 3.000 mJ per inference above idle (7.000 mJ including idle power)" in format_summary(s)
 
 
