@@ -343,11 +343,22 @@ def babble_pool(cache: Path | None, seed: int, voices: Sequence[str], variants: 
     return BabblePool([audio[j.key] for j in jobs])
 
 
-def load(cache_dir: str | os.PathLike[str] | None = None, seed: int = 0, per_keyword: int = 400,
-         per_unknown: int = 60, eval_per_keyword: int = 300, eval_per_unknown: int = 24,
-         heldout_per_keyword: int = 120, heldout_per_unknown: int = 12, train_limit: int | None = None,
-         words: list[str] | None = None, progress: bool = True, voices: Sequence[str] | None = None,
-         noise_files: Sequence[str | os.PathLike[str]] = (), babble: bool = True) -> Dataset:
+@dataclass(frozen=True)
+class ClipCounts:
+    """Clips per keyword and per unknown word in each split (training, evaluation, held-out speakers)."""
+
+    per_keyword: int = 400
+    per_unknown: int = 60
+    eval_per_keyword: int = 300
+    eval_per_unknown: int = 24
+    heldout_per_keyword: int = 120
+    heldout_per_unknown: int = 12
+
+
+def load(cache_dir: str | os.PathLike[str] | None = None, seed: int = 0, counts: ClipCounts = ClipCounts(),
+         train_limit: int | None = None, words: list[str] | None = None, progress: bool = True,
+         voices: Sequence[str] | None = None, noise_files: Sequence[str | os.PathLike[str]] = (),
+         babble: bool = True) -> Dataset:
     """Build the data set (see module doc). ``train_limit`` caps the training clips (quick runs);
     ``words`` restricts the keyword list (tests); ``voices`` replaces the training voices; ``noise_files``
     adds recorded backgrounds (16 kHz WAV); ``babble=False`` leaves background speech out.
@@ -362,12 +373,13 @@ def load(cache_dir: str | os.PathLike[str] | None = None, seed: int = 0, per_key
     train_c = [(v, var) for v in train_voices for var in TRAIN_VARIANTS]
     held_c = [(v, var) for v in HELDOUT_VOICES for var in HELDOUT_VARIANTS]
     unk = UNKNOWN_WORDS if words is None else UNKNOWN_WORDS[:4]
-    tr = _jobs(kws, train_c, per_keyword, TRAIN_SPEEDS, TRAIN_PITCHES, rng) + \
-        _jobs(unk, train_c, per_unknown, TRAIN_SPEEDS, TRAIN_PITCHES, rng)
-    ev = _jobs(kws, train_c, eval_per_keyword, EVAL_SPEEDS, EVAL_PITCHES, rng) + \
-        _jobs(unk, train_c, eval_per_unknown, EVAL_SPEEDS, EVAL_PITCHES, rng)
-    ho = _jobs(kws, held_c, heldout_per_keyword, HELDOUT_SPEEDS, HELDOUT_PITCHES, rng) + \
-        _jobs(unk, held_c, heldout_per_unknown, HELDOUT_SPEEDS, HELDOUT_PITCHES, rng)
+    c = counts
+    tr = _jobs(kws, train_c, c.per_keyword, TRAIN_SPEEDS, TRAIN_PITCHES, rng) + \
+        _jobs(unk, train_c, c.per_unknown, TRAIN_SPEEDS, TRAIN_PITCHES, rng)
+    ev = _jobs(kws, train_c, c.eval_per_keyword, EVAL_SPEEDS, EVAL_PITCHES, rng) + \
+        _jobs(unk, train_c, c.eval_per_unknown, EVAL_SPEEDS, EVAL_PITCHES, rng)
+    ho = _jobs(kws, held_c, c.heldout_per_keyword, HELDOUT_SPEEDS, HELDOUT_PITCHES, rng) + \
+        _jobs(unk, held_c, c.heldout_per_unknown, HELDOUT_SPEEDS, HELDOUT_PITCHES, rng)
     if train_limit is not None:
         sel = rng.permutation(len(tr))[:train_limit]
         tr = [tr[i] for i in sorted(sel)]
