@@ -4,7 +4,8 @@
   model as ONE graph (merged at benchmark time, the runtime's session options), nothing else;
 * **edge-ee run --mode full**: the ``Runner`` with the hooks ``edge-ee run`` builds (``make_run_hooks`` and the
   stream hooks) and ``--power-source none``: the same work as the plain loop plus what edge-ee adds per frame
-  (engine result, telemetry record, run statistics, hooks). The default ``--power-source auto`` also measures
+  (engine result, run statistics, hooks; no telemetry record: without ``--log`` and without a hook
+  that reads records, the runner does not build one). The default ``--power-source auto`` also measures
   energy per inference (a power sensor or the CPU-utilisation estimate), which the plain loop does not do.
 
 Same synthetic source (random frames of the bundle's input) and preprocessing for all; ``--frames`` frames per

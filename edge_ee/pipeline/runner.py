@@ -208,16 +208,28 @@ class Runner:
         total_ms = (t2 - t0) * 1e3
         e2e_ms = (t2 - frame.t_capture) * 1e3
         met = None if budget_s is None else total_ms <= budget_s * 1e3
-        record = self._record(frame, r, (t1 - t0) * 1e3, infer_ms, total_ms, e2e_ms, macs, met)
-        for h in self._after:
-            h.on_result(self, frame, r, record)
+        # the telemetry record is built only when something reads it (a telemetry file or a hook's on_result)
+        record = None
+        if self.telemetry is not None or self._after:
+            record = self._record(frame, r, (t1 - t0) * 1e3, infer_ms, total_ms, e2e_ms, macs, met)
+            for h in self._after:
+                h.on_result(self, frame, r, record)
+            correct = record.get("correct")
+        else:
+            correct = self._correct(frame, r)
         self.stats.add(r.exit_index, total_ms, macs, e2e_ms=e2e_ms, deadline_met=met,
-                       deadline_stop=r.deadline_stop, correct=record.get("correct"), infer_ms=infer_ms)
+                       deadline_stop=r.deadline_stop, correct=correct, infer_ms=infer_ms)
         if budget_s is not None and cfg.budget is not None and self._warned_budget != cfg.budget.text:
             self._check_feasible(budget_s)
         if self.telemetry is not None:
             self.telemetry.write(record)
         return r
+
+    @staticmethod
+    def _correct(frame: Frame, r: Result) -> bool | None:
+        """Whether the answer matches the frame's ground truth (None: the frame has none)."""
+        truth = frame.meta.get("truth")
+        return None if truth is None else truth == r.label
 
     def _find_steps(self) -> None:
         """The hooks that do something at each per-frame step (a hook that keeps RunHook's no-op is not called
@@ -265,10 +277,10 @@ class Runner:
             "power_source": None,
             "energy_estimated": None,
         }
-        truth = frame.meta.get("truth")
-        if truth is not None:
-            record["truth"] = truth
-            record["correct"] = truth == r.label
+        correct = self._correct(frame, r)
+        if correct is not None:
+            record["truth"] = frame.meta["truth"]
+            record["correct"] = correct
         if "path" in frame.meta:
             record["input"] = frame.meta["path"]
         return record
