@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from . import _SMALL, ExitRule, normalized_entropy, register_rule, softmax, softmax_rows
+from . import ExitRule, normalized_entropy, register_rule, softmax_rows, softmax_terms
 
 
 @register_rule
@@ -18,18 +18,13 @@ class Entropy(ExitRule):
     never = -0.01
 
     def score(self, logits: np.ndarray, temperature: float = 1.0, confidence: float | None = None) -> float:
-        flat = logits if logits.ndim == 1 else logits.reshape(-1)
-        if flat.size > _SMALL:
-            return normalized_entropy(softmax(flat, temperature))
-        z = flat.tolist()
-        if len(z) < 2:
+        _, terms, total = softmax_terms(logits, temperature)
+        if isinstance(terms, np.ndarray):
+            return normalized_entropy(terms / total)
+        if len(terms) < 2:
             return 0.0
-        m = max(z)
-        inv = 1.0 / temperature
-        e = [math.exp((v - m) * inv) for v in z]
-        total = sum(e)
-        h = -sum((v / total) * math.log(v / total) for v in e if v > 0.0)
-        return h / math.log(len(z))
+        h = -sum((v / total) * math.log(v / total) for v in terms if v > 0.0)
+        return h / math.log(len(terms))
 
     def scores(self, logits: np.ndarray, temperature: float = 1.0,
                confidence: np.ndarray | None = None) -> np.ndarray:
