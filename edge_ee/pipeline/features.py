@@ -70,20 +70,27 @@ def hz_to_mel(f: np.ndarray | float) -> np.ndarray:
     return 1127.0 * np.log1p(np.asarray(f, dtype=np.float64) / 700.0)
 
 
-@lru_cache(maxsize=16)
-def _tables(sr: int, win: int, n_fft: int, n_mels: int, fmin: float, fmax: float,
-            n_mfcc: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    n = np.arange(win)
-    window = (0.5 - 0.5 * np.cos(2.0 * np.pi * n / win)).astype(np.float64)  # periodic Hann
+@lru_cache(maxsize=64)
+def _mel_matrix(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float, warp: float = 1.0) -> np.ndarray:
+    """``[bins, n_mels]`` triangular filters; ``warp`` != 1 reads bin frequency ``f`` as ``f * warp`` (a longer or
+    shorter vocal tract: VTLP, training augmentation only)."""
     bins = n_fft // 2 + 1
-    freqs = np.linspace(0.0, sr / 2.0, bins)[1:]  # DC bin excluded, padded back as zeros
+    freqs = np.linspace(0.0, sr / 2.0, bins)[1:] * warp  # DC bin excluded, padded back as zeros
     mel_bins = hz_to_mel(freqs)[:, None]
     edges = np.linspace(hz_to_mel(fmin), hz_to_mel(fmax), n_mels + 2)
     lower, center, upper = edges[:-2][None, :], edges[1:-1][None, :], edges[2:][None, :]
     up = (mel_bins - lower) / (center - lower)
     down = (upper - mel_bins) / (upper - center)
     mel = np.maximum(0.0, np.minimum(up, down))
-    mel = np.concatenate([np.zeros((1, n_mels)), mel], axis=0)  # [bins, n_mels]
+    return np.concatenate([np.zeros((1, n_mels)), mel], axis=0)
+
+
+@lru_cache(maxsize=16)
+def _tables(sr: int, win: int, n_fft: int, n_mels: int, fmin: float, fmax: float,
+            n_mfcc: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    n = np.arange(win)
+    window = (0.5 - 0.5 * np.cos(2.0 * np.pi * n / win)).astype(np.float64)  # periodic Hann
+    mel = _mel_matrix(sr, n_fft, n_mels, fmin, fmax)
     k = np.arange(n_mfcc)[None, :]
     m = np.arange(n_mels)[:, None]
     dct = 2.0 * np.cos(np.pi * k * (2 * m + 1) / (2.0 * n_mels)) / np.sqrt(2.0 * n_mels)  # [n_mels, n_mfcc]
@@ -100,12 +107,16 @@ def _fit_length(pcm: np.ndarray, clip: int) -> np.ndarray:
     return np.pad(pcm, pad)
 
 
-def mfcc_features(pcm_float32_16k: np.ndarray, spec: dict[str, Any] | None = None) -> np.ndarray:
+def mfcc_features(pcm_float32_16k: np.ndarray, spec: dict[str, Any] | None = None,
+                  warp: np.ndarray | None = None) -> np.ndarray:
     """MFCC features of one clip ``[clip_samples]`` -> ``[frames, n_mfcc]`` float32 (``[49, 10]``).
 
     A batch ``[B, clip_samples]`` gives ``[B, frames, n_mfcc]``. int16 input is scaled by 1/32768.
     A clip shorter than ``clip_samples`` is zero-padded at the end; a longer one keeps its last
     ``clip_samples`` samples (the most recent audio of a stream).
+
+    ``warp`` (training augmentation; the runtime never passes it): one frequency-warp factor per clip of a
+    batch, rounded to 0.01, applied to the mel filterbank (vocal tract length perturbation).
     """
     sr, clip, wms, sms, n_fft, n_mels, fmin, fmax, n_mfcc, log_offset, peak = _params(spec)
     x = np.asarray(pcm_float32_16k)
@@ -127,5 +138,15 @@ def mfcc_features(pcm_float32_16k: np.ndarray, spec: dict[str, Any] | None = Non
     idx = np.arange(frames_n)[:, None] * hop + np.arange(win)[None, :]
     frames = x[..., idx] * window  # [..., frames, win]
     mag = np.abs(np.fft.rfft(frames, n=int(n_fft), axis=-1))  # zero-padded at the end to n_fft
-    log_mel = np.log(mag @ mel + float(log_offset))
+    if warp is None:
+        log_mel = np.log(mag @ mel + float(log_offset))
+    else:
+        w = np.round(np.asarray(warp, dtype=np.float64), 2)
+        if w.shape != x.shape[:-1]:
+            raise ValueError(f"mfcc_features: warp needs one factor per clip, shape {x.shape[:-1]}, got {w.shape}")
+        log_mel = np.empty(mag.shape[:-1] + (int(n_mels),))
+        for a in np.unique(w):
+            rows = w == a
+            m = _mel_matrix(int(sr), int(n_fft), int(n_mels), float(fmin), float(fmax), float(a))
+            log_mel[rows] = np.log(mag[rows] @ m + float(log_offset))
     return (log_mel @ dct).astype(np.float32)

@@ -184,6 +184,8 @@ def kws(
     noise: Annotated[list[str] | None, typer.Option(metavar="WAV", help="a background recording (16 kHz 16-bit "
                                                     "WAV) mixed into training; repeatable")] = None,
     no_babble: Annotated[bool, typer.Option("--no-babble", help="no background speech in training")] = False,
+    clips_per_keyword: Annotated[int | None, typer.Option(help="training utterances per keyword (default 400; "
+                                                          "unknown words scale alike)")] = None,
 ) -> None:
     _recipe("kws", dict(locals()))
 

@@ -87,3 +87,17 @@ def test_tone_lands_in_its_mel_band() -> None:
     b = mfcc_features((0.5 * np.sin(2 * np.pi * 3000 * t)).astype(np.float32))
     # c1 weights low bands positively and high bands negatively
     assert a[:, 1].mean() > b[:, 1].mean()
+
+
+def test_frequency_warp_moves_a_tone_like_a_higher_voice() -> None:
+    """Training-only vocal tract length perturbation: warp 1 is the plain front end; warp > 1 reads a tone as
+    a higher one (c1 falls, as from 300 Hz towards 3 kHz); one factor per clip is required."""
+    t = np.arange(16000) / 16000
+    tone = (0.5 * np.sin(2 * np.pi * 600 * t)).astype(np.float32)
+    batch = np.stack([tone, tone, tone])
+    plain = mfcc_features(batch)
+    warped = mfcc_features(batch, warp=np.array([1.0, 1.25, 0.8]))
+    assert np.array_equal(warped[0], plain[0])
+    assert warped[1][:, 1].mean() < plain[0][:, 1].mean() < warped[2][:, 1].mean()
+    with pytest.raises(ValueError, match="one factor per clip"):
+        mfcc_features(batch, warp=np.array([1.0, 1.1]))

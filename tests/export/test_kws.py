@@ -101,6 +101,28 @@ def test_training_clips_carry_babble_and_reverb() -> None:
     assert len({round(float(np.abs(c).max()), 4) for c in clips}) > 30  # fresh level/offset/background per clip
 
 
+def test_each_epoch_draws_a_fresh_subset_of_unknown_words() -> None:
+    """With ``unknown_draw``, an epoch holds every keyword and silence clip and that many unknown-word clips,
+    a different subset per seed and the same size every time (the LR schedule counts steps from it)."""
+    rng = np.random.default_rng(0)
+    utt = [rng.standard_normal(4000).astype(np.float32) * 0.1 for _ in range(40)]
+    labels = np.array([2] * 10 + [3] * 10 + [1] * 16 + [0] * 4)
+    items = kws.Items([*utt[:36], None, None, None, None], labels, unknown_draw=5)
+    a, b = items.features(1, "a"), items.features(2, "b")
+    assert len(a) == len(b) == 10 + 10 + 5 + 4
+    assert np.bincount(a.y.numpy()).tolist() == [4, 5, 10, 10]
+    assert not np.allclose(a.x.numpy(), b.x.numpy())
+    everything = kws.Items(list(items.audio), labels).features(1, "all")
+    assert np.bincount(everything.y.numpy()).tolist() == [4, 16, 10, 10]
+
+
+def test_clip_counts_scale_unknown_words_with_keywords() -> None:
+    c = kws.ClipCounts.for_keyword_clips(1000)
+    assert (c.per_keyword, c.per_unknown) == (1000, 150)
+    with pytest.raises(UsageError, match="clips-per-keyword"):
+        kws.ClipCounts.for_keyword_clips(0)
+
+
 # ---------------------------------------------------------------- bad input: clear errors, nothing written
 USAGE, DATASET = int(UsageError.exit_code), int(DatasetError.exit_code)
 
