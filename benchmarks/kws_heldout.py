@@ -215,9 +215,37 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                       f"{r['conditions'][c]['adaptive']['macs_share']:.3f}", file=sys.stderr)
             if args.stream_words:
                 r["streams"] = stream_runs(Path(b), args, Path(td))
+            if args.latency_blocks and b == args.bundle[0]:
+                r["latency"] = timing(Path(b), feats[("cond", "clean")], args.latency_blocks)
             res["bundles"][str(b.relative_to(ROOT)) if b.is_relative_to(ROOT) else str(b)] = r
     res["seconds"] = time.perf_counter() - t0
     return res
+
+
+def timing(bundle: Path, x: np.ndarray, blocks: int) -> dict[str, Any]:
+    """Per-clip latency on these clips: the whole model as ONE onnxruntime graph, ``--mode full``, early exit
+    and batches, side by side in interleaved blocks (``accuracy_vs_macs.latency``: the same measurement as the
+    Fashion-MNIST rows)."""
+    from accuracy_vs_macs import latency
+
+    return latency(bundle, np.ascontiguousarray(x[:, None], dtype=np.float32), blocks=blocks)
+
+
+def latency_line(r: dict[str, Any]) -> str:
+    lat = r["latency"]
+
+    def cell(k: str) -> str:
+        c = lat[f"{k}_cpu_us"]
+        return f"{np.median(c):.1f} [{min(c):.1f}-{max(c):.1f}] us"
+
+    one = float(np.median(lat["one_cpu_us"]))
+    ratio = {k: float(np.median(lat[f"{k}_cpu_us"])) / one for k in ("full", "adaptive", "batch")}
+    return (f"Latency on the clean all-three-held-out clips (first bundle, {lat['n']} clips per block x "
+            f"{lat['blocks']} interleaved blocks, 1 onnxruntime thread, thread CPU time per clip, median [min-max] "
+            f"of the block means): the whole model as ONE onnxruntime graph {cell('one')}; `--mode full` "
+            f"{cell('full')} (**{ratio['full']:.2f}x**); early exit one clip at a time {cell('adaptive')} "
+            f"(**{ratio['adaptive']:.2f}x**) at {100 * lat['macs_ratio_timed']:.1f}% of the MACs; early exit in "
+            f"batches of 32 {cell('batch')} per clip (**{ratio['batch']:.2f}x**).")
 
 
 # ------------------------------------------------------------------ report
@@ -273,6 +301,8 @@ def table(res: dict[str, Any], title: str) -> list[str]:
             rc = _agg(rs, ("streams", c, "adaptive", "recall"))
             out.append(f"| {c} | {_fmt(ff, n)} | {_fmt(fe, n)} | {_fmt(p, n)} / {_fmt(rc, n)} | "
                        f"{_fmt(_agg(rs, ('streams', c, 'adaptive', 'macs_share')), n)} |")
+    if "latency" in rs[0]:
+        out += ["", latency_line(rs[0])]
     return out + [""]
 
 
@@ -321,6 +351,8 @@ def main() -> int:
     ap.add_argument("--stream-conditions", default="babble 20 dB,stationary noise 10-25 dB,reverb RT60 0.6 s",
                     type=lambda s: s.split(","))
     ap.add_argument("--cache", type=Path, default=ROOT / ".cache" / "edge_ee_export" / "kws")
+    ap.add_argument("--latency-blocks", type=int, default=7,
+                    help="interleaved timing blocks against the one graph, first bundle (0: no timing)")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--before", type=Path, default=None, help="a previous --json result shown as 'before'")
     ap.add_argument("--before-label", default="Before", help="title of the --before tables")

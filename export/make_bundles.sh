@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Build the two default bundles shipped with edge-ee, reproducibly (fixed seeds and recipes):
 #   edge_ee/bundles/fashion_mnist  ResNet-8, Fashion-MNIST, exits after stem and stack1 (PTEENet heads)
-#   edge_ee/bundles/kws            DS-CNN, espeak-ng keyword spotting (training clips mixed afresh every epoch
-#                                  with babble, reverberation and noise at 5-25 dB), exits after block1 and block2
+#   edge_ee/bundles/kws            DS-CNN, espeak-ng keyword spotting (1000 utterances per keyword; training clips
+#                                  mixed afresh every epoch with babble, reverberation and noise at 5-25 dB, vocal
+#                                  tract length perturbation), exits after block1 and block2
 # Needs torch (install it pinned, e.g. pip install torch==2.13.0 from the CPU index), the Debian
 # packages dataset-fashion-mnist and espeak-ng. Checkpoints and synthesised audio are cached in
 # $EDGE_EE_EXPORT_CACHE (default .cache/edge_ee_export), so an interrupted run resumes.
@@ -27,7 +28,7 @@ fi
 PROGRESS=(); [ -t 2 ] || PROGRESS=(--no-progress)
 run() { "$PY" -m edge_ee_export.cli "$@" --cache "$CACHE" --threads "$THREADS" "${PROGRESS[@]}"; }
 FM=(fashion-mnist --arch resnet8 --method pteenet --epochs 24 --exit-epochs 8)
-KWS=(kws --arch dscnn --method pteenet --epochs 24 --exit-epochs 10)
+KWS=(kws --arch dscnn --method pteenet --epochs 24 --exit-epochs 10 --clips-per-keyword 1000)
 if [ "${BUILD:-}" = bench ]; then
   run fashion-mnist --arch resnet8_wide --method pteenet --epochs 10 --exit-epochs 5 --seed 0 \
     --out benchmarks/bundles/fashion_mnist_wide
