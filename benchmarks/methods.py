@@ -50,6 +50,7 @@ for _p in (ROOT, ROOT / "export", ROOT / "benchmarks"):
 from docsection import write_section  # noqa: E402
 
 DROPS = (0.005, 0.01, 0.02)
+LEAD_SEED = 0  # its bundles are exported (latency, int8) and its frontier drawn
 CONFIDENCE = 0.9
 TASKS = {"fm": ("Fashion-MNIST", "resnet8"), "kws": ("keyword spotting", "dscnn")}
 
@@ -74,7 +75,7 @@ QUICK = Budget(seeds=[0], backbone_epochs={"fm": 3, "kws": 12}, exit_epochs={"fm
                train_limit={"fm": 12000, "kws": None}, test_limit=None, latency_n=200, latency_blocks=5,
                engine_limit=2000, footprint_runs=3)
 # sized for ~1 h on 2 cores shared with other jobs: 12k of the 54k training images, short one-cycle schedules
-FULL = Budget(seeds=[0, 1, 2], backbone_epochs={"fm": 5, "kws": 24}, exit_epochs={"fm": 2, "kws": 8},
+FULL = Budget(seeds=[0, 1, 2], backbone_epochs={"fm": 5, "kws": 16}, exit_epochs={"fm": 2, "kws": 5},
               train_limit={"fm": 12000, "kws": None}, test_limit=None, latency_n=500, latency_blocks=7,
               engine_limit=None)
 
@@ -213,6 +214,7 @@ def run_task(task: str, budget: Budget, fm_data: str, kws_cache: str, work: Path
     names = variants or list(VARIANTS)
     out: dict[str, Any] = {"task": task, "arch": arch, "seeds": {}, "bundles": {}}
     for seed in budget.seeds:
+        lead = seed == LEAD_SEED
         data = load_task(task, seed, budget, fm_data, kws_cache)
         out["sizes"] = data.sizes()
         set_seed(seed)
@@ -235,11 +237,11 @@ def run_task(task: str, budget: Budget, fm_data: str, kws_cache: str, work: Path
                 _, secs = train(v, ee, data, budget.exit_epochs[task], seed=seed, progress=progress)
                 trained[key] = (ee, secs)
             ee, secs = trained[key]
-            r = evaluate_variant(v, ee, data, backbone_macs, seed, want_frontier=seed == budget.seeds[0])
+            r = evaluate_variant(v, ee, data, backbone_macs, seed, want_frontier=lead)
             r["train_cpu_s"] = secs
             r["shares_training_with"] = next((n for n in names[: names.index(name)]
                                               if training_key(VARIANTS[n], recipe) == key), None)
-            if seed == budget.seeds[0] and work is not None:
+            if lead and work is not None:
                 # the default gets its own bundle: its manifest carries its own calibration (int8 vs float)
                 own = r["shares_training_with"] is None or name == "default"
                 bdir = work / task / (name if own else r["shares_training_with"])
@@ -258,8 +260,23 @@ def run_task(task: str, budget: Budget, fm_data: str, kws_cache: str, work: Path
                 f"{t1['drops']['0.01']['accuracy']:.4f} / {100 * t1['drops']['0.01']['macs_ratio']:.1f}% MACs, "
                 f"train {secs:.0f} CPU s")
         out["seeds"][str(seed)] = per
-        if seed == budget.seeds[0]:
+        if work is not None:  # one file per seed: seeds can train in separate processes (--seed-list)
+            work.mkdir(parents=True, exist_ok=True)
+            (work / f"{task}.seed{seed}.json").write_text(json.dumps(
+                {"task": task, "arch": arch, "sizes": out["sizes"], "seed": seed, "per": per,
+                 "bundles": out["bundles"] if lead else {}}, default=float))
+        if lead or "test_inputs" not in out:
             out["test_inputs"] = test_splits(data)
+    return out
+
+
+def merge_seed_files(files: list[Path]) -> dict[str, Any]:
+    """The per-seed results of one task (``TASK.seedN.json``, written by separate runs) as one run's result."""
+    parts = sorted((json.loads(f.read_text()) for f in files), key=lambda d: d["seed"])
+    out: dict[str, Any] = {"task": parts[0]["task"], "arch": parts[0]["arch"], "sizes": parts[0]["sizes"],
+                           "seeds": {str(d["seed"]): d["per"] for d in parts}, "bundles": {}}
+    for d in parts:
+        out["bundles"].update(d["bundles"])
     return out
 
 
@@ -681,6 +698,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="subsets, few epochs, one seed (< 15 min on 2 cores)")
     p.add_argument("--tasks", default="fm,kws", help="comma-separated: fm (Fashion-MNIST), kws (keyword DS-CNN)")
     p.add_argument("--seeds", type=int, default=None, help="number of seeds (default: 1 quick, 3 full)")
+    p.add_argument("--seed-list", default=None,
+                   help="comma-separated seeds to train in this process and keep in WORK/TASK.seedN.json, no report; "
+                        "a later --reuse run merges them (seeds in parallel processes)")
     p.add_argument("--fm-data", default="/usr/share/datasets/fashion-mnist")
     p.add_argument("--kws-cache", default=str(ROOT / ".cache/edge_ee_export/kws"))
     p.add_argument("--work", default=str(ROOT / ".cache/edge_ee_export/methods"), help="bundles are written here")
@@ -696,6 +716,12 @@ def main(argv: list[str] | None = None) -> int:
     budget = QUICK if a.quick else FULL
     if a.seeds:
         budget.seeds = list(range(a.seeds))
+    if a.seed_list:
+        budget.seeds = [int(v) for v in a.seed_list.split(",")]
+        for task in [t for t in a.tasks.split(",") if t]:
+            run_task(task, budget, a.fm_data, a.kws_cache, Path(a.work) / ("quick" if a.quick else "full"),
+                     log=lambda s: print(s, flush=True))
+        return 0
     started = dt.datetime.now(dt.timezone.utc)
     t_all = time.time()
     results, raw = [], {}
@@ -707,9 +733,11 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
         work = Path(a.work) / ("quick" if a.quick else "full")
         saved = work / f"{task}.json"
-        if a.reuse and saved.is_file():  # the trained variants of an earlier run (its bundles are in work/)
-            res = json.loads(saved.read_text())
-            trained_at.append(dt.datetime.fromtimestamp(saved.stat().st_mtime, dt.timezone.utc))
+        seed_files = sorted(work.glob(f"{task}.seed*.json"))
+        if a.reuse and (saved.is_file() or seed_files):  # the trained variants of earlier runs (bundles in work/)
+            res = merge_seed_files(seed_files) if seed_files else json.loads(saved.read_text())
+            trained_at.append(max(dt.datetime.fromtimestamp(f.stat().st_mtime, dt.timezone.utc)
+                                  for f in (seed_files or [saved])))
             res["test_inputs"] = test_splits(load_task(task, budget.seeds[0], budget, a.fm_data, a.kws_cache))
         else:
             res = run_task(task, budget, a.fm_data, a.kws_cache, work, log=lambda s: print(s, flush=True))
