@@ -86,8 +86,10 @@ CONDITIONS = ["clean", "stationary noise 10 dB", "babble 20 dB", "babble 10 dB",
 
 
 # ------------------------------------------------------------------ clips
-def utterances(split: str, per_class: int, seed: int, cache: Path) -> tuple[list[np.ndarray | None], list[str]]:
-    """``per_class`` utterances of every keyword and of unknown words, and ``per_class`` background-only slots."""
+def utterances(split: str, per_class: int, seed: int,
+               cache: Path) -> tuple[list[np.ndarray | None], list[str], list[str]]:
+    """``per_class`` utterances of every keyword and of unknown words, and ``per_class`` background-only slots;
+    their labels and voice variants (``-`` for background only)."""
     voices, variants, speeds, pitches = AXES[split]
     rng = np.random.default_rng([seed, list(AXES).index(split)])
     jobs: list[kws.Job] = []
@@ -99,7 +101,8 @@ def utterances(split: str, per_class: int, seed: int, cache: Path) -> tuple[list
                                 int(rng.choice(pitches))))
             labels.append(w)
     audio = kws.synthesize_all(jobs, cache, progress=False, store_name="kws-bench-audio.npz")
-    return [audio[j.key] for j in jobs] + [None] * per_class, labels + ["silence"] * per_class
+    return ([audio[j.key] for j in jobs] + [None] * per_class, labels + ["silence"] * per_class,
+            [j.variant for j in jobs] + ["-"] * per_class)
 
 
 def test_babble(seed: int, cache: Path) -> aug.BabblePool:
@@ -136,7 +139,7 @@ def features(utts: list[np.ndarray | None], cond: str, seed: int, pool: aug.Babb
 
 
 # ------------------------------------------------------------------ evaluation
-def score(eng: Engine, x: np.ndarray, labels: list[str]) -> dict[str, Any]:
+def score(eng: Engine, x: np.ndarray, labels: list[str], variants: list[str] | None = None) -> dict[str, Any]:
     names = eng.manifest.labels
     truth = np.array(["none" if t in NO_KW else t for t in labels])
     full_macs = eng.manifest.full_model_macs()
@@ -151,6 +154,9 @@ def score(eng: Engine, x: np.ndarray, labels: list[str]) -> dict[str, Any]:
             exits.append(r.exit_index)
         ok = np.array(pred) == truth
         kw = truth != "none"
+        if variants is not None and mode == "full":
+            v = np.array(variants)
+            res["full_by_variant"] = {str(k): float(ok[v == k].mean()) for k in sorted(set(variants)) if k != "-"}
         res[mode] = {"accuracy": float(ok.mean()), "keyword_accuracy": float(ok[kw].mean()),
                      "macs_share": float(np.mean(macs) / full_macs),
                      "exit_fractions": (np.bincount(exits, minlength=eng.num_stages) / len(exits)).tolist()}
@@ -209,7 +215,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for s in AXES:
                 r["axes"][s] = score(eng, feats[("axis", s)], data[s][1])
             for c in CONDITIONS:
-                r["conditions"][c] = score(eng, feats[("cond", c)], data["all three held out"][1])
+                r["conditions"][c] = score(eng, feats[("cond", c)], data["all three held out"][1],
+                                           data["all three held out"][2] if c == "clean" else None)
                 print(f"{b} {c}: full {r['conditions'][c]['full']['accuracy']:.4f} ee "
                       f"{r['conditions'][c]['adaptive']['accuracy']:.4f} at "
                       f"{r['conditions'][c]['adaptive']['macs_share']:.3f}", file=sys.stderr)
@@ -301,6 +308,12 @@ def table(res: dict[str, Any], title: str) -> list[str]:
             rc = _agg(rs, ("streams", c, "adaptive", "recall"))
             out.append(f"| {c} | {_fmt(ff, n)} | {_fmt(fe, n)} | {_fmt(p, n)} / {_fmt(rc, n)} | "
                        f"{_fmt(_agg(rs, ('streams', c, 'adaptive', 'macs_share')), n)} |")
+    if "full_by_variant" in rs[0]["conditions"]["clean"]:
+        by = {k: [r["conditions"]["clean"]["full_by_variant"][k] for r in rs]
+              for k in rs[0]["conditions"]["clean"]["full_by_variant"]}
+        out += ["", "Full model, clean, all three held out, by held-out voice variant (~50 clips each): "
+                + ", ".join(f"{k} {100 * float(np.mean(v)):.0f}%" for k, v in sorted(by.items(), key=lambda kv:
+                                                                                     np.mean(kv[1]))) + "."]
     if "latency" in rs[0]:
         out += ["", latency_line(rs[0])]
     return out + [""]
