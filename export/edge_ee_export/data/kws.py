@@ -374,8 +374,8 @@ class ClipCounts:
     heldout_per_keyword: int = 120
     heldout_per_unknown: int = 12
     # unknown-word clips in each training epoch, as a multiple of ``per_keyword`` (None: all of them). The 32
-    # unknown words give variety, but all of them every epoch make "unknown" 4.8 keywords' worth of the data, and
-    # a keyword in an unfamiliar voice was then mostly called "unknown" (81 of 145 errors on held-out speakers);
+    # unknown words give variety, but all of them every epoch make "unknown" 4.8 keywords' worth of the data (the
+    # tests weigh it as one class in twelve), which pulls a keyword in an unfamiliar voice towards "unknown";
     # each epoch draws a fresh subset instead.
     unknown_per_epoch: float | None = 1.5
 
