@@ -707,7 +707,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="subsets, few epochs, one seed (< 15 min on 2 cores)")
     p.add_argument("--tasks", default="fm,kws", help="comma-separated: fm (Fashion-MNIST), kws (keyword DS-CNN)")
     p.add_argument("--seeds", type=int, default=None, help="number of seeds (default: 1 quick, 3 full)")
-    p.add_argument("--seed-list", default=None,
+    p.add_argument("--seed-list", default=None, type=lambda s: [int(v) for v in s.split(",")],
                    help="comma-separated seeds to train in this process and keep in WORK/TASK.seedN.json, no report; "
                         "a later --reuse run merges them (seeds in parallel processes)")
     p.add_argument("--fm-data", default="/usr/share/datasets/fashion-mnist")
@@ -726,7 +726,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.seeds:
         budget.seeds = list(range(a.seeds))
     if a.seed_list:
-        budget.seeds = [int(v) for v in a.seed_list.split(",")]
+        budget.seeds = a.seed_list
         for task in [t for t in a.tasks.split(",") if t]:
             run_task(task, budget, a.fm_data, a.kws_cache, Path(a.work) / ("quick" if a.quick else "full"),
                      log=lambda s: print(s, flush=True))

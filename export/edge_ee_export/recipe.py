@@ -122,7 +122,8 @@ def _kws(a: RecipeArgs, arch: str, recipe: Recipe) -> tuple[Any, nn.Module]:
 
     words = a.words.split(",") if a.words else None
     voices = a.voices.split(",") if a.voices is not None else None
-    counts = kws.ClipCounts.for_keyword_clips(a.clips_per_keyword) if a.clips_per_keyword else kws.ClipCounts()
+    counts = kws.ClipCounts.for_keyword_clips(a.clips_per_keyword) if a.clips_per_keyword is not None \
+        else kws.ClipCounts()
     data = kws.load(Path(a.cache) / "kws", seed=a.seed, counts=counts, train_limit=a.train_limit, words=words,
                     progress=not a.no_progress, voices=voices, noise_files=a.noise or (), babble=not a.no_babble)
     if a.model:

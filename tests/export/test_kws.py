@@ -134,6 +134,24 @@ def _export(tmp_path: Path, *extra: str) -> int:
                  str(tmp_path / "cache"), "--no-progress", "--threads", "1", *extra])
 
 
+def _noise_wav(path: Path, rate: int, channels: int, samples: int) -> Path:
+    """A 16-bit PCM WAV of white noise (``samples`` values, interleaved over ``channels``)."""
+    import wave
+
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(channels)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes((np.random.default_rng(0).standard_normal(samples) * 3000).astype("<i2").tobytes())
+    return path
+
+
+def test_clips_per_keyword_zero_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _export(tmp_path, "--words", "yes,no", "--clips-per-keyword", "0") == USAGE
+    assert "--clips-per-keyword must be at least 1" in capsys.readouterr().err
+    _nothing_written(tmp_path)
+
+
 def _nothing_written(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
     assert not list((tmp_path / "cache").rglob("*.npz")) if (tmp_path / "cache").exists() else True
@@ -157,14 +175,7 @@ def test_a_word_outside_the_labels(tmp_path: Path, capsys: pytest.CaptureFixture
 
 
 def test_a_noise_file_at_the_wrong_rate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    import wave
-
-    p = tmp_path / "fan.wav"
-    with wave.open(str(p), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(44100)
-        w.writeframes((np.random.default_rng(0).standard_normal(44100) * 3000).astype("<i2").tobytes())
+    p = _noise_wav(tmp_path / "fan.wav", rate=44100, channels=1, samples=44100)
     assert _export(tmp_path, "--words", "yes,no", "--noise", str(p)) == DATASET
     err = capsys.readouterr().err
     assert "fan.wav is sampled at 44100 Hz" in err and "16000" in err and "hint: resample it" in err
@@ -185,13 +196,6 @@ def test_an_empty_or_unknown_voice_list(tmp_path: Path, capsys: pytest.CaptureFi
 
 
 def test_noise_files_are_read_at_16k(tmp_path: Path) -> None:
-    import wave
-
-    p = tmp_path / "hum.wav"
-    with wave.open(str(p), "wb") as w:
-        w.setnchannels(2)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes((np.random.default_rng(0).standard_normal(16000) * 3000).astype("<i2").tobytes())
+    p = _noise_wav(tmp_path / "hum.wav", rate=16000, channels=2, samples=16000)
     x = kws.read_noise(p)
     assert x.shape == (8000,) and x.dtype == np.float32

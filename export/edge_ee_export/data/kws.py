@@ -373,7 +373,8 @@ class ClipCounts:
     eval_per_unknown: int = 24
     heldout_per_keyword: int = 120
     heldout_per_unknown: int = 12
-    # unknown-word clips in each training epoch, as a multiple of ``per_keyword`` (None: all of them). The 32
+    # unknown-word clips in each training epoch, as a multiple of the training clips per keyword (None: all of
+    # them). The 32
     # unknown words give variety, but all of them every epoch make "unknown" 4.8 keywords' worth of the data (the
     # tests weigh it as one class in twelve), which pulls a keyword in an unfamiliar voice towards "unknown";
     # each epoch draws a fresh subset instead.
