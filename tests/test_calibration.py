@@ -81,6 +81,58 @@ def test_guarantee_holds_over_many_calibration_sets(labelled: bool) -> None:
     assert np.mean(macs_rc) < 95.0  # and the guarantee still saves compute
 
 
+def conditioned(n: int, rng: np.random.Generator, noisy_share: float = 0.4) -> tuple[ExitTable, np.ndarray]:
+    """``population`` with a condition per input: in "noisy" inputs the early exits are as confident as in "clean"
+    ones but right less often (their answer is replaced by a wrong one with probability 0.15), as exits under a
+    background they were not calibrated for."""
+    t = population(n, rng)
+    cond = np.where(rng.uniform(0, 1, n) < noisy_share, "noisy", "clean")
+    preds = t.preds.copy()
+    assert t.labels is not None
+    for k in range(t.num_early):
+        spoil = (cond == "noisy") & (rng.uniform(0, 1, n) < 0.15)
+        preds[k, spoil] = (t.labels[spoil] + 1) % 10
+    return ExitTable(keys=t.keys, preds=preds, rules=t.rules, cum_macs=t.cum_macs, labels=t.labels,
+                     full_macs=t.full_macs), cond
+
+
+def test_guarantee_per_condition_holds_in_each_condition() -> None:
+    """Over many calibration sets, the per-condition selection's risk exceeds the target in SOME condition in at most
+    1 - confidence of them; the pooled selection, certified only on the mix, misses in the noisy condition."""
+    rng = np.random.default_rng(21)
+    pop, pop_cond = conditioned(50_000, rng)
+    parts = [pop.subset(np.flatnonzero(pop_cond == c)) for c in ("clean", "noisy")]
+    target, confidence, draws, n = 0.05, 0.9, 100, 3000
+    violations = {"per condition": 0, "pooled": 0}
+    certified = 0
+    for i in range(draws):
+        cal, cond = conditioned(n, rng)
+        per = select_risk_controlled(cal, target, confidence, levels=10, seed=i, conditions=cond)
+        pooled = select_risk_controlled(cal, target, confidence, levels=10, seed=i)
+        for name, sel in (("per condition", per), ("pooled", pooled)):
+            keys = cal.key_thresholds(sel.point.thresholds)
+            violations[name] += max(true_risk(t, keys, True) for t in parts) > target
+        g = per.guarantee
+        assert g is not None and g.conditions is not None and set(g.conditions) == {"clean", "noisy"}
+        assert sum(int(c["n_test"]) for c in g.conditions.values()) == g.n_test
+        assert all(c["upper_bound"] <= target for c in g.conditions.values())
+        if g.certified:
+            certified += 1
+            assert "in every condition" in g.describe()
+    # P(violation in some condition) <= 1 - confidence = 10%; 100 draws: sd of the rate ~3 pp
+    assert violations["per condition"] / draws <= 0.1 + 0.06, violations
+    assert violations["pooled"] / draws > 0.5, violations  # the mix hides the noisy condition
+    assert certified / draws > 0.5  # and it still exits early in most draws
+
+
+def test_per_condition_refuses_too_few_frames_in_a_condition() -> None:
+    cal, cond = conditioned(400, np.random.default_rng(3), noisy_share=0.05)
+    with pytest.raises(UsageError, match="too few calibration frames in condition noisy"):
+        select_risk_controlled(cal, 0.02, 0.9, conditions=cond)
+    with pytest.raises(UsageError, match="one per frame"):
+        select_risk_controlled(cal, 0.02, 0.9, conditions=cond[:-1])
+
+
 def test_too_little_data_says_how_much_is_needed() -> None:
     rng = np.random.default_rng(5)
     cal = population(60, rng)
@@ -131,6 +183,8 @@ def test_calibration_record_roundtrip_and_errors() -> None:
     assert Calibration.from_dict(c.to_dict()).to_dict() == c.to_dict()
     assert Calibration.from_dict({}).guarantee is None  # old bundles: no guarantee, still load
     for bad in ({"operating_points": [1, 2, 3]}, {"operating_points": "x"}, {"temperatures": [math.inf]},
-                {"chosen": {"thresholds": "a"}}, {"guarantee": 5}, [1]):
+                {"chosen": {"thresholds": "a"}}, {"guarantee": 5}, [1],
+                {"guarantee": {**sel.guarantee.to_dict(), "conditions": {"babble": {"n_test": "x"}}}},
+                {"guarantee": {**sel.guarantee.to_dict(), "conditions": [1]}}):
         with pytest.raises(BundleError):
             Calibration.from_dict(bad)

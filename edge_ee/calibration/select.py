@@ -7,7 +7,9 @@ target ``eps`` is a fraction (0.01 = 1 pp).
 **Guarantee** (:func:`select_risk_controlled`). Learn-then-Test (Angelopoulos et al. 2021) with fixed-sequence testing:
 
 1. the calibration frames are split at random: an *ordering* part (``order_fraction``) builds the Pareto frontier,
-   which orders candidate threshold vectors from safe (expensive) to aggressive (cheap); the *testing* part is used
+   which orders candidate threshold vectors from safe (expensive) to aggressive (cheap) (per condition: by the
+   worst condition's accuracy relative to the final exit), preceded by a ladder of ``LADDER_STEPS`` ever larger
+   shares of that frontier's safest point's exits (also chosen on the ordering part); the *testing* part is used
    only to test them, so the order does not depend on the data it is tested on;
 2. walking the order, hypothesis ``H_j: risk(j) > eps`` is tested at level ``delta = 1 - confidence``: for the
    disagreement (a 0-1 loss) it is rejected when the Clopper-Pearson upper bound is <= eps; for the accuracy drop
@@ -19,6 +21,14 @@ target ``eps`` is a fraction (0.01 = 1 pp).
    frames and the frames the model will see are independent draws from the same distribution. "Every input to the
    final exit" has risk 0 and is the fallback when nothing is certified.
 
+**Per condition** (``conditions=``: a condition name per calibration frame, e.g. clean / babble / noise). The
+hypothesis becomes ``H_j: the risk in SOME condition > eps``, a union of one null per condition; it is rejected only
+when every condition's own test rejects at ``delta`` (an intersection-union test, level ``delta`` with no
+correction: under ``H_j`` one condition's null is true and its test alone rejects with probability <= delta). The
+walk is unchanged, so ``P(some condition's risk of the chosen point > eps) <= delta``: the target holds in each
+condition at once, not only on the mix. Each condition is tested on its own frames, so the cost is set by the
+condition where the exits are least reliable and the one with the fewest frames.
+
 **Point estimate** (:func:`select_point_estimate`): the cheapest frontier point whose risk on the calibration data is
 <= eps, with no margin: it misses its target on new data about as often as not near the boundary.
 """
@@ -26,6 +36,7 @@ target ``eps`` is a fraction (0.01 = 1 pp).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -41,6 +52,10 @@ METHOD = ("learn-then-test: fixed sequence along the frontier; exact paired test
 ASSUMPTION = "calibration frames are drawn like the frames the model will see (i.i.d.)"
 ORDER_FRACTION = 0.3  # share of the calibration frames that orders the candidates; the rest tests them
 MIN_FRAMES = 50  # below this no point but "always final" can be certified at any useful target
+# the walk climbs from "every input to the final exit" to the frontier's safest point in this many steps: that point
+# is the cheapest of many the ordering part could not tell apart (all without a loss there), so on its own it is
+# often already too aggressive to pass, and fixed-sequence testing would then certify nothing
+LADDER_STEPS = 8
 
 
 @dataclass
@@ -59,6 +74,8 @@ class Guarantee:
     certified: bool  # a point other than "every input to the final exit" passed
     frames_needed: int | None = None  # when not certified: about how many calibration frames would do
     assumption: str = ASSUMPTION
+    # per condition (the selection held the target in each): name -> n_test, empirical_risk, upper_bound
+    conditions: dict[str, dict[str, float]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -68,6 +85,12 @@ class Guarantee:
         if not isinstance(d, dict):
             raise TypeError("guarantee must be an object")
         names = {f for f in cls.__dataclass_fields__}
+        cond = d.get("conditions")
+        if cond is not None and not (isinstance(cond, dict) and all(
+                isinstance(c, dict) and all(isinstance(c.get(k), (int, float)) and not isinstance(c.get(k), bool)
+                                            for k in ("n_test", "empirical_risk", "upper_bound"))
+                for c in cond.values())):
+            raise TypeError("conditions must map each condition to its n_test, empirical_risk and upper_bound")
         return cls(**{k: v for k, v in d.items() if k in names})
 
     def describe(self) -> str:
@@ -77,6 +100,13 @@ class Guarantee:
             return (f"no early-exit point certified: {what} <= {100 * self.target:.3g}% at "
                     f"{100 * self.confidence:.3g}% confidence needs more than the {self.n} calibration frames "
                     f"given{more}; every input goes to the final exit")
+        if self.conditions:
+            each = ", ".join(f"{name} {100 * c['upper_bound']:.2f}% ({int(c['n_test'])})"
+                             for name, c in self.conditions.items())
+            return (f"{what} <= {100 * self.target:.3g}% in every condition at once with "
+                    f"{100 * self.confidence:.3g}% confidence (upper bounds, test frames: {each}; measured "
+                    f"{100 * self.empirical_risk:.2f}% on all {self.n_test} of {self.n} frames; assumes "
+                    f"{self.assumption} within each condition)")
         return (f"{what} <= {100 * self.target:.3g}% with {100 * self.confidence:.3g}% confidence "
                 f"(upper bound {100 * self.upper_bound:.2f}%, measured {100 * self.empirical_risk:.2f}% on "
                 f"{self.n_test} of {self.n} frames; assumes {self.assumption})")
@@ -87,6 +117,20 @@ class Selection:
     point: OperatingPoint  # evaluated on the whole table (every calibration frame)
     guarantee: Guarantee | None  # None: point estimate
     path: list[dict[str, float]] = field(default_factory=list)  # per tested point: macs, risk, passed
+
+
+def check_conditions(conditions: Sequence[str] | np.ndarray, n: int) -> np.ndarray:
+    """The per-frame condition names as an array; every condition needs ``MIN_FRAMES`` frames."""
+    c = np.asarray(conditions).astype(str)
+    if c.shape != (n,):
+        raise UsageError(f"{c.size} condition names for {n} calibration frames: give one per frame")
+    names, counts = np.unique(c, return_counts=True)
+    few = [f"{name} ({k})" for name, k in zip(names, counts) if k < MIN_FRAMES]
+    if few:
+        raise UsageError(f"too few calibration frames in condition {', '.join(few)}: a per-condition guarantee "
+                         f"needs at least {MIN_FRAMES} in each",
+                         "calibrate on more frames, merge the small conditions, or calibrate on the pooled set")
+    return c
 
 
 def check_request(target: float, confidence: float, n: int) -> None:
@@ -168,30 +212,44 @@ def split_indices(n: int, order_fraction: float = ORDER_FRACTION, seed: int = 0)
     return np.sort(perm[:n_order]), np.sort(perm[n_order:])
 
 
+def _per_condition(test: ExitTable, cond: np.ndarray | None) -> list[tuple[str, ExitTable]]:
+    """The testing part as one table per condition (one pooled table without conditions)."""
+    if cond is None:
+        return [("all", test)]
+    return [(str(name), test.subset(np.flatnonzero(cond == name))) for name in np.unique(cond)]
+
+
 def select_risk_controlled(table: ExitTable, target: float, confidence: float, *, cost: str = "mean_macs",
                            order_fraction: float = ORDER_FRACTION, levels: int = 40, max_points: int = 60,
-                           seed: int = 0) -> Selection:
-    """Learn-then-Test selection (see the module docstring). ``table.labels`` None: label-free risk."""
+                           seed: int = 0, conditions: Sequence[str] | np.ndarray | None = None) -> Selection:
+    """Learn-then-Test selection (see the module docstring). ``table.labels`` None: label-free risk.
+    ``conditions``: a condition name per frame; the target is then held in every condition at once."""
     n = table.n
     check_request(target, confidence, n)
+    cond = None if conditions is None else check_conditions(conditions, n)
     delta = 1.0 - confidence
     labelled = table.labels is not None
     order_idx, test_idx = split_indices(n, order_fraction, seed)
     order, test = table.subset(order_idx), table.subset(test_idx)
     nt = test.n
+    groups = _per_condition(test, None if cond is None else cond[test_idx])
     # safe -> aggressive: the frontier built on the ordering part, most expensive first
-    path = list(reversed(order.frontier(levels=levels, max_points=max_points, cost=cost)))
+    front = list(reversed(order.frontier(levels=levels, max_points=max_points, cost=cost,
+                                         groups=None if cond is None else cond[order_idx])))
+    path = [order.point(keys) for keys in _ladder(order, order.key_thresholds(front[0].thresholds))] + front
     final_keys = table.never_keys()
     chosen_keys, chosen_counts = final_keys, (0, 0, 0)
     tested: list[dict[str, float]] = []
+    chosen_groups = [(0, 0, 0)] * len(groups)
     for p in path:
         keys = table.key_thresholds(p.thresholds)
         counts = test.outcome_counts(keys)
-        ok = passes(*counts, nt, target, delta, labelled)
+        per = [g.outcome_counts(keys) for _, g in groups]
+        ok = all(passes(*c, g.n, target, delta, labelled) for c, (_, g) in zip(per, groups))
         tested.append({"mean_macs": float(p.mean_macs or 0.0), "risk": _emp(counts, nt, labelled), "passed": ok})
         if not ok:
             break
-        chosen_keys, chosen_counts = keys, counts
+        chosen_keys, chosen_counts, chosen_groups = keys, counts, per
     point = table.point(chosen_keys)
     certified = (point.exit_fractions or [1.0])[-1] < 1.0 - 1e-12  # it exits early somewhere
     needed = None
@@ -200,21 +258,53 @@ def select_risk_controlled(table: ExitTable, target: float, confidence: float, *
         for p in path:
             if (p.exit_fractions or [0.0])[-1] >= 1.0 - 1e-12:
                 continue
-            w, b, d = order.outcome_counts(table.key_thresholds(p.thresholds))
-            m = frames_needed(w / order.n, b / order.n, d / order.n, target, delta, labelled)
-            if m is not None:
-                needed = int(math.ceil(m / (1.0 - order_fraction)))
+            needed = _frames_needed_for(order, None if cond is None else cond[order_idx],
+                                        table.key_thresholds(p.thresholds), target, delta, labelled)
+            if needed is not None:
+                needed = int(math.ceil(needed / (1.0 - order_fraction)))
                 break
+    bounds = [min(float(upper_bound(*c, g.n, delta, labelled)), float(target)) for c, (_, g) in
+              zip(chosen_groups, groups)] if certified else [0.0] * len(groups)
     g = Guarantee(method=METHOD, risk="accuracy_drop" if labelled else "disagreement", target=float(target),
                   confidence=float(confidence), n=n, n_order=order.n, n_test=nt,
                   empirical_risk=_emp(chosen_counts, nt, labelled),
                   # the test passed at the target, so the smallest passing bound is at most the target
-                  upper_bound=min(float(upper_bound(*chosen_counts, nt, delta, labelled)), float(target))
-                  if certified else 0.0,
+                  upper_bound=max(bounds),
                   certified=certified,
-                  frames_needed=needed)
+                  frames_needed=needed,
+                  conditions=None if cond is None else {
+                      name: {"n_test": g.n, "empirical_risk": _emp(c, g.n, labelled), "upper_bound": b}
+                      for (name, g), c, b in zip(groups, chosen_groups, bounds)})
     point.note = "risk-controlled" if certified else "final exit (nothing certified)"
     return Selection(point, g, tested)
+
+
+def _ladder(order: ExitTable, top: Sequence[float], steps: int = LADDER_STEPS) -> list[list[float]]:
+    """Key vectors from "every input to the final exit" up to ``top`` (the frontier's safest point): at step j of
+    ``steps`` each early exit fires for j/steps of the ordering inputs it fires for at ``top`` (its key quantile)."""
+    never = order.never_keys()
+    out = []
+    for j in range(1, steps):
+        keys = []
+        for k, t in enumerate(top):
+            share = float((order.keys[k] >= t).mean()) * j / steps
+            keys.append(float(np.quantile(order.keys[k], 1.0 - share)) if share > 0 else never[k])
+        out.append(keys)
+    return out
+
+
+def _frames_needed_for(order: ExitTable, cond: np.ndarray | None, keys: Sequence[float], target: float,
+                       delta: float, labelled: bool) -> int | None:
+    """Test frames a point would need, at the rates the ordering part saw; per condition, the condition that needs
+    the most, scaled by its share of the frames."""
+    need = 0.0
+    for _name, g in _per_condition(order, cond):
+        w, b, d = g.outcome_counts(keys)
+        m = frames_needed(w / g.n, b / g.n, d / g.n, target, delta, labelled)
+        if m is None:
+            return None
+        need = max(need, m * order.n / g.n)
+    return int(math.ceil(need))
 
 
 def parse_fraction(option: str, text: str | float) -> float:

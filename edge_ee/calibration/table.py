@@ -10,7 +10,8 @@ both build one and call the same frontier and selection code.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -19,13 +20,14 @@ from ..core.exit_rules import DEFAULT_RULE, get_rule
 from .points import OperatingPoint, pareto
 
 _Raw = tuple[float, float, tuple[float, ...]]  # (cost, quality, threshold keys)
+_Score = Callable[[np.ndarray], np.ndarray]  # per-input quality [G, N] of G threshold vectors -> their quality [G]
 
 
 def _upper_envelope(raw: list[_Raw]) -> list[tuple[float, tuple[float, ...]]]:
     """Cheapest first, each point strictly better in quality than every cheaper one."""
     raw.sort(key=lambda r: (r[0], -r[1]))
     front: list[tuple[float, tuple[float, ...]]] = []
-    best = -1.0
+    best = -math.inf
     for c, q, t in raw:
         if q > best + 1e-12:
             front.append((c, t))
@@ -143,7 +145,16 @@ class ExitTable:
         return [np.unique(np.concatenate([np.quantile(self.keys[k], np.linspace(0.0, 1.0, levels)), [nk]]))
                 for k, nk in enumerate(self.never_keys())]
 
-    def _grid(self, cands: list[np.ndarray], qual: np.ndarray, cost_of: np.ndarray) -> list[_Raw]:
+    def _score(self, qual: np.ndarray, groups: np.ndarray | None) -> _Score:
+        """Quality of threshold vectors from their per-input quality: the mean; with ``groups`` (a name per input),
+        the worst group's mean relative to the final exit's in that group (a drop, <= 0 where some group loses)."""
+        if groups is None:
+            return lambda v: v.mean(1)
+        masks = [groups == g for g in np.unique(groups)]
+        base = [float(qual[-1][m].mean()) for m in masks]
+        return lambda v: np.min(np.stack([v[:, m].mean(1) - b for m, b in zip(masks, base)]), axis=0)
+
+    def _grid(self, cands: list[np.ndarray], qual: np.ndarray, cost_of: np.ndarray, score: _Score) -> list[_Raw]:
         """(cost, quality, thresholds) of every vector of the key-quantile grid, vectorised over the last exit."""
         k, idx = self.num_early, np.arange(self.n)
         raw: list[_Raw] = []
@@ -157,14 +168,14 @@ class ExitTable:
                 ex[f] = i
                 undecided &= ~f
             e2 = np.where(undecided[None, :] & last, k - 1, ex[None, :])  # [G, N]
-            q = qual[e2, idx[None, :]].mean(1)
+            q = score(qual[e2, idx[None, :]])
             c = cost_of[e2].mean(1)
             head = tuple(float(cands[i][g]) for i, g in enumerate(combo))
             raw.extend((float(c[g]), float(q[g]), head + (float(cands[-1][g]),)) for g in range(len(cands[-1])))
         return raw
 
-    def _sampled(self, cands: list[np.ndarray], qual: np.ndarray, cost_of: np.ndarray, samples: int,
-                 seed: int) -> list[_Raw]:
+    def _sampled(self, cands: list[np.ndarray], qual: np.ndarray, cost_of: np.ndarray, score: _Score,
+                 samples: int, seed: int) -> list[_Raw]:
         """(cost, quality, thresholds) of ``samples`` random grid vectors and of the never-exit vector."""
         rng = np.random.default_rng(seed)
         idx = np.arange(self.n)
@@ -172,16 +183,18 @@ class ExitTable:
         for _ in range(samples):
             t = tuple(float(c[rng.integers(len(c))]) for c in cands)
             ex = self.exits(t)
-            raw.append((float(cost_of[ex].mean()), float(qual[ex, idx].mean()), t))
-        raw.append((float(cost_of[-1]), float(qual[-1].mean()), tuple(self.never_keys())))
+            raw.append((float(cost_of[ex].mean()), float(score(qual[ex, idx][None, :])[0]), t))
+        raw.append((float(cost_of[-1]), float(score(qual[-1][None, :])[0]), tuple(self.never_keys())))
         return raw
 
     def frontier(self, levels: int = 40, max_points: int | None = 30, cost: str = "mean_macs",
-                 samples: int = 20000, seed: int = 0) -> list[OperatingPoint]:
+                 samples: int = 20000, seed: int = 0, groups: np.ndarray | None = None) -> list[OperatingPoint]:
         """Pareto frontier of quality (accuracy with labels, else agreement with the final exit) against ``cost``
         (``mean_macs`` or ``latency_ms``) over threshold vectors: the full grid of key quantiles for up to 3 early
         exits (vectorised over the last exit), ``samples`` random grid vectors beyond. Cheapest first; the ends
-        (every input at exit 0, none before the final) are always on it."""
+        (every input at exit 0, none before the final) are always on it. ``groups`` (a condition name per input):
+        quality is the worst condition's, relative to the final exit there, so the frontier orders points by the
+        risk a per-condition guarantee tests (its points report pooled figures and are not re-filtered on them)."""
         k = self.num_early
         if k == 0:
             return [self.point([])]
@@ -190,11 +203,14 @@ class ExitTable:
             raise ValueError(f"no {cost} per exit in this table")
         qual = self.correct if self.correct is not None else self.agree
         cands = self.candidates(levels)
-        raw = self._grid(cands, qual, cost_of) if k <= 3 else self._sampled(cands, qual, cost_of, samples, seed)
+        score = self._score(qual, groups)
+        raw = self._grid(cands, qual, cost_of, score) if k <= 3 else \
+            self._sampled(cands, qual, cost_of, score, samples, seed)
         front = _upper_envelope(raw)
         if max_points is not None and len(front) > max_points:  # thin evenly in cost, ends kept
             cs = np.array([c for c, _ in front])
             keep = sorted({int(np.argmin(np.abs(cs - x))) for x in np.linspace(cs[0], cs[-1], max_points)}
                           | {0, len(front) - 1})
             front = [front[i] for i in keep]
-        return pareto([self.point(t) for _, t in front], cost)
+        points = [self.point(t) for _, t in front]
+        return points if groups is not None else pareto(points, cost)
