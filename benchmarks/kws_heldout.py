@@ -212,6 +212,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for b in args.bundle:
             eng = Engine(str(b))
             r: dict[str, Any] = {"name": eng.manifest.name, "axes": {}, "conditions": {}}
+            g = eng.manifest.calibration.guarantee
+            r["guarantee"] = g.describe() if g is not None else "none (point estimate)"
+            r["guarantee_per_condition"] = bool(g is not None and g.conditions)
             for s in AXES:
                 r["axes"][s] = score(eng, feats[("axis", s)], data[s][1])
             for c in CONDITIONS:
@@ -314,6 +317,9 @@ def table(res: dict[str, Any], title: str) -> list[str]:
         out += ["", "Full model, clean, all three held out, by held-out voice variant (~50 clips each): "
                 + ", ".join(f"{k} {100 * float(np.mean(v)):.0f}%" for k, v in sorted(by.items(), key=lambda kv:
                                                                                      np.mean(kv[1]))) + "."]
+    if "guarantee" in rs[0]:
+        scope = {"per condition" if r["guarantee_per_condition"] else "pooled" for r in rs}
+        out += ["", f"Thresholds: guarantee held {' / '.join(sorted(scope))}; first bundle: {rs[0]['guarantee']}."]
     if "latency" in rs[0]:
         out += ["", latency_line(rs[0])]
     return out + [""]

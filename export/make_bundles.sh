@@ -3,7 +3,8 @@
 #   edge_ee/bundles/fashion_mnist  ResNet-8, Fashion-MNIST, exits after stem and stack1 (PTEENet heads)
 #   edge_ee/bundles/kws            DS-CNN, espeak-ng keyword spotting (1000 utterances per keyword; training clips
 #                                  mixed afresh every epoch with babble, reverberation and noise at 5-25 dB, vocal
-#                                  tract length perturbation), exits after block1 and block2
+#                                  tract length perturbation), exits after block1 and block2, thresholds whose
+#                                  1 pp guarantee holds in quiet, stationary noise and babble at once
 # Needs torch (install it pinned, e.g. pip install torch==2.13.0 from the CPU index), the Debian
 # packages dataset-fashion-mnist and espeak-ng. Checkpoints and synthesised audio are cached in
 # $EDGE_EE_EXPORT_CACHE (default .cache/edge_ee_export), so an interrupted run resumes.

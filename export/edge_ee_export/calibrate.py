@@ -110,11 +110,26 @@ def exit_table(out: ExitOutputs, temps: list[float], rule: str, segment_macs: li
                                   full_macs=float(sum(segment_macs) + head_macs[-1]))
 
 
+def guarantee_conditions(conditions: np.ndarray | None) -> tuple[np.ndarray | None, str | None]:
+    """The per-frame conditions to hold the guarantee in, or None and why not: every condition needs
+    ``MIN_FRAMES`` threshold-calibration frames, else the guarantee is on the pooled frames (quick runs)."""
+    if conditions is None:
+        return None, None
+    names, counts = np.unique(np.asarray(conditions).astype(str), return_counts=True)
+    few = [f"{n} ({k})" for n, k in zip(names, counts) if k < MIN_FRAMES]
+    if few:
+        return None, (f"guarantee on the pooled frames, not per condition: too few threshold-calibration frames in "
+                      f"{', '.join(few)} (at least {MIN_FRAMES} each)")
+    return np.asarray(conditions).astype(str), None
+
+
 def select_thresholds(out: ExitOutputs, temps: list[float], segment_macs: list[int], head_macs: list[int],
                       target_drop: float = 0.01, confidence: float = 0.9, rules: list[str] | None = None,
-                      levels: int = 40, max_points: int = 30, seed: int = 0) -> dict[str, Any]:
+                      levels: int = 40, max_points: int = 30, seed: int = 0,
+                      conditions: np.ndarray | None = None) -> dict[str, Any]:
     """Frontier + risk-controlled thresholds on ``out`` (the threshold split): the manifest ``calibration`` keys
-    that depend on the thresholds. Used on the PyTorch model's outputs and again on an int8 bundle's own outputs."""
+    that depend on the thresholds. Used on the PyTorch model's outputs and again on an int8 bundle's own outputs.
+    ``conditions`` (one name per frame): the guarantee holds in each condition at once."""
     k = len(out.logits) - 1
     has_conf = k > 0 and all(c is not None for c in out.conf[:k])
     rules = rules or [name for name, r in RULES.items() if has_conf or not r.needs_confidence]
@@ -127,8 +142,11 @@ def select_thresholds(out: ExitOutputs, temps: list[float], segment_macs: list[i
     front = table.frontier(levels=levels, max_points=max_points)
     note = None
     if out.n >= MIN_FRAMES:
+        cond, note = guarantee_conditions(conditions)
+        if note:
+            log.warning("calibration: %s", note)
         sel = select_risk_controlled(table, target_drop, confidence, order_fraction=ORDER_FRACTION, levels=levels,
-                                     seed=seed)
+                                     seed=seed, conditions=cond)
         chosen, guarantee = sel.point, sel.guarantee
     else:  # quick runs (--train-limit): no guarantee is possible, say so in the bundle
         note = (f"no guarantee: {out.n} threshold-calibration frames (a guarantee needs at least {MIN_FRAMES}); "
@@ -161,18 +179,24 @@ def select_thresholds(out: ExitOutputs, temps: list[float], segment_macs: list[i
     }
 
 
+def per_condition(cal: dict[str, Any]) -> bool:
+    """Was the guarantee of this calibration held per condition (so a re-selection, e.g. for int8, must be too)?"""
+    return bool((cal.get("guarantee") or {}).get("conditions"))
+
+
 def calibrate(ee: EarlyExitModel, calib_temp: TensorSplit, calib_thr: TensorSplit, target_drop: float = 0.01,
               confidence: float = 0.9, rules: list[str] | None = None, levels: int = 40,
-              max_points: int = 30) -> dict[str, Any]:
+              max_points: int = 30, pooled: bool = False) -> dict[str, Any]:
     """Fit temperatures on ``calib_temp`` and thresholds with a guarantee on ``calib_thr``; return the manifest
-    ``calibration`` dict."""
+    ``calibration`` dict. The guarantee is held in each condition when ``calib_thr`` knows its inputs'
+    conditions, unless ``pooled``."""
     a = collect(ee, calib_temp)
     b = collect(ee, calib_thr)
     k = ee.num_early
     temps = [fit_temperature(a.logits[i], a.labels) for i in range(k + 1)]
     ct = ee.cost_table()
     cal = select_thresholds(b, temps, ct["segment_macs"], ct["head_macs"], target_drop, confidence, rules, levels,
-                            max_points)
+                            max_points, conditions=None if pooled else calib_thr.conditions)
     return {
         "method": "temperature on calib_temp, thresholds on calib_thr (learn-then-test)",
         **cal,

@@ -186,6 +186,9 @@ def kws(
     no_babble: Annotated[bool, typer.Option("--no-babble", help="no background speech in training")] = False,
     clips_per_keyword: Annotated[int | None, typer.Option(help="training utterances per keyword (default 400; "
                                                           "unknown words scale alike)")] = None,
+    pooled_guarantee: Annotated[bool, typer.Option("--pooled-guarantee", help=(
+        "hold the threshold guarantee on the mix of backgrounds only (cheaper) instead of in each of quiet, "
+        "stationary noise and babble at once"))] = False,
 ) -> None:
     _recipe("kws", dict(locals()))
 

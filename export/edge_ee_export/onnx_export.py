@@ -43,7 +43,7 @@ from edge_ee.errors import OutputError
 
 from . import __version__
 from .attach import EarlyExitModel
-from .calibrate import ExitOutputs, select_thresholds, softmax
+from .calibrate import ExitOutputs, per_condition, select_thresholds, softmax
 from .data import Dataset, TensorSplit
 from .errors import VerificationError
 from .merge import add_merged_graphs, verify_merged
@@ -323,7 +323,8 @@ def _quantize(ee: EarlyExitModel, cal: dict[str, Any], tmp: Path, m: Manifest, q
     ct = ee.cost_table()
     cal8 = {**cal, **select_thresholds(chain_outputs(tmp, m, qs), cal["temperatures"], ct["segment_macs"],
                                        ct["head_macs"], cal["target_drop"], cal.get("confidence", 0.9),
-                                       rules=[cal["rule"]])}
+                                       rules=[cal["rule"]],
+                                       conditions=qs.conditions if per_condition(cal) else None)}
     cal8["method"] = str(cal.get("method", "")) + "; thresholds re-selected on the int8 bundle's outputs"
     apply_thresholds(m, cal8)
     int8 = chain_accuracy(tmp, m, qs)

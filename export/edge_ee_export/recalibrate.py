@@ -36,7 +36,7 @@ def recalibrate_bundle(bundle_dir: str | os.PathLike[str], split: TensorSplit, t
     head_macs = [h.macs if h is not None else 0 for h in heads]
     temps = [h.temperature if h is not None else 1.0 for h in heads]
     cal = select_thresholds(chain_outputs(path, m, split), temps, segment_macs, head_macs, target_drop, confidence,
-                            rules=[rule], seed=seed)
+                            rules=[rule], seed=seed, conditions=split.conditions)
     old = m.calibration.to_dict()
     new = {**old, **cal, "temperatures": temps,
            "method": f"thresholds re-selected on {split.name} ({len(split)} frames) with the bundle's ONNX chain "

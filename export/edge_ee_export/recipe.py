@@ -69,6 +69,7 @@ class RecipeArgs:
     noise: list[str] | None = None
     no_babble: bool = False
     clips_per_keyword: int | None = None
+    pooled_guarantee: bool = False
 
 
 @dataclass(frozen=True)
@@ -253,7 +254,8 @@ def run_recipe(a: RecipeArgs, command: str) -> Path:
     h = train_exits(ee, data, method=a.method, epochs=ex_epochs, seed=a.seed,
                     ckpt=r.checkpoint(f"{a.method}-{head}-{where}-exits"), progress=r.progress)
     history["exits"] = {"epochs": ex_epochs, "method": a.method, "final": h[-1] if h else None}
-    cal = calibrate(ee, data.calib_temp, data.calib_thr, target_drop=a.target_drop, confidence=a.confidence)
+    cal = calibrate(ee, data.calib_temp, data.calib_thr, target_drop=a.target_drop, confidence=a.confidence,
+                    pooled=a.pooled_guarantee)
     cal["split"]["sizes"] = data.sizes()
     log.info("calibrated (%s): accuracy %.4f vs full %.4f at %.1f%% of the MACs (oracle %.1f%%)", cal["rule"],
              cal["chosen"]["accuracy"], cal["full_accuracy"], 100 * cal["chosen"]["macs_ratio"],

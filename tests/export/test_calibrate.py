@@ -7,7 +7,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from edge_ee_export.calibrate import ExitOutputs, exit_table, fit_temperature  # noqa: E402
+from edge_ee_export.calibrate import ExitOutputs, exit_table, fit_temperature, select_thresholds  # noqa: E402
 
 from edge_ee.core.bundle import load_bundle  # noqa: E402
 from edge_ee.core.engine import Engine  # noqa: E402
@@ -40,6 +40,31 @@ def test_frontier_is_pareto_and_sorted() -> None:
     assert front[0].exit_fractions[0] == pytest.approx(1.0)
     t = table.frontier(levels=20, max_points=10)
     assert len(t) <= 11 and t[0] == front[0] and t[-1] == front[-1]
+
+
+def _outputs(n: int, rng: np.random.Generator) -> ExitOutputs:
+    labels = rng.integers(0, 4, n)
+    logits = []
+    for noise in (2.0, 1.0, 0.3):
+        z = rng.normal(0, noise, (n, 4))
+        z[np.arange(n), labels] += 2.5
+        logits.append(z)
+    return ExitOutputs(logits, [None, None, None], labels)
+
+
+def test_thresholds_are_held_per_condition_where_the_split_knows_them() -> None:
+    rng = np.random.default_rng(2)
+    out = _outputs(3000, rng)
+    cond = np.where(rng.uniform(0, 1, 3000) < 0.5, "babble", "quiet")
+    cal = select_thresholds(out, [1.0] * 3, [10, 30, 60], [2, 2, 1], 0.02, 0.9, conditions=cond)
+    g = cal["guarantee"]
+    assert set(g["conditions"]) == {"babble", "quiet"} and "guarantee_note" not in cal
+    pooled = select_thresholds(out, [1.0] * 3, [10, 30, 60], [2, 2, 1], 0.02, 0.9)
+    assert pooled["guarantee"]["conditions"] is None
+    # a condition with too few frames: the guarantee falls back to the pooled frames and the bundle says why
+    few = np.where(np.arange(3000) < 20, "babble", "quiet")
+    cal = select_thresholds(out, [1.0] * 3, [10, 30, 60], [2, 2, 1], 0.02, 0.9, conditions=few)
+    assert cal["guarantee"]["conditions"] is None and "babble (20)" in cal["guarantee_note"]
 
 
 def test_manifest_point_matches_engine(fm_export, fm_data) -> None:

@@ -47,6 +47,12 @@ def test_splits_keep_heldout_voices_apart(tmp_path: Path) -> None:
     assert set(kws.TRAIN_VARIANTS).isdisjoint(kws.HELDOUT_VARIANTS)
     assert set(kws.TRAIN_SPEEDS).isdisjoint(kws.EVAL_SPEEDS)
     assert "test_heldout_voices" in (d.extra or {})
+    # every clip knows its background condition, also in a subset (the threshold guarantee is held in each)
+    for split in (d.train, d.calib_thr, d.test):
+        assert split.conditions is not None and len(split.conditions) == len(split)
+        assert set(split.conditions) <= set(kws.CONDITIONS)
+    sub = d.calib_thr.subset(torch.tensor([1, 0]))
+    assert list(sub.conditions) == [d.calib_thr.conditions[1], d.calib_thr.conditions[0]]
     assert (tmp_path / "cache" / "kws-audio.npz").is_file()
     # a second epoch view is a fresh augmentation of the same utterances
     assert d.train_fn is not None
@@ -99,6 +105,19 @@ def test_training_clips_carry_babble_and_reverb() -> None:
                      [kws.make_clip(None, rng, pool) for _ in range(10)])
     assert clips.shape == (50, 16000) and np.isfinite(clips).all() and np.abs(clips).max() <= 1.0
     assert len({round(float(np.abs(c).max()), 4) for c in clips}) > 30  # fresh level/offset/background per clip
+
+
+def test_clips_are_tagged_with_their_background() -> None:
+    from edge_ee_export.data import audio_aug as aug
+
+    rng = np.random.default_rng(4)
+    pool = aug.BabblePool([kws.synthesize(kws.Job(s, "en-gb", "", 150, 50)) for s in aug.sentences(2, rng)])
+    utt = kws.synthesize(kws.Job("stop", "en-us", "", 160, 50))
+    seen = {kws.mix_clip(u, rng, pool)[1] for u in [utt] * 60 + [None] * 20}
+    assert seen == set(kws.CONDITIONS)
+    # the tag costs no random draw: make_clip gives the same clip from the same generator state
+    a, b = np.random.default_rng(9), np.random.default_rng(9)
+    assert np.array_equal(kws.make_clip(utt, a, pool), kws.mix_clip(utt, b, pool)[0])
 
 
 def test_each_epoch_draws_a_fresh_subset_of_unknown_words() -> None:

@@ -5,22 +5,27 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 
 @dataclass
 class TensorSplit:
-    """One split of a dataset held in memory: ``x`` float32 model inputs, ``y`` int64 labels."""
+    """One split of a dataset held in memory: ``x`` float32 model inputs, ``y`` int64 labels; ``conditions``: the
+    recording condition of each input where the data set knows it (keyword clips: quiet / noise / babble)."""
 
     x: torch.Tensor
     y: torch.Tensor
     name: str = ""
+    conditions: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
 
     def subset(self, idx: torch.Tensor | slice, name: str | None = None) -> TensorSplit:
-        return TensorSplit(self.x[idx], self.y[idx], name if name is not None else self.name)
+        cond = None if self.conditions is None else self.conditions[np.asarray(idx) if isinstance(idx, torch.Tensor)
+                                                                    else idx]
+        return TensorSplit(self.x[idx], self.y[idx], name if name is not None else self.name, cond)
 
 
 @dataclass
