@@ -111,6 +111,17 @@ def evaluate_exits(ee: EarlyExitModel, split: TensorSplit, batch: int = 512) -> 
     return (correct / max(len(split), 1)).tolist()
 
 
+def _rng_state() -> dict[str, Any]:
+    """The global generators' states (torch, numpy, random), so that a resumed run equals an uninterrupted one."""
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "random": random.getstate()}
+
+
+def _set_rng_state(s: dict[str, Any]) -> None:
+    torch.set_rng_state(s["torch"])
+    np.random.set_state(s["numpy"])
+    random.setstate(s["random"])
+
+
 def _fingerprint(cfg: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -159,6 +170,8 @@ def _run_epochs(loop: _Loop, epochs: int, data: Dataset, step: Callable[[torch.T
         opt.load_state_dict(state["opt"])
         sched.load_state_dict(state["sched"])
         start, history = state["epoch"], state["history"]
+        if "rng" in state:  # dropout draws from the global generators: a resumed run must continue their streams
+            _set_rng_state(state["rng"])
         log.info("%s: resumed from %s at epoch %d/%d", name, ckpt, start, epochs)
     for ep in range(start, epochs):
         g = torch.Generator().manual_seed(seed * 1000 + ep)
@@ -188,7 +201,7 @@ def _run_epochs(loop: _Loop, epochs: int, data: Dataset, step: Callable[[torch.T
         if ckpt is not None:
             _save_ckpt(ckpt, {"fingerprint": fp, "epoch": ep + 1, "history": history,
                               "model": params_model.state_dict(), "opt": opt.state_dict(),
-                              "sched": sched.state_dict()})
+                              "sched": sched.state_dict(), "rng": _rng_state()})
     return history
 
 
