@@ -65,9 +65,10 @@ def test_kws_cli_export(tmp_path: Path) -> None:
 
     out = tmp_path / "kws"
     rc = main(["kws", "--words", "yes,no", "--epochs", "1", "--train-limit", "60", "--out", str(out), "--cache",
-               str(tmp_path / "cache"), "--no-progress", "--threads", "1"])
+               str(tmp_path / "cache"), "--no-progress", "--threads", "1", "--pooled-guarantee"])
     assert rc == 0
     m = load_bundle(out).manifest
+    assert m.calibration.guarantee is None or not m.calibration.guarantee.conditions
     assert m.task == "keyword_spotting" and m.input.layout == "NCTF" and m.input.shape == ["N", 1, 49, 10]
     pre = m.input.preprocess
     assert pre["kind"] == "audio_mfcc" and pre["n_mfcc"] == 10 and pre["n_mels"] == 40 and pre["stride_ms"] == 20
