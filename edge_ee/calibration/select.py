@@ -119,13 +119,18 @@ class Selection:
     path: list[dict[str, float]] = field(default_factory=list)  # per tested point: macs, risk, passed
 
 
+def conditions_too_small(conditions: Sequence[str] | np.ndarray) -> list[str]:
+    """The conditions with fewer than ``MIN_FRAMES`` frames, as "name (frames)"."""
+    names, counts = np.unique(np.asarray(conditions).astype(str), return_counts=True)
+    return [f"{name} ({k})" for name, k in zip(names, counts) if k < MIN_FRAMES]
+
+
 def check_conditions(conditions: Sequence[str] | np.ndarray, n: int) -> np.ndarray:
     """The per-frame condition names as an array; every condition needs ``MIN_FRAMES`` frames."""
     c = np.asarray(conditions).astype(str)
     if c.shape != (n,):
         raise UsageError(f"{c.size} condition names for {n} calibration frames: give one per frame")
-    names, counts = np.unique(c, return_counts=True)
-    few = [f"{name} ({k})" for name, k in zip(names, counts) if k < MIN_FRAMES]
+    few = conditions_too_small(c)
     if few:
         raise UsageError(f"too few calibration frames in condition {', '.join(few)}: a per-condition guarantee "
                          f"needs at least {MIN_FRAMES} in each",

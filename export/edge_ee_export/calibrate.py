@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from edge_ee.calibration import ExitTable, select_point_estimate, select_risk_controlled
-from edge_ee.calibration.select import MIN_FRAMES, ORDER_FRACTION, split_indices
+from edge_ee.calibration.select import MIN_FRAMES, ORDER_FRACTION, conditions_too_small, split_indices
 from edge_ee.core.exit_rules import DEFAULT_RULE, RULES
 
 from .attach import EarlyExitModel
@@ -115,8 +115,7 @@ def guarantee_conditions(conditions: np.ndarray | None) -> tuple[np.ndarray | No
     ``MIN_FRAMES`` threshold-calibration frames, else the guarantee is on the pooled frames (quick runs)."""
     if conditions is None:
         return None, None
-    names, counts = np.unique(np.asarray(conditions).astype(str), return_counts=True)
-    few = [f"{n} ({k})" for n, k in zip(names, counts) if k < MIN_FRAMES]
+    few = conditions_too_small(conditions)
     if few:
         return None, (f"guarantee on the pooled frames, not per condition: too few threshold-calibration frames in "
                       f"{', '.join(few)} (at least {MIN_FRAMES} each)")

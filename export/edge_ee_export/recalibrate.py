@@ -17,7 +17,7 @@ from edge_ee.core.bundle import load_bundle
 from edge_ee.core.exit_rules import DEFAULT_RULE
 from edge_ee.core.manifest import write_manifest
 
-from .calibrate import select_thresholds
+from .calibrate import per_condition, select_thresholds
 from .data import TensorSplit
 from .errors import UsageError
 from .onnx_export import apply_thresholds, chain_outputs
@@ -25,7 +25,8 @@ from .onnx_export import apply_thresholds, chain_outputs
 
 def recalibrate_bundle(bundle_dir: str | os.PathLike[str], split: TensorSplit, target_drop: float = 0.01,
                        confidence: float = 0.9, seed: int = 0) -> dict[str, Any]:
-    """Rewrite ``bundle_dir``'s thresholds and calibration from ``split``; return the new calibration dict."""
+    """Rewrite ``bundle_dir``'s thresholds and calibration from ``split``; return the new calibration dict. The
+    guarantee keeps the bundle's scope: held in each of ``split.conditions`` when the bundle's was per condition."""
     path = Path(bundle_dir)
     m = load_bundle(path).manifest
     heads = [s.head for s in m.stages]
@@ -36,7 +37,8 @@ def recalibrate_bundle(bundle_dir: str | os.PathLike[str], split: TensorSplit, t
     head_macs = [h.macs if h is not None else 0 for h in heads]
     temps = [h.temperature if h is not None else 1.0 for h in heads]
     cal = select_thresholds(chain_outputs(path, m, split), temps, segment_macs, head_macs, target_drop, confidence,
-                            rules=[rule], seed=seed, conditions=split.conditions)
+                            rules=[rule], seed=seed,
+                            conditions=split.conditions if per_condition(m.calibration.to_dict()) else None)
     old = m.calibration.to_dict()
     new = {**old, **cal, "temperatures": temps,
            "method": f"thresholds re-selected on {split.name} ({len(split)} frames) with the bundle's ONNX chain "
